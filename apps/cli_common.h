@@ -1,0 +1,50 @@
+#pragma once
+// Shared CLI plumbing: option parsing with `--config FILE` (the command line wins), `--help`.
+#include <boost/program_options.hpp>
+#include <string>
+
+namespace prefmix::apps {
+
+namespace po = boost::program_options;
+
+/// Parses argv against `desc` (plus --help and --config). Returns false when --help was
+/// printed. Unknown options and malformed values throw prefmix::Error naming the flag.
+bool ParseCommandLine(int argc, char** argv, const std::string& usage,
+                      po::options_description& desc, po::variables_map& vm,
+                      const po::positional_options_description* positional = nullptr);
+
+/// Adds --threads, --device, --seed, --quiet.
+void AddCommonOptions(po::options_description& desc);
+
+/// Applies --threads (OpenMP and torch) and checks --device; returns the device name.
+std::string ApplyCommonOptions(const po::variables_map& vm);
+
+/// Throws prefmix::Error("missing required option --name") when absent.
+void Require(const po::variables_map& vm, const char* name);
+
+}  // namespace prefmix::apps
+
+#include "core/json.h"
+#include "core/model.h"
+#include "core/protocol.h"
+
+namespace prefmix::apps {
+
+/// Adds the model options shared by the families (--model/--models, --k, --dim, --epochs, ...).
+void AddModelOptions(po::options_description& desc);
+/// Resolves the options for `family`; notes on stderr the explicitly given options it ignores.
+ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family);
+/// Adds --protocol and its options (DESIGN.md section 5).
+void AddProtocolOptions(po::options_description& desc);
+ProtocolOptions ReadProtocolOptions(const po::variables_map& vm);
+/// Parses a comma-separated list ("1,2,5") of integers; names the flag on error.
+std::vector<int> ParseIntList(const std::string& text, const char* flag);
+/// Splits "a,b,c".
+std::vector<std::string> SplitList(const std::string& text);
+/// The provenance object of DESIGN.md section 7.
+Json Provenance(const po::variables_map& vm, const std::string& data_path,
+                const std::string& device, const Json& options);
+/// Writes JSON atomically to `path`, or to stdout when path is "-".
+void WriteJson(const Json& j, const std::string& path);
+
+}  // namespace prefmix::apps

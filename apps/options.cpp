@@ -1,0 +1,175 @@
+// Model / protocol option parsing shared by train, experiment and demo.
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "apps/cli_common.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/h5io.h"
+#include "core/threads.h"
+#include "prefmix/version.h"
+
+namespace prefmix::apps {
+
+namespace {
+const char* kModelFlags[] = {"k",    "dim",    "epochs",   "lr",         "batch",   "l2",
+                             "arch", "hidden", "patience", "user-prior", "no-refit"};
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<int> ParseIntList(const std::string& text, const char* flag) {
+  std::vector<int> out;
+  for (const auto& s : SplitList(text)) {
+    size_t pos = 0;
+    int v = 0;
+    try {
+      v = std::stoi(s, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    PREFMIX_CHECK_INPUT(pos == s.size() && !s.empty(), "--", flag, ": '", s,
+                        "' is not an integer (expected a list like 1,2,5)");
+    out.push_back(v);
+  }
+  PREFMIX_CHECK_INPUT(!out.empty(), "--", flag, ": empty list");
+  return out;
+}
+
+void AddModelOptions(po::options_description& desc) {
+  ModelOptions d;
+  desc.add_options()(
+      "k", po::value<std::string>()->default_value(std::to_string(d.k)),
+      "components: groups / prototypes / heads / basis size (or 'auto' where supported)")(
+      "dim", po::value<int>()->default_value(d.dim),
+      "projection or latent size (0: family default)")("epochs", po::value<int>()->default_value(0),
+                                                       "maximum epochs (0: family default)")(
+      "lr", po::value<double>()->default_value(0), "Adam step size (0: family default)")(
+      "batch", po::value<int>()->default_value(d.batch),
+      "mini-batch size in pairs (0: full batch)")("l2", po::value<double>()->default_value(d.l2),
+                                                  "L2 strength (< 0: chosen on validation)")(
+      "arch", po::value<std::string>()->default_value(d.arch), "bt: linear | mlp")(
+      "hidden", po::value<int>()->default_value(d.hidden), "MLP hidden width")(
+      "patience", po::value<int>()->default_value(d.patience), "early-stopping patience (epochs)")(
+      "user-prior", po::value<double>()->default_value(d.user_prior),
+      "lowrank: user-step prior strength (< 0: chosen on pseudo-unseen users)")(
+      "no-refit", po::bool_switch(), "do not refit on train + validation after selection");
+}
+
+ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
+  const FamilyInfo& info = FindFamily(family);
+  ModelOptions o;
+  o.family = family;
+  std::string k = vm["k"].as<std::string>();
+  if (k == "auto") {
+    o.k_auto = true;
+  } else {
+    o.k = ParseIntList(k, "k").at(0);
+    PREFMIX_CHECK_INPUT(o.k >= 1, "--k: ", k, " must be >= 1 or 'auto'");
+  }
+  o.dim = vm["dim"].as<int>();
+  o.epochs = vm["epochs"].as<int>();
+  o.lr = vm["lr"].as<double>();
+  o.batch = vm["batch"].as<int>();
+  o.l2 = vm["l2"].as<double>();
+  o.arch = vm["arch"].as<std::string>();
+  o.hidden = vm["hidden"].as<int>();
+  o.patience = vm["patience"].as<int>();
+  o.user_prior = vm["user-prior"].as<double>();
+  o.refit = !vm["no-refit"].as<bool>();
+  o.seed = vm["seed"].as<uint64_t>();
+  o.threads = vm["threads"].as<int>();
+  o.device = vm["device"].as<std::string>();
+  o.quiet = vm["quiet"].as<bool>();
+  PREFMIX_CHECK_INPUT(o.epochs >= 0, "--epochs: ", o.epochs, " is negative");
+  PREFMIX_CHECK_INPUT(o.lr >= 0 && std::isfinite(o.lr), "--lr: ", o.lr, " is not >= 0");
+  PREFMIX_CHECK_INPUT(o.batch >= 0, "--batch: ", o.batch, " is negative");
+  PREFMIX_CHECK_INPUT(o.patience >= 1, "--patience: ", o.patience, " must be >= 1");
+  for (const char* flag : kModelFlags) {
+    if (!vm.count(flag) || vm[flag].defaulted()) continue;
+    if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;
+    std::string key = flag;
+    for (auto& c : key)
+      if (c == '-') c = '_';
+    if (key == "no_refit") key = "refit";
+    bool used = false;
+    for (const auto& u : info.options) used |= u == key;
+    if (!used)
+      std::cerr << "note: --" << flag << " does not apply to family '" << family
+                << "' and is ignored\n";
+  }
+  return o;
+}
+
+void AddProtocolOptions(po::options_description& desc) {
+  ProtocolOptions d;
+  desc.add_options()("protocol", po::value<std::string>()->default_value(d.name),
+                     "seen | unseen | subsample")(
+      "test-fraction", po::value<double>()->default_value(d.test_fraction),
+      "seen: share of each user's pairs for test")(
+      "unseen-fraction", po::value<double>()->default_value(d.unseen_fraction),
+      "unseen: share of users held out")("shots",
+                                         po::value<std::string>()->default_value("1,2,5,10,20"),
+                                         "unseen: support sizes (0 = cold start)")(
+      "users", po::value<int>()->default_value(d.users), "subsample: users per repeat (0 = all)")(
+      "train-pairs", po::value<int>()->default_value(d.train_pairs),
+      "subsample: training pairs per user")("test-pairs",
+                                            po::value<int>()->default_value(d.test_pairs),
+                                            "subsample: test pairs per user")(
+      "repeats", po::value<int>()->default_value(d.repeats), "subsample: repeats")(
+      "valid-fraction", po::value<double>()->default_value(d.valid_fraction),
+      "share of each training user's pairs used for model selection")(
+      "min-group-users", po::value<int>()->default_value(d.min_group_users),
+      "per_group lists groups with at least this many users");
+}
+
+ProtocolOptions ReadProtocolOptions(const po::variables_map& vm) {
+  ProtocolOptions o;
+  o.name = vm["protocol"].as<std::string>();
+  o.test_fraction = vm["test-fraction"].as<double>();
+  o.unseen_fraction = vm["unseen-fraction"].as<double>();
+  o.shots = ParseIntList(vm["shots"].as<std::string>(), "shots");
+  o.users = vm["users"].as<int>();
+  o.train_pairs = vm["train-pairs"].as<int>();
+  o.test_pairs = vm["test-pairs"].as<int>();
+  o.repeats = vm["repeats"].as<int>();
+  o.valid_fraction = vm["valid-fraction"].as<double>();
+  o.min_group_users = vm["min-group-users"].as<int>();
+  o.seed = vm["seed"].as<uint64_t>();
+  ValidateProtocolOptions(o);
+  return o;
+}
+
+Json Provenance(const po::variables_map& vm, const std::string& data_path,
+                const std::string& device, const Json& options) {
+  Json p = Json::Object();
+  p["version"] = PREFMIX_VERSION;
+  p["commit"] = PREFMIX_GIT_COMMIT;
+  if (!data_path.empty()) {
+    p["dataset"] = data_path;
+    p["dataset_sha256"] = FileSha256(data_path);
+  }
+  p["threads"] = vm.count("threads") ? vm["threads"].as<int>() : GetThreads();
+  p["device"] = device;
+  p["options"] = options;
+  return p;
+}
+
+void WriteJson(const Json& j, const std::string& path) {
+  std::string text = j.Dump(2);
+  if (path == "-") {
+    std::cout << text;
+    return;
+  }
+  WriteTextFileAtomic(path, text);
+}
+
+}  // namespace prefmix::apps

@@ -1,0 +1,196 @@
+#include "core/experiment.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/metrics.h"
+
+namespace prefmix {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Say(const ProgressFn& p, const std::string& s) {
+  if (p) p(s);
+}
+
+Json Timing(double train, double adapt, double eval) {
+  Json t = Json::Object();
+  t["train_seconds"] = train;
+  if (adapt >= 0) t["adapt_seconds"] = adapt;
+  t["eval_seconds"] = eval;
+  return t;
+}
+
+Json Header(const ModelOptions& m, const ProtocolOptions& p) {
+  Json j = Json::Object();
+  j["model"] = m.family;
+  j["protocol"] = p.name;
+  j["seed"] = static_cast<uint64_t>(p.seed);
+  return j;
+}
+
+void Merge(Json& into, const Json& from) {
+  for (const auto& kv : from.members()) into[kv.first] = kv.second;
+}
+
+Json RunSeen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
+             const ProtocolOptions& po, const ProgressFn& progress) {
+  Split s = MakeSeenSplit(ds, all, po);
+  PREFMIX_CHECK_INPUT(!s.test.empty(), ds.source,
+                      ": the seen protocol left no test pairs (every user has a single pair?)");
+  auto model = MakeModel(mo);
+  Say(progress,
+      Cat(mo.family, ": training on ", s.train.size(), " pairs (", s.valid.size(), " validation)"));
+  auto t0 = std::chrono::steady_clock::now();
+  FitReport rep = model->Fit(ds, s.train, s.valid);
+  double train_s = Since(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto prob = model->PredictProb(ds, s.test, model->TrainLatents());
+  Json m = Header(mo, po);
+  Merge(m, PairMetrics(ds, s.test, prob, po.min_group_users));
+  double eval_s = Since(t0);
+  m["timing"] = Timing(train_s, -1, eval_s);
+  m["params"] = model->Params();
+  m["fit"] = rep.details;
+  return m;
+}
+
+Json RunUnseen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
+               const ProtocolOptions& po, const ProgressFn& progress) {
+  Split s = MakeUnseenSplit(ds, all, po);
+  PREFMIX_CHECK_INPUT(
+      !s.heldout_users.empty(), ds.source, ": no held-out user has max --shots + 1 = ",
+      *std::max_element(po.shots.begin(), po.shots.end()) + 1, " pairs; lower --shots");
+  auto model = MakeModel(mo);
+  Say(progress, Cat(mo.family, ": training on ", s.train.size(), " pairs of ",
+                    ds.n_users() - s.n_heldout_total, " users"));
+  auto t0 = std::chrono::steady_clock::now();
+  FitReport rep = model->Fit(ds, s.train, s.valid);
+  double train_s = Since(t0);
+  std::vector<int> shots = po.shots;
+  std::sort(shots.begin(), shots.end());
+  shots.erase(std::unique(shots.begin(), shots.end()), shots.end());
+  const int max_k = shots.back();
+  PairSet queries = UnseenQueries(all, s, max_k);
+  Json curve = Json::Array();
+  Json last;
+  double adapt_s = 0, eval_s = 0;
+  for (int k : shots) {
+    PairSet support = UnseenSupport(all, s, k);
+    auto ta = std::chrono::steady_clock::now();
+    RowMatrixF lat = model->Adapt(ds, support, ds.n_users(), mo.device);
+    adapt_s = Since(ta);
+    auto te = std::chrono::steady_clock::now();
+    auto prob = model->PredictProb(ds, queries, lat);
+    last = PairMetrics(ds, queries, prob, po.min_group_users);
+    eval_s = Since(te);
+    Json e = Json::Object();
+    e["k"] = k;
+    e["accuracy"] = last.at("accuracy");
+    e["log_loss"] = last.at("log_loss");
+    e["n_pairs"] = static_cast<int64_t>(queries.size());
+    curve.push_back(e);
+    Say(progress, Cat(mo.family, ": ", k, " shots -> accuracy ", last.at("accuracy").number()));
+  }
+  Json m = Header(mo, po);
+  Merge(m, last);
+  m["shots"] = curve;
+  m["n_unseen_users"] = static_cast<int64_t>(s.heldout_users.size());
+  m["n_unseen_users_left_out"] = s.n_left_out;
+  m["timing"] = Timing(train_s, adapt_s, eval_s);
+  m["params"] = model->Params();
+  m["fit"] = rep.details;
+  return m;
+}
+
+Json RunSubsample(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
+                  const ProtocolOptions& po, const ProgressFn& progress) {
+  Json reps = Json::Array();
+  std::vector<double> acc, ll;
+  double train_total = 0, eval_total = 0;
+  int64_t n_test = 0;
+  Json params;
+  for (int r = 0; r < po.repeats; ++r) {
+    Split s = MakeSubsampleSplit(ds, all, po, r);
+    ModelOptions m = mo;
+    m.seed = mo.seed + static_cast<uint64_t>(r);
+    auto model = MakeModel(m);
+    auto t0 = std::chrono::steady_clock::now();
+    model->Fit(ds, s.train, s.valid);
+    double tr = Since(t0);
+    t0 = std::chrono::steady_clock::now();
+    auto prob = model->PredictProb(ds, s.test, model->TrainLatents());
+    double a = Accuracy(prob, s.test.label), l = LogLoss(prob, s.test.label);
+    for (double p : prob)
+      PREFMIX_CHECK_INPUT(std::isfinite(p), "model produced a non-finite probability in repeat ", r,
+                          " (training diverged?)");
+    eval_total += Since(t0);
+    train_total += tr;
+    acc.push_back(a);
+    ll.push_back(l);
+    n_test += static_cast<int64_t>(s.test.size());
+    Json e = Json::Object();
+    e["repeat"] = r;
+    e["accuracy"] = a;
+    e["log_loss"] = l;
+    e["seconds"] = tr;
+    reps.push_back(e);
+    params = model->Params();
+    Say(progress, Cat(mo.family, ": repeat ", r + 1, "/", po.repeats, " accuracy ", a));
+  }
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s / v.size();
+  };
+  auto sd = [&](const std::vector<double>& v) {
+    double m = mean(v), s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / v.size());
+  };
+  Json m = Header(mo, po);
+  m["accuracy"] = mean(acc);
+  m["accuracy_std"] = sd(acc);
+  m["log_loss"] = mean(ll);
+  m["log_loss_std"] = sd(ll);
+  m["n_test_pairs"] = n_test;
+  m["repeats"] = reps;
+  m["timing"] = Timing(train_total, -1, eval_total);
+  m["timing"]["seconds_per_run"] = (train_total + eval_total) / po.repeats;
+  m["params"] = params;
+  return m;
+}
+
+}  // namespace
+
+Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
+                   const ProgressFn& progress) {
+  ValidateProtocolOptions(protocol);
+  PairSet all = ds.AllPairs();
+  if (protocol.name == "seen") return RunSeen(ds, all, model, protocol, progress);
+  if (protocol.name == "unseen") return RunUnseen(ds, all, model, protocol, progress);
+  return RunSubsample(ds, all, model, protocol, progress);
+}
+
+Json EvaluateModel(const Model& model, const Dataset& ds, int min_group_users) {
+  int64_t unknown = 0;
+  RowMatrixF lat = model.LatentsFor(ds, &unknown);
+  PairSet all = ds.AllPairs();
+  auto t0 = std::chrono::steady_clock::now();
+  auto prob = model.PredictProb(ds, all, lat);
+  Json m = Json::Object();
+  m["model"] = model.Family();
+  m["protocol"] = "eval";
+  Merge(m, PairMetrics(ds, all, prob, min_group_users));
+  m["n_users_unknown"] = unknown;
+  m["timing"] = Timing(0, -1, Since(t0));
+  m["params"] = model.Params();
+  return m;
+}
+
+}  // namespace prefmix

@@ -1,0 +1,24 @@
+#pragma once
+// Train + evaluate one family under one protocol (the engine of `prefmix experiment`, `demo`
+// and the recovery tests). Returns the metrics JSON of DESIGN.md section 7 without provenance.
+#include <functional>
+#include <string>
+
+#include "core/dataset.h"
+#include "core/json.h"
+#include "core/model.h"
+#include "core/protocol.h"
+
+namespace prefmix {
+
+/// Progress callback: a short line per stage (the CLI prints it to stderr unless --quiet).
+using ProgressFn = std::function<void(const std::string&)>;
+
+/// Runs the protocol; the metrics follow DESIGN.md section 7 (keys that do not apply omitted).
+Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
+                   const ProgressFn& progress = nullptr);
+
+/// Metrics of a trained model on every pair of ds for the users it knows (the `eval` command).
+Json EvaluateModel(const Model& model, const Dataset& ds, int min_group_users);
+
+}  // namespace prefmix

@@ -1,0 +1,131 @@
+#pragma once
+// The model interface every family implements, the family registry (STYLE.md 11) and the
+// versioned model file (DESIGN.md section 7b).
+//
+// A model = shared item-side parameters + a per-user latent of size LatentDim() (0 for bt).
+// Users are rows of a dataset; the latents of the users seen in training are kept by id.
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dataset.h"
+#include "core/json.h"
+
+namespace prefmix {
+
+/// Options shared by the families (each family documents which it reads), with defaults.
+struct ModelOptions {
+  std::string family;
+  int k = 4;                    ///< components: groups / prototypes / heads / low-rank basis size
+  bool k_auto = false;          ///< --k auto (where supported)
+  int dim = 0;                  ///< projection or latent size (0: family default)
+  int epochs = 300;             ///< maximum passes over the training pairs
+  double lr = 0.05;             ///< Adam step size
+  int batch = 0;                ///< mini-batch size in pairs (0: full batch)
+  double l2 = -1;               ///< L2 strength (< 0: chosen on the validation split)
+  std::string arch = "linear";  ///< bt: linear | mlp
+  int hidden = 64;              ///< MLP hidden width
+  int patience = 20;            ///< early stopping: epochs without validation improvement
+  double user_prior = -1;  ///< lowrank: strength of the user-step prior (< 0: chosen on validation)
+  bool refit = true;       ///< after selection on validation, refit on train + validation
+  uint64_t seed = 1;
+  int threads = 2;
+  std::string device = "cpu";
+  bool quiet = true;
+  /// The options as given (for provenance and the model file).
+  Json ToJson() const;
+  static ModelOptions FromJson(const Json& j);
+};
+
+/// What one fit produced besides the parameters (for the metrics JSON).
+struct FitReport {
+  double seconds = 0;
+  int epochs_run = 0;
+  Json details = Json::Object();  ///< family-specific (chosen l2, validation curve, ...)
+};
+
+/// The scoring interface every family implements.
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// Registered family name ("bt", "lowrank", ...).
+  virtual std::string Family() const = 0;
+  /// Size of the per-user latent (0 when the family has none).
+  virtual int LatentDim() const = 0;
+  /// Trains on `train` (pairs' users are rows of ds) with `valid` for model selection.
+  /// Afterwards TrainLatents() holds one row per user of ds (population latent if unseen).
+  virtual FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) = 0;
+  /// The latent used for a user with no comparisons (cold start): the population model.
+  virtual Eigen::VectorXf PopulationLatent() const = 0;
+  /// The user step: latents [n_users, L] for users 0..n_users-1 from their support pairs
+  /// (pairs' user = row), shared parameters frozen. Users without pairs get PopulationLatent().
+  virtual RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                           const std::string& device) const = 0;
+  /// P(first preferred over second) for each pair; latents has a row per pairs.user value.
+  virtual std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                          const RowMatrixF& latents) const = 0;
+  /// Reward of every item for each latent row: [latents.rows(), n_items].
+  virtual RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const = 0;
+  /// Learned parameter counts: {"shared": N, "per_user": L}.
+  virtual Json Params() const = 0;
+  /// Family payload (cereal inside); the file header is written by SaveModel.
+  virtual void SavePayload(std::ostream& os) const = 0;
+  virtual void LoadPayload(std::istream& is) = 0;
+
+  /// Latents of the training users, one row per entry of TrainUserIds().
+  const RowMatrixF& TrainLatents() const { return train_latents_; }
+  const std::vector<std::string>& TrainUserIds() const { return train_user_ids_; }
+  /// Latents for the users of `ds`, matched by id with the training users; unknown ids get
+  /// the population latent. Sets *n_unknown when non-null.
+  RowMatrixF LatentsFor(const Dataset& ds, int64_t* n_unknown = nullptr) const;
+
+  const ModelOptions& options() const { return options_; }
+  void set_options(const ModelOptions& o) { options_ = o; }
+  /// Data fingerprint recorded at training (checked by score/adapt/eval).
+  std::string embedding_model;
+  int64_t dim = 0;
+  int64_t context_dim = 0;
+
+ protected:
+  ModelOptions options_;
+  RowMatrixF train_latents_;
+  std::vector<std::string> train_user_ids_;
+  /// Helper for families: stores latents of all users of ds (row order).
+  void SetTrainLatents(const Dataset& ds, RowMatrixF latents);
+  /// Serialises the base part (train latents and ids) with cereal.
+  void SaveBase(std::ostream& os) const;
+  void LoadBase(std::istream& is);
+};
+
+/// A family's registry entry.
+struct FamilyInfo {
+  std::string name;
+  std::string description;
+  std::vector<std::string> options;  ///< model options this family reads (for the ignore note)
+  std::function<std::unique_ptr<Model>(const ModelOptions&)> make;
+};
+
+/// Registers a family (called from a static initialiser in the family's .cpp).
+bool RegisterFamily(FamilyInfo info);
+/// The entry for `name`; throws prefmix::Error listing the known families.
+const FamilyInfo& FindFamily(const std::string& name);
+/// Registered names, sorted in a fixed presentation order (bt, lowrank, then alphabetical).
+std::vector<std::string> FamilyNames();
+/// A new untrained model of options.family.
+std::unique_ptr<Model> MakeModel(const ModelOptions& options);
+
+/// Writes the model file (atomically): magic PFMX, format version, prefmix version, family,
+/// options, embedding_model, dims, then the payload.
+void SaveModel(const Model& model, const std::string& path);
+/// Reads and checks a model file; throws prefmix::Error on a bad/truncated/future file.
+std::unique_ptr<Model> LoadModel(const std::string& path);
+/// Refuses data whose dimension or embedding_model differs from the model's (names both).
+void CheckCompatible(const Model& model, const Dataset& ds);
+
+/// The model file format version this prefmix writes.
+constexpr uint32_t kModelFormatVersion = 1;
+
+}  // namespace prefmix

@@ -1,0 +1,102 @@
+#include "core/user_step.h"
+
+#include <cmath>
+#include <exception>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "core/math.h"
+
+namespace prefmix {
+namespace {
+UserStepBackendFn g_cuda_user_step = nullptr;
+int (*g_cuda_device_count)() = nullptr;
+}  // namespace
+
+void RegisterCudaUserStep(UserStepBackendFn fn, int (*device_count)()) {
+  g_cuda_user_step = fn;
+  g_cuda_device_count = device_count;
+}
+
+bool BuiltWithCuda() { return g_cuda_user_step != nullptr; }
+
+int CudaDeviceCount() { return g_cuda_device_count ? g_cuda_device_count() : 0; }
+
+void CheckDevice(const std::string& device) {
+  if (device == "cpu") return;
+  PREFMIX_CHECK_INPUT(device == "cuda", "--device: '", device, "' is not one of cpu, cuda");
+  PREFMIX_CHECK_INPUT(BuiltWithCuda(),
+                      "--device cuda: prefmix was built without CUDA; install the CUDA toolkit "
+                      "and rebuild (cmake -DPREFMIX_CUDA=ON)");
+  PREFMIX_CHECK_INPUT(CudaDeviceCount() > 0,
+                      "--device cuda: no CUDA device is available on this machine (no GPU or no "
+                      "driver); use --device cpu");
+}
+
+void CheckUserStepProblem(const UserStepProblem& p) {
+  PREFMIX_ASSERT(p.K >= 1 && p.K <= math::kMaxK, "K = ", p.K, " outside [1, ", math::kMaxK, "]");
+  PREFMIX_ASSERT((int64_t)p.offsets.size() == p.n_users + 1, "offsets size");
+  PREFMIX_ASSERT(p.offsets.empty() || p.offsets[0] == 0, "offsets[0] != 0");
+  for (int64_t u = 0; u < p.n_users; ++u) PREFMIX_ASSERT(p.offsets[u + 1] >= p.offsets[u]);
+  const int64_t n = p.n_pairs();
+  PREFMIX_ASSERT((int64_t)p.q.size() == n * p.K, "q size ", p.q.size(), " != ", n * p.K);
+  PREFMIX_ASSERT(p.offset.empty() || (int64_t)p.offset.size() == n, "offset size");
+  PREFMIX_ASSERT(p.weight.empty() || (int64_t)p.weight.size() == n, "weight size");
+  PREFMIX_ASSERT(p.prior.empty() || (int)p.prior.size() == p.K, "prior size");
+}
+
+UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
+                           const std::string& device, const RowMatrixF* init) {
+  CheckUserStepProblem(p);
+  CheckDevice(device);
+  if (init) PREFMIX_ASSERT(init->rows() == p.n_users && init->cols() == p.K, "init shape");
+  if (device == "cuda") return g_cuda_user_step(link, p, opt, init);
+
+  const int K = p.K;
+  UserStepResult r;
+  r.latent.resize(p.n_users, K);
+  r.objective.assign(p.n_users, 0.0);
+  r.residual.assign(p.n_users, 0.0);
+  r.iterations.assign(p.n_users, 0);
+  if (link == UserStepLink::kLoglik) r.loglik.resize(p.n_users, K);
+  const float* q = p.q.data();
+  const float* off = p.offset.empty() ? nullptr : p.offset.data();
+  const float* wt = p.weight.empty() ? nullptr : p.weight.data();
+  const float* prior = p.prior.empty() ? nullptr : p.prior.data();
+  std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t u = 0; u < p.n_users; ++u) {
+    try {
+      const int64_t b = p.offsets[u], n = p.offsets[u + 1] - b;
+      double v[math::kMaxK];
+      if (link == UserStepLink::kLoglik) {
+        math::UserLoglik(q + b * K, wt ? wt + b : nullptr, n, K, prior, v);
+        double m = v[0];
+        for (int k = 0; k < K; ++k) {
+          r.loglik(u, k) = static_cast<float>(v[k]);
+          m = std::max(m, v[k]);
+        }
+        double z = 0;
+        for (int k = 0; k < K; ++k) z += std::exp(v[k] - m);
+        r.objective[u] = m + std::log(z);
+        math::Posterior(v, K, opt.hard);
+      } else {
+        for (int k = 0; k < K; ++k) v[k] = init ? (*init)(u, k) : 1.0 / K;
+        auto info =
+            math::SolveLinearSimplex(q + b * K, off ? off + b : nullptr, wt ? wt + b : nullptr, n,
+                                     K, prior, p.lambda, opt.max_iter, opt.tol, v);
+        r.objective[u] = info.objective;
+        r.residual[u] = info.residual;
+        r.iterations[u] = info.iterations;
+      }
+      for (int k = 0; k < K; ++k) r.latent(u, k) = static_cast<float>(v[k]);
+    } catch (...) {
+#pragma omp critical
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  return r;
+}
+
+}  // namespace prefmix

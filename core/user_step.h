@@ -1,0 +1,66 @@
+#pragma once
+// The batched user step (DESIGN.md section 1): thousands of small per-user problems solved at
+// once, on CPU (OpenMP over users) or CUDA (cuda/, registered as a backend). The same call infers
+// users during training and adapts brand-new users from k support pairs.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dataset.h"
+
+namespace prefmix {
+
+/// Which per-user problem to solve (maths in core/math.h).
+enum class UserStepLink {
+  kLoglik,  ///< l_uk = sum_j c_j log sigma(q_jk) + log prior_k; posterior (hard or soft)
+  kLinear,  ///< w_u = argmax over the simplex of sum_j c_j log sigma(b_j + w.q_j) -
+            ///< lambda/2|w-w0|^2
+};
+
+/// Inputs of one batched user step. Pairs are grouped by user in CSR form.
+struct UserStepProblem {
+  int K = 0;  ///< components (<= math::kMaxK)
+  int64_t n_users = 0;
+  std::vector<int64_t> offsets;  ///< [n_users + 1]: user u owns pairs [offsets[u], offsets[u+1])
+  std::vector<float> q;          ///< [n_pairs, K] per-pair per-component quantities
+  std::vector<float> offset;     ///< [n_pairs] or empty (linear link's b_j)
+  std::vector<float> weight;     ///< [n_pairs] or empty (all 1)
+  std::vector<float>
+      prior;  ///< loglik: log prior [K] or empty; linear: centre w0 [K] or empty (uniform)
+  double lambda = 0.0;  ///< linear link: prior strength
+  int64_t n_pairs() const { return offsets.empty() ? 0 : offsets.back(); }
+};
+
+/// Solver options.
+struct UserStepOptions {
+  bool hard = false;   ///< loglik: one-hot argmax instead of the soft posterior
+  int max_iter = 500;  ///< linear: FISTA iterations at most
+  double tol = 1e-7;   ///< linear: stop when the KKT residual is below tol
+};
+
+/// Outputs: latent [n_users, K] (posterior or w_u), the per-user objective (loglik: the
+/// log-evidence log sum_k exp(l_k); linear: f(w_u)), and the linear solver's residual/iterations.
+struct UserStepResult {
+  RowMatrixF latent;
+  RowMatrixF loglik;  ///< loglik link only: l_uk [n_users, K]
+  std::vector<double> objective;
+  std::vector<double> residual;
+  std::vector<int> iterations;
+};
+
+/// Solves every user's problem on `device` ("cpu" or "cuda"). `init` (linear link): starting
+/// points [n_users, K] or empty (uniform). Throws prefmix::Error for an unavailable device.
+UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& problem,
+                           const UserStepOptions& options, const std::string& device = "cpu",
+                           const RowMatrixF* init = nullptr);
+
+/// Checks a problem's shapes (internal invariant).
+void CheckUserStepProblem(const UserStepProblem& p);
+
+/// The CUDA backend's entry point, registered by cuda/ when built with CUDA.
+using UserStepBackendFn = UserStepResult (*)(UserStepLink, const UserStepProblem&,
+                                             const UserStepOptions&, const RowMatrixF*);
+/// Registers the CUDA implementation (called from a static initialiser in cuda/).
+void RegisterCudaUserStep(UserStepBackendFn fn, int (*device_count)());
+
+}  // namespace prefmix

@@ -1,0 +1,279 @@
+// Family `bt`: one Bradley-Terry reward for everybody, r(e) = theta.e (linear) or an MLP.
+// LibTorch + Adam, L2 chosen on the validation split, early stopping on validation log loss,
+// then a refit on train + validation for the selected number of epochs.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/math.h"
+#include "core/model.h"
+#include "core/serialize.h"
+
+namespace prefmix::mixture {
+namespace {
+
+struct PairTensors {
+  torch::Tensor first, second, label, weight;
+  int64_t n = 0;
+};
+
+PairTensors ToTensors(const PairSet& p) {
+  PairTensors t;
+  t.n = static_cast<int64_t>(p.size());
+  auto i32 = torch::TensorOptions().dtype(torch::kInt32);
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  t.first = torch::from_blob(const_cast<int32_t*>(p.first.data()), {t.n}, i32).to(torch::kLong);
+  t.second = torch::from_blob(const_cast<int32_t*>(p.second.data()), {t.n}, i32).to(torch::kLong);
+  t.label = torch::from_blob(const_cast<float*>(p.label.data()), {t.n}, f32).clone();
+  t.weight = torch::from_blob(const_cast<float*>(p.weight.data()), {t.n}, f32).clone();
+  return t;
+}
+
+PairSet Concat(const PairSet& a, const PairSet& b) {
+  PairSet c = a;
+  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
+  return c;
+}
+
+class BtModel : public Model {
+ public:
+  explicit BtModel(const ModelOptions& o) {
+    PREFMIX_CHECK_INPUT(o.arch == "linear" || o.arch == "mlp", "--arch: '", o.arch,
+                        "' is not one of linear, mlp");
+    PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
+  }
+  std::string Family() const override { return "bt"; }
+  int LatentDim() const override { return 0; }
+  Eigen::VectorXf PopulationLatent() const override { return Eigen::VectorXf(); }
+
+  FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
+    PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    auto t0 = std::chrono::steady_clock::now();
+    dim = ds.dim();
+    embedding_model = ds.embedding_model;
+    const int max_epochs = options_.epochs > 0 ? options_.epochs : 300;
+    torch::Tensor E = ItemTensor(ds);
+    PairTensors tr = ToTensors(train);
+    FitReport rep;
+    double l2 = options_.l2;
+    int epochs = max_epochs;
+    if (!valid.empty()) {
+      PairTensors va = ToTensors(valid);
+      std::vector<double> grid =
+          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
+      double best = INFINITY;
+      Json curve = Json::Array();
+      for (double g : grid) {
+        int best_epoch = 0;
+        double v = TrainOnce(E, tr, &va, g, max_epochs, &best_epoch);
+        Json e = Json::Object();
+        e["l2"] = g;
+        e["valid_log_loss"] = v;
+        e["epochs"] = best_epoch;
+        curve.push_back(e);
+        if (v < best) {
+          best = v;
+          l2 = g;
+          epochs = std::max(best_epoch, 1);
+        }
+      }
+      rep.details["selection"] = curve;
+      if (options_.refit) {
+        PairTensors all = ToTensors(Concat(train, valid));
+        TrainOnce(E, all, nullptr, l2, epochs, nullptr);
+      } else {
+        int be = 0;
+        TrainOnce(E, tr, &va, l2, max_epochs, &be);
+      }
+    } else {
+      if (l2 < 0) l2 = 1e-4;
+      TrainOnce(E, tr, nullptr, l2, max_epochs, nullptr);
+    }
+    rep.details["l2"] = l2;
+    rep.details["epochs"] = epochs;
+    rep.epochs_run = epochs;
+    SetTrainLatents(ds, RowMatrixF(ds.n_users(), 0));
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+
+  RowMatrixF Adapt(const Dataset& ds, const PairSet&, int64_t n_users,
+                   const std::string&) const override {
+    (void)ds;
+    return RowMatrixF(n_users,
+                      0);  // bt has no per-user latent: everybody gets the population model
+  }
+
+  std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                  const RowMatrixF&) const override {
+    Eigen::VectorXf r = Rewards(ds);
+    std::vector<double> p(pairs.size());
+    for (size_t j = 0; j < pairs.size(); ++j)
+      p[j] = math::Sigmoid(static_cast<double>(r[pairs.first[j]]) - r[pairs.second[j]]);
+    return p;
+  }
+
+  RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
+    Eigen::VectorXf r = Rewards(ds);
+    RowMatrixF out(latents.rows(), ds.n_items());
+    for (Eigen::Index i = 0; i < out.rows(); ++i) out.row(i) = r.transpose();
+    return out;
+  }
+
+  Json Params() const override {
+    Json j = Json::Object();
+    int64_t n = 0;
+    for (const auto& p : Net()->parameters()) n += p.numel();
+    j["shared"] = n;
+    j["per_user"] = 0;
+    return j;
+  }
+
+  void SavePayload(std::ostream& os) const override {
+    SaveBase(os);
+    cereal::PortableBinaryOutputArchive ar(os);
+    std::vector<RowMatrixF> params;
+    for (const auto& p : Net()->parameters()) {
+      auto c = p.detach().contiguous().reshape({-1});
+      RowMatrixF m(1, c.numel());
+      std::memcpy(m.data(), c.data_ptr<float>(), sizeof(float) * c.numel());
+      params.push_back(m);
+    }
+    ar(params);
+  }
+
+  void LoadPayload(std::istream& is) override {
+    LoadBase(is);
+    cereal::PortableBinaryInputArchive ar(is);
+    std::vector<RowMatrixF> params;
+    ar(params);
+    Build(dim);
+    auto ps = net_->parameters();
+    PREFMIX_CHECK_INPUT(ps.size() == params.size(), "model file: bt has ", params.size(),
+                        " parameter tensors, expected ", ps.size());
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      PREFMIX_CHECK_INPUT(params[i].size() == ps[i].numel(), "model file: bt parameter ", i,
+                          " has ", params[i].size(), " values, expected ", ps[i].numel());
+      std::memcpy(ps[i].data_ptr<float>(), params[i].data(), sizeof(float) * params[i].size());
+    }
+  }
+
+ private:
+  torch::nn::Sequential Net() const {
+    PREFMIX_ASSERT(!net_.is_empty(), "bt model used before training/loading");
+    return net_;
+  }
+
+  void Build(int64_t d) {
+    torch::manual_seed(options_.seed);
+    if (options_.arch == "linear") {
+      net_ = torch::nn::Sequential(torch::nn::Linear(torch::nn::LinearOptions(d, 1).bias(false)));
+      torch::NoGradGuard ng;
+      for (auto& p : net_->parameters()) p.zero_();
+    } else {
+      const int h = options_.hidden;
+      net_ =
+          torch::nn::Sequential(torch::nn::Linear(d, h), torch::nn::ReLU(), torch::nn::Linear(h, h),
+                                torch::nn::ReLU(), torch::nn::Linear(h, 1));
+    }
+  }
+
+  static torch::Tensor ItemTensor(const Dataset& ds) {
+    return torch::from_blob(const_cast<float*>(ds.items.data()), {ds.n_items(), ds.dim()},
+                            torch::TensorOptions().dtype(torch::kFloat32));
+  }
+
+  torch::Tensor Loss(const torch::Tensor& r, const PairTensors& p, const torch::Tensor& idx) const {
+    auto f = p.first.index_select(0, idx), s = p.second.index_select(0, idx);
+    auto margin = r.index_select(0, f) - r.index_select(0, s);
+    auto w = p.weight.index_select(0, idx);
+    auto l = torch::binary_cross_entropy_with_logits(margin, p.label.index_select(0, idx), w, {},
+                                                     torch::Reduction::Sum);
+    return l / w.sum();
+  }
+
+  torch::Tensor L2(double l2) const {
+    torch::Tensor s = torch::zeros({});
+    for (const auto& p : net_->named_parameters())
+      if (p.key().find("bias") == std::string::npos) s = s + p.value().pow(2).sum();
+    return l2 * s;
+  }
+
+  /// Trains from a fresh init for at most `epochs`; with `valid`, keeps the parameters of the
+  /// epoch with the best validation log loss (patience early stopping) and returns that loss.
+  double TrainOnce(const torch::Tensor& E, const PairTensors& tr, const PairTensors* va, double l2,
+                   int epochs, int* best_epoch) {
+    Build(E.size(1));
+    const double lr = options_.lr > 0 ? options_.lr : (options_.arch == "linear" ? 0.05 : 0.005);
+    torch::optim::Adam opt(net_->parameters(), torch::optim::AdamOptions(lr));
+    const int64_t batch = options_.batch > 0 ? options_.batch : tr.n;
+    torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
+    torch::Tensor va_idx = va ? torch::arange(va->n, torch::kLong) : torch::Tensor();
+    double best = INFINITY;
+    int since = 0;
+    std::vector<torch::Tensor> best_state;
+    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 7);
+    for (int ep = 1; ep <= epochs; ++ep) {
+      net_->train();
+      torch::Tensor order = batch < tr.n ? torch::randperm(tr.n, gen, torch::kLong) : all_idx;
+      for (int64_t b = 0; b < tr.n; b += batch) {
+        auto idx = order.slice(0, b, std::min(tr.n, b + batch));
+        opt.zero_grad();
+        auto r = net_->forward(E).reshape({-1});
+        auto loss = Loss(r, tr, idx) + L2(l2);
+        loss.backward();
+        opt.step();
+      }
+      if (!va) continue;
+      torch::NoGradGuard ng;
+      net_->eval();
+      double v = Loss(net_->forward(E).reshape({-1}), *va, va_idx).item<double>();
+      PREFMIX_CHECK_INPUT(std::isfinite(v), "bt: training diverged (validation loss ", v,
+                          " at epoch ", ep, "); lower --lr");
+      if (v < best - 1e-7) {
+        best = v;
+        since = 0;
+        if (best_epoch) *best_epoch = ep;
+        best_state.clear();
+        for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
+      } else if (++since >= options_.patience) {
+        break;
+      }
+    }
+    if (va && !best_state.empty()) {
+      torch::NoGradGuard ng;
+      auto ps = net_->parameters();
+      for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(best_state[i]);
+    }
+    for (const auto& p : net_->parameters())
+      PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
+                          "bt: training diverged (non-finite parameters); lower --lr");
+    return best;
+  }
+
+  Eigen::VectorXf Rewards(const Dataset& ds) const {
+    torch::NoGradGuard ng;
+    auto net = Net();
+    net->eval();
+    auto r = net->forward(ItemTensor(ds)).reshape({-1}).contiguous();
+    Eigen::VectorXf out(ds.n_items());
+    std::memcpy(out.data(), r.data_ptr<float>(), sizeof(float) * ds.n_items());
+    return out;
+  }
+
+  torch::nn::Sequential net_{nullptr};
+};
+
+const bool kRegistered = RegisterFamily(
+    {"bt",
+     "one Bradley-Terry reward for all users (linear or --arch mlp); LibTorch + Adam",
+     {"epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit"},
+     [](const ModelOptions& o) { return std::make_unique<BtModel>(o); }});
+
+}  // namespace
+}  // namespace prefmix::mixture

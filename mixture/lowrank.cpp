@@ -1,0 +1,365 @@
+#include "mixture/lowrank.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/math.h"
+#include "core/metrics.h"
+#include "core/rng.h"
+#include "core/serialize.h"
+#include "core/user_step.h"
+
+namespace prefmix::mixture {
+namespace {
+
+RowMatrixF Softmax(const RowMatrixF& omega) {
+  RowMatrixF w(omega.rows(), omega.cols());
+  for (Eigen::Index u = 0; u < omega.rows(); ++u) {
+    float m = omega.row(u).maxCoeff();
+    Eigen::RowVectorXf e = (omega.row(u).array() - m).exp();
+    w.row(u) = e / e.sum();
+  }
+  return w;
+}
+
+PairSet Concat(const PairSet& a, const PairSet& b) {
+  PairSet c = a;
+  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
+  return c;
+}
+
+/// Mean weighted BT loss of pairs under projections P and user weights W.
+double PairLoss(const RowMatrixF& P, const RowMatrixF& W, const PairSet& pairs) {
+  double s = 0, sw = 0;
+  const int K = static_cast<int>(P.cols());
+#pragma omp parallel for reduction(+ : s, sw) schedule(static)
+  for (int64_t j = 0; j < (int64_t)pairs.size(); ++j) {
+    const float* pa = P.data() + (int64_t)pairs.first[j] * K;
+    const float* pb = P.data() + (int64_t)pairs.second[j] * K;
+    const float* w = W.data() + (int64_t)pairs.user[j] * K;
+    double x = 0;
+    for (int k = 0; k < K; ++k) x += (double)(pa[k] - pb[k]) * w[k];
+    s += pairs.weight[j] * math::BtLoss(x, pairs.label[j]);
+    sw += pairs.weight[j];
+  }
+  return sw > 0 ? s / sw : 0.0;
+}
+
+}  // namespace
+
+LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
+                               const Eigen::MatrixXf& V, const RowMatrixF& omega, double l2,
+                               RowMatrixF* proj) {
+  const int K = static_cast<int>(V.cols());
+  const int64_t n_items = items.rows(), U = omega.rows();
+  RowMatrixF& P = *proj;
+  P.noalias() = items * V;  // project every item once: [n_items, K]
+  RowMatrixF W = Softmax(omega);
+  double sw = 0;
+  for (float w : pairs.weight) sw += w;
+  const double inv = sw > 0 ? 1.0 / sw : 0.0;
+  const int T = omp_get_max_threads();
+  // Per-thread accumulators avoid atomics: item gradients and user-weight gradients.
+  std::vector<RowMatrixF> gp(T, RowMatrixF::Zero(n_items, K));
+  std::vector<RowMatrixF> gw(T, RowMatrixF::Zero(U, K));
+  double loss = 0;
+#pragma omp parallel reduction(+ : loss)
+  {
+    const int t = omp_get_thread_num();
+    float* GP = gp[t].data();
+    float* GW = gw[t].data();
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < (int64_t)pairs.size(); ++j) {
+      const int64_t a = pairs.first[j], b = pairs.second[j], u = pairs.user[j];
+      const float* pa = P.data() + a * K;
+      const float* pb = P.data() + b * K;
+      const float* w = W.data() + u * K;
+      double x = 0;
+      for (int k = 0; k < K; ++k) x += (double)(pa[k] - pb[k]) * w[k];
+      const double c = pairs.weight[j] * inv;
+      loss += c * math::BtLoss(x, pairs.label[j]);
+      const float g = static_cast<float>(c * math::BtLossGrad(x, pairs.label[j]));
+      for (int k = 0; k < K; ++k) {
+        GP[a * K + k] += g * w[k];
+        GP[b * K + k] -= g * w[k];
+        GW[u * K + k] += g * (pa[k] - pb[k]);
+      }
+    }
+  }
+  for (int t = 1; t < T; ++t) {
+    gp[0] += gp[t];
+    gw[0] += gw[t];
+  }
+  LowRankPass out;
+  out.grad_v.noalias() = items.transpose() * gp[0];
+  out.grad_v += static_cast<float>(2 * l2) * V;
+  out.loss = loss + l2 * V.squaredNorm();
+  // Chain rule through the softmax: d/d omega = w .* (dw - w.dw).
+  out.grad_omega.resize(U, K);
+  for (int64_t u = 0; u < U; ++u) {
+    float dot = W.row(u).dot(gw[0].row(u));
+    out.grad_omega.row(u) = W.row(u).array() * (gw[0].row(u).array() - dot);
+  }
+  return out;
+}
+
+namespace {
+
+class LowRankModel : public Model {
+ public:
+  explicit LowRankModel(const ModelOptions& o) {
+    PREFMIX_CHECK_INPUT(o.k >= 1 && o.k <= math::kMaxK, "--k: ", o.k, " is not in [1, ",
+                        math::kMaxK, "] for lowrank");
+    PREFMIX_CHECK_INPUT(!o.k_auto, "--k auto is not supported by lowrank; give a number");
+  }
+  std::string Family() const override { return "lowrank"; }
+  int LatentDim() const override { return options_.k; }
+  Eigen::VectorXf PopulationLatent() const override { return w0_; }
+
+  FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
+    PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    auto t0 = std::chrono::steady_clock::now();
+    dim = ds.dim();
+    embedding_model = ds.embedding_model;
+    const int max_epochs = options_.epochs > 0 ? options_.epochs : 500;
+    FitReport rep;
+    double l2 = options_.l2;
+    int epochs = max_epochs;
+    RowMatrixF omega;
+    if (!valid.empty()) {
+      std::vector<double> grid =
+          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-4, 1e-3, 1e-2};
+      double best = INFINITY;
+      Json curve = Json::Array();
+      for (double g : grid) {
+        int be = 0;
+        double v = Train(ds, train, &valid, g, max_epochs, &be, &omega);
+        Json e = Json::Object();
+        e["l2"] = g;
+        e["valid_log_loss"] = v;
+        e["epochs"] = be;
+        curve.push_back(e);
+        if (v < best) {
+          best = v;
+          l2 = g;
+          epochs = std::max(be, 1);
+        }
+      }
+      rep.details["selection"] = curve;
+      // Select the user-step prior on pseudo-unseen users: support from training pairs, queries
+      // from validation pairs, with the model trained without the validation pairs.
+      int be = 0;
+      Train(ds, train, &valid, l2, epochs, &be, &omega);
+      w0_ = Softmax(omega).colwise().mean().transpose();
+      lambda_ =
+          options_.user_prior >= 0 ? options_.user_prior : SelectPrior(ds, train, valid, &rep);
+      if (options_.refit) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr, &omega);
+    } else {
+      if (l2 < 0) l2 = 1e-4;
+      Train(ds, train, nullptr, l2, max_epochs, nullptr, &omega);
+      lambda_ = options_.user_prior >= 0 ? options_.user_prior : 1.0;
+    }
+    // Population latent: mean simplex weight of the users that had training pairs.
+    RowMatrixF W = Softmax(omega);
+    std::vector<char> has(ds.n_users(), 0);
+    for (int32_t u : train.user) has[u] = 1;
+    Eigen::VectorXf mean = Eigen::VectorXf::Zero(options_.k);
+    int64_t n = 0;
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (has[u]) {
+        mean += W.row(u).transpose();
+        ++n;
+      }
+    w0_ = mean / std::max<int64_t>(n, 1);
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (!has[u]) W.row(u) = w0_.transpose();
+    SetTrainLatents(ds, W);
+    rep.details["l2"] = l2;
+    rep.details["epochs"] = epochs;
+    rep.details["user_prior"] = lambda_;
+    rep.epochs_run = epochs;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+
+  RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                   const std::string& device) const override {
+    return AdaptWith(ds, support, n_users, device, lambda_);
+  }
+
+  std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                  const RowMatrixF& latents) const override {
+    const int K = options_.k;
+    RowMatrixF P = ds.items * V_;
+    std::vector<double> p(pairs.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < (int64_t)pairs.size(); ++j) {
+      double x = 0;
+      for (int k = 0; k < K; ++k)
+        x += (double)(P(pairs.first[j], k) - P(pairs.second[j], k)) * latents(pairs.user[j], k);
+      p[j] = math::Sigmoid(x);
+    }
+    return p;
+  }
+
+  RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
+    RowMatrixF P = ds.items * V_;
+    return latents * P.transpose();
+  }
+
+  Json Params() const override {
+    Json j = Json::Object();
+    j["shared"] = static_cast<int64_t>(V_.size());
+    j["per_user"] = options_.k;
+    return j;
+  }
+
+  void SavePayload(std::ostream& os) const override {
+    SaveBase(os);
+    cereal::PortableBinaryOutputArchive ar(os);
+    ar(V_, w0_, lambda_);
+  }
+  void LoadPayload(std::istream& is) override {
+    LoadBase(is);
+    cereal::PortableBinaryInputArchive ar(is);
+    ar(V_, w0_, lambda_);
+    PREFMIX_CHECK_INPUT(V_.rows() == dim && V_.cols() == options_.k && w0_.size() == options_.k,
+                        "model file: lowrank basis has shape [", V_.rows(), ", ", V_.cols(),
+                        "], expected [", dim, ", ", options_.k, "]");
+  }
+
+ private:
+  /// Joint Adam on (V, Omega) from a seeded init. With `valid`, early stopping on its log loss:
+  /// the parameters of the best epoch are kept and that loss returned.
+  double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
+               int* best_epoch, RowMatrixF* omega_out) {
+    const int K = options_.k;
+    const int64_t D = ds.dim(), U = ds.n_users();
+    Rng rng(DeriveSeed(options_.seed, 101));
+    V_.resize(D, K);
+    const float sv = 1.0f / std::sqrt(static_cast<float>(D));
+    for (Eigen::Index i = 0; i < V_.size(); ++i)
+      V_.data()[i] = sv * static_cast<float>(rng.Normal());
+    RowMatrixF omega(U, K);
+    for (Eigen::Index i = 0; i < omega.size(); ++i)
+      omega.data()[i] = 0.5f * static_cast<float>(rng.Normal());
+    const double lr = options_.lr > 0 ? options_.lr : 0.05;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    Eigen::MatrixXf mv = Eigen::MatrixXf::Zero(D, K), vv = mv;
+    RowMatrixF mo = RowMatrixF::Zero(U, K), vo = mo;
+    RowMatrixF P(ds.n_items(), K);
+    double best = INFINITY;
+    int since = 0;
+    Eigen::MatrixXf best_v = V_;
+    RowMatrixF best_o = omega;
+    for (int ep = 1; ep <= epochs; ++ep) {
+      LowRankPass pass = LowRankLossAndGrad(ds.items, tr, V_, omega, l2, &P);
+      PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "lowrank: training diverged (loss ", pass.loss,
+                          " at epoch ", ep, "); lower --lr");
+      const double c1 = 1 - std::pow(b1, ep), c2 = 1 - std::pow(b2, ep);
+      mv = b1 * mv + (1 - b1) * pass.grad_v;
+      vv = b2 * vv + (1 - b2) * pass.grad_v.cwiseAbs2();
+      V_.array() -= (lr / c1) * mv.array() / ((vv.array() / c2).sqrt() + eps);
+      mo = b1 * mo + (1 - b1) * pass.grad_omega;
+      vo = b2 * vo + (1 - b2) * pass.grad_omega.cwiseAbs2();
+      omega.array() -= (lr / c1) * mo.array() / ((vo.array() / c2).sqrt() + eps);
+      if (!va) continue;
+      RowMatrixF Pn = ds.items * V_;
+      double v = PairLoss(Pn, Softmax(omega), *va);
+      if (v < best - 1e-7) {
+        best = v;
+        since = 0;
+        if (best_epoch) *best_epoch = ep;
+        best_v = V_;
+        best_o = omega;
+      } else if (++since >= options_.patience) {
+        break;
+      }
+    }
+    if (va) {
+      V_ = best_v;
+      omega = best_o;
+    }
+    *omega_out = omega;
+    return best;
+  }
+
+  /// The batched user step with V frozen: q_j = (2y-1)(P[a]-P[b]), prior centre w0.
+  RowMatrixF AdaptWith(const Dataset& ds, const PairSet& support, int64_t n_users,
+                       const std::string& device, double lambda) const {
+    const int K = options_.k;
+    RowMatrixF P = ds.items * V_;
+    UserStepProblem prob;
+    prob.K = K;
+    prob.n_users = n_users;
+    auto by = support.ByUser(n_users);
+    prob.offsets.assign(n_users + 1, 0);
+    for (int64_t u = 0; u < n_users; ++u) prob.offsets[u + 1] = prob.offsets[u] + by[u].size();
+    prob.q.resize(prob.n_pairs() * K);
+    prob.weight.resize(prob.n_pairs());
+    for (int64_t u = 0; u < n_users; ++u) {
+      int64_t row = prob.offsets[u];
+      for (size_t j : by[u]) {
+        const float s = support.label[j] > 0.5f ? 1.0f : -1.0f;
+        for (int k = 0; k < K; ++k)
+          prob.q[row * K + k] = s * (P(support.first[j], k) - P(support.second[j], k));
+        prob.weight[row] = support.weight[j];
+        ++row;
+      }
+    }
+    prob.prior.assign(w0_.data(), w0_.data() + K);
+    prob.lambda = lambda;
+    RowMatrixF init(n_users, K);
+    for (int64_t u = 0; u < n_users; ++u) init.row(u) = w0_.transpose();
+    UserStepResult r = RunUserStep(UserStepLink::kLinear, prob, UserStepOptions{}, device, &init);
+    for (int64_t u = 0; u < n_users; ++u)
+      if (by[u].empty()) r.latent.row(u) = w0_.transpose();
+    return r.latent;
+  }
+
+  /// Chooses the prior strength by the log loss on validation pairs of pseudo-unseen users
+  /// adapted from a few of their training pairs (k in {2, 5, 10}).
+  double SelectPrior(const Dataset& ds, const PairSet& train, const PairSet& valid,
+                     FitReport* rep) const {
+    const int64_t U = ds.n_users();
+    auto by = train.ByUser(U);
+    const std::vector<double> grid = {0.01, 0.1, 1, 10, 100};
+    std::vector<double> total(grid.size(), 0.0);
+    for (int k : {2, 5, 10}) {
+      PairSet support;
+      for (int64_t u = 0; u < U; ++u)
+        for (int i = 0; i < k && i < (int)by[u].size(); ++i) support.PushFrom(train, by[u][i]);
+      for (size_t g = 0; g < grid.size(); ++g) {
+        RowMatrixF lat = AdaptWith(ds, support, U, "cpu", grid[g]);
+        total[g] += LogLoss(PredictProb(ds, valid, lat), valid.label);
+      }
+    }
+    size_t best = 0;
+    Json curve = Json::Array();
+    for (size_t g = 0; g < grid.size(); ++g) {
+      Json e = Json::Object();
+      e["user_prior"] = grid[g];
+      e["pseudo_unseen_log_loss"] = total[g] / 3;
+      curve.push_back(e);
+      if (total[g] < total[best]) best = g;
+    }
+    rep->details["user_prior_selection"] = curve;
+    return grid[best];
+  }
+
+  Eigen::MatrixXf V_;    ///< [D, K] shared basis
+  Eigen::VectorXf w0_;   ///< population weights (prior centre, cold start)
+  double lambda_ = 1.0;  ///< user-step prior strength
+};
+
+const bool kRegistered = RegisterFamily(
+    {"lowrank",
+     "LoRe-style low-rank rewards r_u(e) = e'V softmax(w_u); joint Adam; batched simplex user step",
+     {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit"},
+     [](const ModelOptions& o) { return std::make_unique<LowRankModel>(o); }});
+
+}  // namespace
+}  // namespace prefmix::mixture
