@@ -8,8 +8,42 @@
 #include "core/error.h"
 #include "core/experiment.h"
 #include "core/h5io.h"
+#include "core/stats.h"
 
 namespace prefmix::apps {
+namespace {
+
+/// For several families under subsample: each model against every other one, paired over the
+/// repeats (same splits for every family) with the Wilcoxon signed-rank test.
+void AddPairedTests(Json* results) {
+  std::vector<std::vector<double>> acc;
+  for (const auto& m : results->items()) {
+    std::vector<double> a;
+    for (const auto& r : m.at("repeats").items()) a.push_back(r.at("accuracy").number());
+    acc.push_back(a);
+  }
+  Json updated = Json::Array();
+  for (size_t i = 0; i < acc.size(); ++i) {
+    Json m = results->items()[i];
+    Json paired = Json::Array();
+    for (size_t j = 0; j < acc.size(); ++j) {
+      if (i == j) continue;
+      PairedTest t = WilcoxonSignedRank(acc[j], acc[i]);
+      Json e = Json::Object();
+      e["model"] = results->items()[j].at("model");
+      e["test"] = "wilcoxon-signed-rank";
+      e["mean_accuracy_diff"] = t.mean_diff;
+      e["p_value"] = t.p_value;
+      e["n_nonzero"] = t.n;
+      paired.push_back(e);
+    }
+    m["paired"] = paired;
+    updated.push_back(m);
+  }
+  *results = updated;
+}
+
+}  // namespace
 
 int RunExperiment(int argc, char** argv) {
   po::options_description desc("experiment options");
@@ -50,6 +84,7 @@ int RunExperiment(int argc, char** argv) {
     m["provenance"] = Provenance(vm, data, device, opts);
     out.push_back(m);
   }
+  if (out.size() > 1 && proto.name == "subsample") AddPairedTests(&out);
   WriteJson(out.size() == 1 ? out.items()[0] : out, vm["json"].as<std::string>());
   return 0;
 }

@@ -193,3 +193,44 @@ TEST(Sha256Test, KnownVectors) {
 
 }  // namespace
 }  // namespace prefmix
+
+#include "core/stats.h"
+
+namespace prefmix {
+namespace {
+
+TEST(StatsTest, WilcoxonExactSmallSamples) {
+  // Five positive differences: W+ = 15, P(W+ = 15) = 1/32, two-sided p = 1/16.
+  auto t = WilcoxonSignedRank({0, 0, 0, 0, 0}, {1, 2, 3, 4, 5});
+  EXPECT_EQ(t.n, 5);
+  EXPECT_DOUBLE_EQ(t.statistic, 15);
+  EXPECT_NEAR(t.p_value, 1.0 / 16, 1e-12);
+  // d = (+1, -2, +3, +4, -5): W+ = 1 + 3 + 4 = 8 = n(n+1)/4 + 0.5 -> p = 1 (symmetric, central).
+  auto c = WilcoxonSignedRank({0, 2, 0, 0, 5}, {1, 0, 3, 4, 0});
+  EXPECT_DOUBLE_EQ(c.statistic, 8);
+  // P(W+ <= 7) = P(W+ >= 8) = 1/2 for n = 5 -> p = min(1, 2 * 0.5) = 1.
+  EXPECT_NEAR(c.p_value, 1.0, 1e-12);
+  // 25 wins out of 25: p = 2 / 2^25.
+  std::vector<double> a(25, 0.0), b(25);
+  for (int i = 0; i < 25; ++i) b[i] = 0.01 * (i + 1);
+  EXPECT_NEAR(WilcoxonSignedRank(a, b).p_value, 2.0 / std::pow(2.0, 25), 1e-15);
+  // Zeros are dropped; all-equal samples give p = 1.
+  EXPECT_EQ(WilcoxonSignedRank({1, 2}, {1, 2}).n, 0);
+  EXPECT_DOUBLE_EQ(WilcoxonSignedRank({1, 2}, {1, 2}).p_value, 1.0);
+}
+
+TEST(StatsTest, WilcoxonTiesAndNormalApproximation) {
+  // Ties: |d| = 1, 1, 2 -> ranks 1.5, 1.5, 3; all positive -> W+ = 6, p = 2/8.
+  auto t = WilcoxonSignedRank({0, 0, 0}, {1, -0 + 1, 2});
+  EXPECT_DOUBLE_EQ(t.statistic, 6);
+  EXPECT_NEAR(t.p_value, 0.25, 1e-12);
+  // n = 100 alternating signs of equal magnitude ranks -> large p; all positive -> tiny p.
+  std::vector<double> a(100, 0.0), b(100);
+  for (int i = 0; i < 100; ++i) b[i] = (i % 2 ? 1 : -1) * (1 + i / 2);
+  EXPECT_GT(WilcoxonSignedRank(a, b).p_value, 0.5);
+  for (int i = 0; i < 100; ++i) b[i] = 1 + i;
+  EXPECT_LT(WilcoxonSignedRank(a, b).p_value, 1e-15);
+}
+
+}  // namespace
+}  // namespace prefmix
