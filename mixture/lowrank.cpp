@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -153,33 +154,34 @@ class LowRankModel : public Model {
       // from validation pairs, with the model trained without the validation pairs.
       int be = 0;
       Train(ds, train, &valid, l2, epochs, &be, &omega);
-      w0_ = Softmax(omega).colwise().mean().transpose();
+      FitPrior(Softmax(omega), train, ds.n_users());
       lambda_ =
           options_.user_prior >= 0 ? options_.user_prior : SelectPrior(ds, train, valid, &rep);
       if (options_.refit) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr, &omega);
     } else {
       if (l2 < 0) l2 = 1e-4;
       Train(ds, train, nullptr, l2, max_epochs, nullptr, &omega);
-      lambda_ = options_.user_prior >= 0 ? options_.user_prior : 1.0;
+      lambda_ = options_.user_prior >= 0 ? options_.user_prior : -1.0;  // Bayes
     }
     // Population latent: mean simplex weight of the users that had training pairs.
     RowMatrixF W = Softmax(omega);
     std::vector<char> has(ds.n_users(), 0);
     for (int32_t u : train.user) has[u] = 1;
-    Eigen::VectorXf mean = Eigen::VectorXf::Zero(options_.k);
-    int64_t n = 0;
-    for (int64_t u = 0; u < ds.n_users(); ++u)
-      if (has[u]) {
-        mean += W.row(u).transpose();
-        ++n;
-      }
-    w0_ = mean / std::max<int64_t>(n, 1);
+    FitPrior(W, train, ds.n_users());
     for (int64_t u = 0; u < ds.n_users(); ++u)
       if (!has[u]) W.row(u) = w0_.transpose();
     SetTrainLatents(ds, W);
     rep.details["l2"] = l2;
     rep.details["epochs"] = epochs;
-    rep.details["user_prior"] = lambda_;
+    if (lambda_ < 0) {
+      rep.details["user_step"] = "bayes";
+    } else {
+      rep.details["user_step"] = "map";
+      rep.details["user_prior"] = lambda_;
+    }
+    Json alpha = Json::Array();
+    for (int k = 0; k < options_.k; ++k) alpha.push_back(static_cast<double>(alpha_[k]));
+    rep.details["dirichlet_prior"] = alpha;
     rep.epochs_run = epochs;
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
@@ -187,6 +189,7 @@ class LowRankModel : public Model {
 
   RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                    const std::string& device) const override {
+    if (lambda_ < 0) return AdaptBayes(ds, support, n_users, device);
     return AdaptWith(ds, support, n_users, device, lambda_);
   }
 
@@ -220,13 +223,14 @@ class LowRankModel : public Model {
   void SavePayload(std::ostream& os) const override {
     SaveBase(os);
     cereal::PortableBinaryOutputArchive ar(os);
-    ar(V_, w0_, lambda_);
+    ar(V_, w0_, alpha_, lambda_);
   }
   void LoadPayload(std::istream& is) override {
     LoadBase(is);
     cereal::PortableBinaryInputArchive ar(is);
-    ar(V_, w0_, lambda_);
-    PREFMIX_CHECK_INPUT(V_.rows() == dim && V_.cols() == options_.k && w0_.size() == options_.k,
+    ar(V_, w0_, alpha_, lambda_);
+    PREFMIX_CHECK_INPUT(V_.rows() == dim && V_.cols() == options_.k && w0_.size() == options_.k &&
+                            alpha_.size() == options_.k,
                         "model file: lowrank basis has shape [", V_.rows(), ", ", V_.cols(),
                         "], expected [", dim, ", ", options_.k, "]");
   }
@@ -326,14 +330,16 @@ class LowRankModel : public Model {
                      FitReport* rep) const {
     const int64_t U = ds.n_users();
     auto by = train.ByUser(U);
-    const std::vector<double> grid = {0.01, 0.1, 1, 10, 100};
+    // A negative entry stands for the Bayes posterior mean under the fitted Dirichlet prior.
+    const std::vector<double> grid = {-1, 0.01, 0.1, 1, 10, 100};
     std::vector<double> total(grid.size(), 0.0);
     for (int k : {2, 5, 10}) {
       PairSet support;
       for (int64_t u = 0; u < U; ++u)
         for (int i = 0; i < k && i < (int)by[u].size(); ++i) support.PushFrom(train, by[u][i]);
       for (size_t g = 0; g < grid.size(); ++g) {
-        RowMatrixF lat = AdaptWith(ds, support, U, "cpu", grid[g]);
+        RowMatrixF lat = grid[g] < 0 ? AdaptBayes(ds, support, U, "cpu")
+                                     : AdaptWith(ds, support, U, "cpu", grid[g]);
         total[g] += LogLoss(PredictProb(ds, valid, lat), valid.label);
       }
     }
@@ -341,7 +347,10 @@ class LowRankModel : public Model {
     Json curve = Json::Array();
     for (size_t g = 0; g < grid.size(); ++g) {
       Json e = Json::Object();
-      e["user_prior"] = grid[g];
+      if (grid[g] < 0)
+        e["user_step"] = "bayes";
+      else
+        e["user_prior"] = grid[g];
       e["pseudo_unseen_log_loss"] = total[g] / 3;
       curve.push_back(e);
       if (total[g] < total[best]) best = g;
@@ -350,9 +359,103 @@ class LowRankModel : public Model {
     return grid[best];
   }
 
-  Eigen::MatrixXf V_;    ///< [D, K] shared basis
-  Eigen::VectorXf w0_;   ///< population weights (prior centre, cold start)
-  double lambda_ = 1.0;  ///< user-step prior strength
+  /// Population weight w0 (mean of the training users' w) and a Dirichlet prior fitted to the
+  /// training users' w by the method of moments.
+  void FitPrior(const RowMatrixF& W, const PairSet& train, int64_t n_users) {
+    const int K = options_.k;
+    std::vector<char> has(n_users, 0);
+    for (int32_t u : train.user) has[u] = 1;
+    Eigen::VectorXd m = Eigen::VectorXd::Zero(K), m2 = Eigen::VectorXd::Zero(K);
+    int64_t n = 0;
+    for (int64_t u = 0; u < n_users; ++u) {
+      if (!has[u]) continue;
+      Eigen::VectorXd w = W.row(u).transpose().cast<double>();
+      m += w;
+      m2 += w.cwiseAbs2();
+      ++n;
+    }
+    n = std::max<int64_t>(n, 1);
+    m /= n;
+    m2 /= n;
+    w0_ = m.cast<float>();
+    // Var(w_k) = m_k (1 - m_k) / (s + 1): one precision s, the median over k.
+    std::vector<double> sk;
+    for (int k = 0; k < K; ++k) {
+      double var = m2[k] - m[k] * m[k];
+      if (var > 1e-12 && m[k] > 1e-6 && m[k] < 1 - 1e-6) sk.push_back(m[k] * (1 - m[k]) / var - 1);
+    }
+    double s = 1.0;
+    if (!sk.empty()) {
+      std::nth_element(sk.begin(), sk.begin() + sk.size() / 2, sk.end());
+      s = sk[sk.size() / 2];
+    }
+    s = std::min(std::max(s, 0.05), 1000.0);
+    alpha_ = (s * m).cwiseMax(1e-3).cast<float>();
+  }
+
+  /// Posterior mean of w_u under the Dirichlet prior by self-normalised importance sampling with
+  /// a fixed, seeded set of prior draws; users whose effective sample size is too small for the
+  /// estimate to be trusted (many, very informative pairs) fall back to the MAP step.
+  RowMatrixF AdaptBayes(const Dataset& ds, const PairSet& support, int64_t n_users,
+                        const std::string& device) const {
+    constexpr int kSamples = 4096;
+    constexpr double kMinEss = 16;
+    const int K = options_.k;
+    Rng rng(DeriveSeed(options_.seed, 202));
+    RowMatrixF S(kSamples, K);
+    for (int m = 0; m < kSamples; ++m) {
+      double z = 0;
+      for (int k = 0; k < K; ++k) z += (S(m, k) = static_cast<float>(rng.Gamma(alpha_[k]) + 1e-30));
+      S.row(m) /= static_cast<float>(z);
+    }
+    RowMatrixF P = ds.items * V_;
+    auto by = support.ByUser(n_users);
+    RowMatrixF out(n_users, K);
+    std::vector<char> fallback(n_users, 0);
+#pragma omp parallel
+    {
+      Eigen::VectorXd ll(kSamples);
+      Eigen::VectorXf q(K);
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t u = 0; u < n_users; ++u) {
+        if (by[u].empty()) {
+          out.row(u) = w0_.transpose();
+          continue;
+        }
+        ll.setZero();
+        for (size_t j : by[u]) {
+          const float sgn = support.label[j] > 0.5f ? 1.0f : -1.0f;
+          for (int k = 0; k < K; ++k)
+            q[k] = sgn * (P(support.first[j], k) - P(support.second[j], k));
+          Eigen::VectorXf x = S * q;
+          for (int m = 0; m < kSamples; ++m) ll[m] += support.weight[j] * math::LogSigmoid(x[m]);
+        }
+        const double mx = ll.maxCoeff();
+        Eigen::VectorXd p = (ll.array() - mx).exp();
+        p /= p.sum();
+        const double ess = 1.0 / p.squaredNorm();
+        if (ess < kMinEss) fallback[u] = 1;
+        out.row(u) = (S.transpose().cast<double>() * p).transpose().cast<float>();
+      }
+    }
+    bool any = false;
+    for (char f : fallback) any |= f != 0;
+    if (any) {
+      PairSet rest;
+      for (int64_t u = 0; u < n_users; ++u)
+        if (fallback[u])
+          for (size_t j : by[u]) rest.PushFrom(support, j);
+      RowMatrixF map = AdaptWith(ds, rest, n_users, device, 1.0);
+      for (int64_t u = 0; u < n_users; ++u)
+        if (fallback[u]) out.row(u) = map.row(u);
+    }
+    return out;
+  }
+
+  Eigen::MatrixXf V_;      ///< [D, K] shared basis
+  Eigen::VectorXf w0_;     ///< population weights (prior centre, cold start)
+  Eigen::VectorXf alpha_;  ///< Dirichlet prior of the user weights (Bayes user step)
+  double lambda_ = 1.0;    ///< MAP user-step prior strength; < 0 selects the Bayes user step
 };
 
 const bool kRegistered = RegisterFamily(
