@@ -9,6 +9,7 @@ int RunTrain(int argc, char** argv);
 int RunEval(int argc, char** argv);
 int RunAdapt(int argc, char** argv);
 int RunScore(int argc, char** argv);
+int RunSelect(int argc, char** argv);
 int RunExperiment(int argc, char** argv);
 int RunDemo(int argc, char** argv);
 }  // namespace prefmix::apps

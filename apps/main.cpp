@@ -24,6 +24,8 @@ const Command kCommands[] = {
     {"eval", prefmix::apps::RunEval, "evaluate a model file on a dataset (metrics JSON)"},
     {"adapt", prefmix::apps::RunAdapt, "infer user latents for (new) users from their pairs"},
     {"score", prefmix::apps::RunScore, "per-user reward of every item"},
+    {"select", prefmix::apps::RunSelect,
+     "MaxMin / utilitarian pick among candidates by calibrated head scores"},
     {"experiment", prefmix::apps::RunExperiment,
      "train + evaluate under a protocol (metrics JSON)"},
     {"demo", prefmix::apps::RunDemo,

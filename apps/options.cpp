@@ -13,8 +13,9 @@
 namespace prefmix::apps {
 
 namespace {
-const char* kModelFlags[] = {"k",    "dim",    "epochs",   "lr",         "batch",   "l2",
-                             "arch", "hidden", "patience", "user-prior", "no-refit"};
+const char* kModelFlags[] = {"k",        "dim",  "epochs",   "lr",       "batch",
+                             "l2",       "arch", "hidden",   "patience", "user-prior",
+                             "no-refit", "em",   "em-prior", "restarts"};
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -61,7 +62,11 @@ void AddModelOptions(po::options_description& desc) {
       "patience", po::value<int>()->default_value(d.patience), "early-stopping patience (epochs)")(
       "user-prior", po::value<double>()->default_value(d.user_prior),
       "lowrank: user-step prior strength (< 0: chosen on pseudo-unseen users)")(
-      "no-refit", po::bool_switch(), "do not refit on train + validation after selection");
+      "no-refit", po::bool_switch(), "do not refit on train + validation after selection")(
+      "em", po::value<std::string>()->default_value(d.em), "em-bt: E-step, hard | soft")(
+      "em-prior", po::value<std::string>()->default_value(d.em_prior ? "on" : "off"),
+      "em-bt: log pi_k in the E-step, on | off (off: MaxMin-RLHF's E-step)")(
+      "restarts", po::value<int>()->default_value(d.restarts), "em-bt: EM starts per K");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -85,6 +90,12 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.patience = vm["patience"].as<int>();
   o.user_prior = vm["user-prior"].as<double>();
   o.refit = !vm["no-refit"].as<bool>();
+  o.em = vm["em"].as<std::string>();
+  const std::string em_prior = vm["em-prior"].as<std::string>();
+  PREFMIX_CHECK_INPUT(em_prior == "on" || em_prior == "off", "--em-prior: '", em_prior,
+                      "' is not one of on, off");
+  o.em_prior = em_prior == "on";
+  o.restarts = vm["restarts"].as<int>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
@@ -93,6 +104,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   PREFMIX_CHECK_INPUT(o.lr >= 0 && std::isfinite(o.lr), "--lr: ", o.lr, " is not >= 0");
   PREFMIX_CHECK_INPUT(o.batch >= 0, "--batch: ", o.batch, " is negative");
   PREFMIX_CHECK_INPUT(o.patience >= 1, "--patience: ", o.patience, " must be >= 1");
+  PREFMIX_CHECK_INPUT(o.em == "hard" || o.em == "soft", "--em: '", o.em,
+                      "' is not one of hard, soft");
+  PREFMIX_CHECK_INPUT(o.restarts >= 1, "--restarts: ", o.restarts, " must be >= 1");
   for (const char* flag : kModelFlags) {
     if (!vm.count(flag) || vm[flag].defaulted()) continue;
     if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;

@@ -26,6 +26,9 @@ Json ModelOptions::ToJson() const {
   j["patience"] = patience;
   j["user_prior"] = user_prior;
   j["refit"] = refit;
+  j["em"] = em;
+  j["em_prior"] = em_prior;
+  j["restarts"] = restarts;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -49,6 +52,10 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   o.patience = static_cast<int>(j.at("patience").number());
   o.user_prior = j.at("user_prior").number();
   o.refit = j.at("refit").boolean();
+  // Added after format version 1's first files: optional, defaults when absent.
+  if (j.contains("em")) o.em = j.at("em").str();
+  if (j.contains("em_prior")) o.em_prior = j.at("em_prior").boolean();
+  if (j.contains("restarts")) o.restarts = static_cast<int>(j.at("restarts").number());
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();

@@ -31,6 +31,9 @@ struct ModelOptions {
   int patience = 20;            ///< early stopping: epochs without validation improvement
   double user_prior = -1;  ///< lowrank: strength of the user-step prior (< 0: chosen on validation)
   bool refit = true;       ///< after selection on validation, refit on train + validation
+  std::string em = "hard";  ///< em-bt: E-step kind, hard (MaxMin-RLHF) | soft
+  bool em_prior = true;     ///< em-bt: add log pi_k in the E-step (off: MaxMin-RLHF's E-step)
+  int restarts = 4;         ///< em-bt: EM starts per K (k-means++ starts, plus a random one)
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";
