@@ -55,7 +55,7 @@ int RunDemo(int argc, char** argv) {
     mo.seed = seed;
     mo.threads = vm["threads"].as<int>();
     mo.device = device;
-    if (f == "lowrank") mo.k = 3;
+    mo.k = static_cast<int>(go.k);  // the demo knows the planted number of components
     ProtocolOptions seen;
     seen.seed = seed;
     ProtocolOptions unseen = seen;

@@ -5,9 +5,10 @@
 // timed region), so the read comes from disk; cold = 0 reads from the page cache. For the plain
 // read, prealloc = 1 reads into buffers allocated (and already touched) once outside the loop,
 // prealloc = 0 allocates them in each iteration (uninitialised, as a loader must).
-#include <hdf5.h>
-
+// Both reads are single-threaded (HDF5 reads serially), so there is no thread-count argument.
+// The peak resident memory of a load is measured in a fresh process: prefmix_bench --peak-rss-load.
 #include <benchmark/benchmark.h>
+#include <hdf5.h>
 
 #include <cstdint>
 #include <memory>

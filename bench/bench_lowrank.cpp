@@ -3,10 +3,12 @@
 //
 // A pass projects every item once (P = E V, [n_items, K]), gathers/scatters per pair, and forms
 // grad_V = E^T G: two skinny GEMMs that each stream the 307 MB item matrix once. The floor benches
-// time those parts alone: BM_ItemsRead (one read of E: the memory-bandwidth floor of one GEMM),
-// BM_LowRankGemmsEigen (the two GEMMs as Eigen products, as lowrank.cpp writes them) and
-// BM_LowRankGemmsBlas (the same two GEMMs through cblas_sgemm, i.e. the linked OpenBLAS).
+// time those parts alone: BM_LowRankFloorRead (one read of E: the memory-bandwidth floor of one
+// GEMM), BM_LowRankFloorGemmEigen (the two GEMMs as Eigen products, as lowrank.cpp writes them) and
+// BM_LowRankFloorGemmBlas (the same two GEMMs through cblas_sgemm, i.e. the linked OpenBLAS).
 // The argument is the thread count (prefmix::SetThreads; OpenBLAS's own count for the BLAS bench).
+// Note: this file is compiled without the library's -march=x86-64-v2; for Eigen's float GEMM
+// kernels SSE2 and SSE4.2 code is the same. Use 2-thread figures from an idle machine only.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -46,7 +48,8 @@ struct LowRankParams {
 RowMatrixF RandomItemGrad() {
   RowMatrixF g(kItems, kLowRankK);
   Rng rng(DeriveSeed(kSeed, 4));
-  for (Eigen::Index i = 0; i < g.size(); ++i) g.data()[i] = 1e-6f * static_cast<float>(rng.Normal());
+  for (Eigen::Index i = 0; i < g.size(); ++i)
+    g.data()[i] = 1e-6f * static_cast<float>(rng.Normal());
   return g;
 }
 
@@ -65,7 +68,8 @@ void BM_LowRankPass(benchmark::State& state) {
   RowMatrixF proj(ds.n_items(), kLowRankK);
   double loss = 0;
   for (auto _ : state) {
-    mixture::LowRankPass out = mixture::LowRankLossAndGrad(ds.items, pairs, p.V, p.omega, kL2, &proj);
+    mixture::LowRankPass out =
+        mixture::LowRankLossAndGrad(ds.items, pairs, p.V, p.omega, kL2, &proj);
     loss = out.loss;
     benchmark::DoNotOptimize(out.grad_v.data());
     benchmark::DoNotOptimize(out.grad_omega.data());
@@ -82,7 +86,7 @@ BENCHMARK(BM_LowRankPass)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-void BM_ItemsRead(benchmark::State& state) {
+void BM_LowRankFloorRead(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   SetThreads(threads);
   const Dataset& ds = BigDataset();
@@ -96,14 +100,14 @@ void BM_ItemsRead(benchmark::State& state) {
   }
   SetItemBytesCounter(state, 1);
 }
-BENCHMARK(BM_ItemsRead)
+BENCHMARK(BM_LowRankFloorRead)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-void BM_LowRankGemmsEigen(benchmark::State& state) {
+void BM_LowRankFloorGemmEigen(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   SetThreads(threads);
   const Dataset& ds = BigDataset();
@@ -119,7 +123,7 @@ void BM_LowRankGemmsEigen(benchmark::State& state) {
   }
   SetItemBytesCounter(state, 2);
 }
-BENCHMARK(BM_LowRankGemmsEigen)
+BENCHMARK(BM_LowRankFloorGemmEigen)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)
@@ -127,7 +131,7 @@ BENCHMARK(BM_LowRankGemmsEigen)
     ->UseRealTime();
 
 #ifdef PREFMIX_BENCH_HAVE_CBLAS
-void BM_LowRankGemmsBlas(benchmark::State& state) {
+void BM_LowRankFloorGemmBlas(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   SetThreads(threads);
   if (openblas_set_num_threads) openblas_set_num_threads(threads);
@@ -150,7 +154,7 @@ void BM_LowRankGemmsBlas(benchmark::State& state) {
   }
   SetItemBytesCounter(state, 2);
 }
-BENCHMARK(BM_LowRankGemmsBlas)
+BENCHMARK(BM_LowRankFloorGemmBlas)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)

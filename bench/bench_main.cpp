@@ -8,11 +8,10 @@
 //
 // The peak-RSS mode is a separate process on purpose: inside the benchmark process the fixture
 // already holds a copy of the data, and ru_maxrss never goes down.
+#include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdio>
@@ -69,8 +68,7 @@ int PeakRssLoad(const std::string& path, bool with_pairs) {
   const long before = MaxRssKiB();
   const auto t0 = std::chrono::steady_clock::now();
   Dataset ds = ReadDataset(path);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const long after_read = MaxRssKiB();
   size_t n_pairs = 0;
   if (with_pairs) n_pairs = ds.AllPairs().size();
@@ -98,8 +96,8 @@ int PeakRssLoad(const std::string& path, bool with_pairs) {
 std::string BigDatasetPath() {
   const char* dir = std::getenv("PREFMIX_BENCH_DIR");
   const std::string base = dir && *dir ? dir : "/tmp";
-  const std::string path = base + "/prefmix_bench_100k_768_2000x500_s" + std::to_string(kSeed) +
-                           "_v1.h5";
+  const std::string path =
+      base + "/prefmix_bench_100k_768_2000x500_s" + std::to_string(kSeed) + "_v1.h5";
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     std::fprintf(stderr, "prefmix_bench: creating %s (once)...\n", path.c_str());

@@ -1,6 +1,7 @@
 #include "core/dataset.h"
 
 #include <cmath>
+#include <cstring>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -86,8 +87,21 @@ void CheckRange(const std::string& src, const char* field, const std::vector<T>&
   }
 }
 
+/// True when no element is Inf or NaN. A flat pass over the storage: Eigen 3.4's allFinite()
+/// visits a row-major matrix column by column (one cache line per element: 0.5-0.9 s at 100k x
+/// 768).
+bool AllFinite(const float* x, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);  // exponent all ones
+  }
+  return bad == 0;
+}
+
 void CheckFinite(const std::string& src, const char* field, const RowMatrixF& m) {
-  if (m.size() == 0 || m.allFinite()) return;
+  if (m.size() == 0 || AllFinite(m.data(), static_cast<size_t>(m.size()))) return;
   for (Eigen::Index i = 0; i < m.rows(); ++i)
     for (Eigen::Index c = 0; c < m.cols(); ++c)
       PREFMIX_CHECK_INPUT(std::isfinite(m(i, c)), src, ": ", field, "[", i, ", ", c,

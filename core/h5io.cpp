@@ -3,8 +3,10 @@
 #include "core/h5io.h"
 
 #include <hdf5.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -60,6 +62,21 @@ bool LinkExists(hid_t file, const std::string& path) {
     if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
     if (pos == std::string::npos) return true;
   }
+}
+
+/// Asks for transparent huge pages on the 2 MiB-aligned interior of a fresh, not yet touched
+/// buffer. Faulting in 4 KiB pages costs 11-16 us each on our VMs (0.9-1.35 s for a 300 MB matrix);
+/// with THP in "madvise" mode this cuts the faults 512-fold. A no-op where THP is off.
+void AdviseHugePages(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
 }
 
 class Reader {
@@ -122,6 +139,7 @@ class Reader {
     PREFMIX_CHECK_INPUT(c == H5T_FLOAT, path_, ": ", p, " has type ", ClassName(c),
                         ", expected float32");
     RowMatrixF m(dims[0], dims[1]);
+    AdviseHugePages(m.data(), sizeof(float) * static_cast<size_t>(m.size()));
     if (m.size() > 0) ReadAll(d.get(), H5T_NATIVE_FLOAT, m.data(), p);
     return m;
   }
@@ -135,7 +153,10 @@ class Reader {
     H5T_class_t c = TypeClass(d.get());
     PREFMIX_CHECK_INPUT(c == want, path_, ": ", p, " has type ", ClassName(c), ", expected ",
                         ClassName(want));
-    std::vector<T> v(dims[0]);
+    std::vector<T> v;
+    v.reserve(dims[0]);
+    AdviseHugePages(v.data(), sizeof(T) * dims[0]);
+    v.resize(dims[0]);
     if (!v.empty()) ReadAll(d.get(), memtype, v.data(), p);
     return v;
   }

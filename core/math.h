@@ -40,6 +40,14 @@ PREFMIX_HOST_DEVICE inline double BtLoss(double x, double y) {
 }
 PREFMIX_HOST_DEVICE inline double BtLossGrad(double x, double y) { return Sigmoid(x) - y; }
 
+/// BtLoss and BtLossGrad together from one exp and one log1p (hot loops):
+/// loss = softplus(x) - y x, *grad = sigma(x) - y.
+PREFMIX_HOST_DEVICE inline double BtLossAndGrad(double x, double y, double* grad) {
+  const double e = exp(-fabs(x));
+  *grad = (x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e)) - y;
+  return (x > 0 ? x : 0.0) + log1p(e) - y * x;
+}
+
 /// Euclidean projection of v[0..K) onto the probability simplex (Duchi et al. 2008), in place.
 PREFMIX_HOST_DEVICE inline void ProjectSimplex(double* v, int K) {
   double s[kMaxK];

@@ -68,7 +68,7 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const Us
   for (int64_t u = 0; u < p.n_users; ++u) {
     try {
       const int64_t b = p.offsets[u], n = p.offsets[u + 1] - b;
-      double v[math::kMaxK];
+      double v[math::kMaxK] = {};
       if (link == UserStepLink::kLoglik) {
         math::UserLoglik(q + b * K, wt ? wt + b : nullptr, n, K, prior, v);
         double m = v[0];

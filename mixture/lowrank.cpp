@@ -1,5 +1,6 @@
 #include "mixture/lowrank.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -51,58 +52,210 @@ double PairLoss(const RowMatrixF& P, const RowMatrixF& W, const PairSet& pairs) 
 
 }  // namespace
 
+namespace {
+
+// ---- Skinny GEMMs for the lowrank pass (PROPOSAL). E is [n, D] row-major, K <= 32 padded to
+// KP = 8 * KB lanes. Eigen's GEMM packs E into blocks (a second copy of a 300 MB stream) and its
+// OpenMP version synchronises threads at every k-block; these kernels stream E once per product
+// with a static row split and one reduction at the end.
+template <int KB, int R>
+__attribute__((target("avx2,fma"))) void ProjectBlock(const float* E, int64_t D, int64_t rows,
+                                                      const float* Vp, float* Pp) {
+  constexpr int KP = 8 * KB;
+  __m256 acc[R][KB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < KB; ++b) acc[r][b] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    __m256 v[KB];
+    for (int b = 0; b < KB; ++b) v[b] = _mm256_loadu_ps(Vp + d * KP + 8 * b);
+    for (int r = 0; r < R; ++r) {
+      if (r >= rows) break;
+      const __m256 e = _mm256_broadcast_ss(E + r * D + d);
+      for (int b = 0; b < KB; ++b) acc[r][b] = _mm256_fmadd_ps(e, v[b], acc[r][b]);
+    }
+  }
+  for (int r = 0; r < R && r < rows; ++r)
+    for (int b = 0; b < KB; ++b) _mm256_storeu_ps(Pp + r * KP + 8 * b, acc[r][b]);
+}
+
+template <int KB>
+__attribute__((target("avx2,fma"))) void ProjectAvx2(const float* E, int64_t n, int64_t D,
+                                                     const float* Vp, float* Pp) {
+  constexpr int R = KB == 1 ? 8 : KB == 2 ? 4 : 2;
+  constexpr int KP = 8 * KB;
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += R)
+    ProjectBlock<KB, R>(E + i0 * D, D, std::min<int64_t>(R, n - i0), Vp, Pp + i0 * KP);
+}
+
+template <int KB>
+__attribute__((target("avx2,fma"))) void GradVAvx2(const float* E, int64_t n, int64_t D,
+                                                   const float* Gp, float* part, int T) {
+  constexpr int KP = 8 * KB;
+  constexpr int DJ = KB == 1 ? 8 : KB == 2 ? 4 : 2;
+  constexpr int R = 8;
+  std::fill(part, part + static_cast<size_t>(T) * D * KP, 0.0f);
+#pragma omp parallel num_threads(T)
+  {
+    float* gv = part + static_cast<size_t>(omp_get_thread_num()) * D * KP;
+#pragma omp for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += R) {
+      const int64_t rows = std::min<int64_t>(R, n - i0);
+      const float* e = E + i0 * D;
+      const float* g = Gp + i0 * KP;
+      int64_t d0 = 0;
+      for (; d0 + DJ <= D; d0 += DJ) {
+        __m256 acc[DJ][KB];
+        for (int j = 0; j < DJ; ++j)
+          for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_loadu_ps(gv + (d0 + j) * KP + 8 * b);
+        for (int64_t r = 0; r < rows; ++r) {
+          __m256 gr[KB];
+          for (int b = 0; b < KB; ++b) gr[b] = _mm256_loadu_ps(g + r * KP + 8 * b);
+          for (int j = 0; j < DJ; ++j) {
+            const __m256 x = _mm256_broadcast_ss(e + r * D + d0 + j);
+            for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_fmadd_ps(x, gr[b], acc[j][b]);
+          }
+        }
+        for (int j = 0; j < DJ; ++j)
+          for (int b = 0; b < KB; ++b) _mm256_storeu_ps(gv + (d0 + j) * KP + 8 * b, acc[j][b]);
+      }
+      for (; d0 < D; ++d0)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int k = 0; k < KP; ++k) gv[d0 * KP + k] += e[r * D + d0] * g[r * KP + k];
+    }
+  }
+  for (int t = 1; t < T; ++t)
+    for (int64_t x = 0; x < D * KP; ++x) part[x] += part[static_cast<size_t>(t) * D * KP + x];
+}
+
+bool HaveAvx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+}  // namespace
+
 LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
                                const Eigen::MatrixXf& V, const RowMatrixF& omega, double l2,
                                RowMatrixF* proj) {
+  LowRankWorkspace ws;
+  return LowRankLossAndGrad(items, pairs, V, omega, l2, proj, &ws);
+}
+
+LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
+                               const Eigen::MatrixXf& V, const RowMatrixF& omega, double l2,
+                               RowMatrixF* proj, LowRankWorkspace* ws) {
   const int K = static_cast<int>(V.cols());
-  const int64_t n_items = items.rows(), U = omega.rows();
-  RowMatrixF& P = *proj;
-  P.noalias() = items * V;  // project every item once: [n_items, K]
+  const int64_t n_items = items.rows(), U = omega.rows(), D = items.cols();
+  const int T = omp_get_max_threads();
+  const bool fast = HaveAvx2() && K <= 32;
+  const int KB = (K + 7) / 8, KS = fast ? 8 * KB : K;  // KS: row stride of P and G
+  // P (and the per-thread item gradients) are kept [n_items, KS], padded with zero lanes.
+  RowMatrixF& P = ws->proj;
+  P.resize(n_items, KS);
+  if (fast) {
+    RowMatrixF Vp = RowMatrixF::Zero(D, KS);
+    Vp.leftCols(K) = V;
+    switch (KB) {
+      case 1:
+        ProjectAvx2<1>(items.data(), n_items, D, Vp.data(), P.data());
+        break;
+      case 2:
+        ProjectAvx2<2>(items.data(), n_items, D, Vp.data(), P.data());
+        break;
+      case 3:
+        ProjectAvx2<3>(items.data(), n_items, D, Vp.data(), P.data());
+        break;
+      default:
+        ProjectAvx2<4>(items.data(), n_items, D, Vp.data(), P.data());
+        break;
+    }
+  } else {
+    P.noalias() = items * V;
+  }
+  if (proj) *proj = P.leftCols(K);  // the old contract: proj holds E V
   RowMatrixF W = Softmax(omega);
   double sw = 0;
   for (float w : pairs.weight) sw += w;
   const double inv = sw > 0 ? 1.0 / sw : 0.0;
-  const int T = omp_get_max_threads();
-  // Per-thread accumulators avoid atomics: item gradients and user-weight gradients.
-  std::vector<RowMatrixF> gp(T, RowMatrixF::Zero(n_items, K));
-  std::vector<RowMatrixF> gw(T, RowMatrixF::Zero(U, K));
+  // Per-thread accumulators, kept in the workspace across epochs (fresh pages cost ~16 us each).
+  if ((int)ws->gp.size() != T || ws->gp[0].rows() != n_items || ws->gp[0].cols() != KS) {
+    ws->gp.assign(T, RowMatrixF::Zero(n_items, KS));
+  } else {
+    for (auto& m : ws->gp) m.setZero();
+  }
+  if ((int)ws->gw.size() != T || ws->gw[0].rows() != U || ws->gw[0].cols() != K) {
+    ws->gw.assign(T, RowMatrixF::Zero(U, K));
+  } else {
+    for (auto& m : ws->gw) m.setZero();
+  }
+  const int64_t m = static_cast<int64_t>(pairs.size());
+  constexpr int64_t kAhead = 16;  // prefetch distance in pairs
   double loss = 0;
 #pragma omp parallel reduction(+ : loss)
   {
     const int t = omp_get_thread_num();
-    float* GP = gp[t].data();
-    float* GW = gw[t].data();
+    float* GP = ws->gp[t].data();
+    float* GW = ws->gw[t].data();
 #pragma omp for schedule(static)
-    for (int64_t j = 0; j < (int64_t)pairs.size(); ++j) {
+    for (int64_t j = 0; j < m; ++j) {
+      // The pass is bound by the latency of the random rows P[a], P[b], GP[a], GP[b]
+      // (2 x 3.2 MB, beyond L2): fetch them kAhead pairs early.
+      if (j + kAhead < m) {
+        const int64_t a2 = pairs.first[j + kAhead], b2 = pairs.second[j + kAhead];
+        __builtin_prefetch(P.data() + a2 * KS);
+        __builtin_prefetch(P.data() + b2 * KS);
+        __builtin_prefetch(GP + a2 * KS, 1);
+        __builtin_prefetch(GP + b2 * KS, 1);
+      }
       const int64_t a = pairs.first[j], b = pairs.second[j], u = pairs.user[j];
-      const float* pa = P.data() + a * K;
-      const float* pb = P.data() + b * K;
+      const float* pa = P.data() + a * KS;
+      const float* pb = P.data() + b * KS;
       const float* w = W.data() + u * K;
       double x = 0;
       for (int k = 0; k < K; ++k) x += (double)(pa[k] - pb[k]) * w[k];
       const double c = pairs.weight[j] * inv;
-      loss += c * math::BtLoss(x, pairs.label[j]);
-      const float g = static_cast<float>(c * math::BtLossGrad(x, pairs.label[j]));
+      double dx = 0;
+      loss += c * math::BtLossAndGrad(x, pairs.label[j], &dx);
+      const float g = static_cast<float>(c * dx);
       for (int k = 0; k < K; ++k) {
-        GP[a * K + k] += g * w[k];
-        GP[b * K + k] -= g * w[k];
+        GP[a * KS + k] += g * w[k];
+        GP[b * KS + k] -= g * w[k];
         GW[u * K + k] += g * (pa[k] - pb[k]);
       }
     }
   }
   for (int t = 1; t < T; ++t) {
-    gp[0] += gp[t];
-    gw[0] += gw[t];
+    ws->gp[0] += ws->gp[t];
+    ws->gw[0] += ws->gw[t];
   }
   LowRankPass out;
-  out.grad_v.noalias() = items.transpose() * gp[0];
+  if (fast) {
+    ws->part.resize(static_cast<size_t>(T) * D * KS);
+    switch (KB) {
+      case 1:
+        GradVAvx2<1>(items.data(), n_items, D, ws->gp[0].data(), ws->part.data(), T);
+        break;
+      case 2:
+        GradVAvx2<2>(items.data(), n_items, D, ws->gp[0].data(), ws->part.data(), T);
+        break;
+      case 3:
+        GradVAvx2<3>(items.data(), n_items, D, ws->gp[0].data(), ws->part.data(), T);
+        break;
+      default:
+        GradVAvx2<4>(items.data(), n_items, D, ws->gp[0].data(), ws->part.data(), T);
+        break;
+    }
+    out.grad_v = Eigen::Map<const RowMatrixF>(ws->part.data(), D, KS).leftCols(K);
+  } else {
+    out.grad_v.noalias() = items.transpose() * ws->gp[0];
+  }
   out.grad_v += static_cast<float>(2 * l2) * V;
   out.loss = loss + l2 * V.squaredNorm();
-  // Chain rule through the softmax: d/d omega = w .* (dw - w.dw).
   out.grad_omega.resize(U, K);
   for (int64_t u = 0; u < U; ++u) {
-    float dot = W.row(u).dot(gw[0].row(u));
-    out.grad_omega.row(u) = W.row(u).array() * (gw[0].row(u).array() - dot);
+    float dot = W.row(u).dot(ws->gw[0].row(u));
+    out.grad_omega.row(u) = W.row(u).array() * (ws->gw[0].row(u).array() - dot);
   }
   return out;
 }
@@ -255,12 +408,13 @@ class LowRankModel : public Model {
     Eigen::MatrixXf mv = Eigen::MatrixXf::Zero(D, K), vv = mv;
     RowMatrixF mo = RowMatrixF::Zero(U, K), vo = mo;
     RowMatrixF P(ds.n_items(), K);
+    LowRankWorkspace ws;  // buffers reused by every epoch
     double best = INFINITY;
     int since = 0;
     Eigen::MatrixXf best_v = V_;
     RowMatrixF best_o = omega;
     for (int ep = 1; ep <= epochs; ++ep) {
-      LowRankPass pass = LowRankLossAndGrad(ds.items, tr, V_, omega, l2, &P);
+      LowRankPass pass = LowRankLossAndGrad(ds.items, tr, V_, omega, l2, &P, &ws);
       PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "lowrank: training diverged (loss ", pass.loss,
                           " at epoch ", ep, "); lower --lr");
       const double c1 = 1 - std::pow(b1, ep), c2 = 1 - std::pow(b2, ep);

@@ -15,9 +15,20 @@ struct LowRankPass {
   RowMatrixF grad_omega;   ///< [n_users, K]
 };
 
+/// Buffers reused across passes (an epoch loop keeps one).
+struct LowRankWorkspace {
+  RowMatrixF proj;                 // [n_items, K padded to 8]
+  std::vector<RowMatrixF> gp, gw;  // per-thread item / user gradient accumulators
+  std::vector<float> part;         // per-thread partial grad_V
+};
+
 /// Computes mean weighted BT loss + l2 |V|^2 and its gradients. `proj` is scratch [n_items, K].
 LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
                                const Eigen::MatrixXf& V, const RowMatrixF& omega, double l2,
                                RowMatrixF* proj);
+/// The same with buffers kept in `ws` (proj may be null).
+LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
+                               const Eigen::MatrixXf& V, const RowMatrixF& omega, double l2,
+                               RowMatrixF* proj, LowRankWorkspace* ws);
 
 }  // namespace prefmix::mixture

@@ -153,6 +153,9 @@ struct BadFile {
   std::vector<std::string> expect;
 };
 
+/// gtest prints the case's name instead of its bytes.
+void PrintTo(const BadFile& b, std::ostream* os) { *os << b.name; }
+
 class BadDatasetTest : public ::testing::TestWithParam<BadFile> {};
 
 TEST_P(BadDatasetTest, InspectFailsWithOneClearLine) {

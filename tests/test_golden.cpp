@@ -16,8 +16,10 @@ struct Golden {
 TEST(GoldenModelTest, VersionOneFilesLoadAndScoreAsWritten) {
   const std::string dir = PREFMIX_SOURCE_DIR "/data/golden/";
   Dataset ds = ReadDataset(dir + "tiny.h5");
-  for (const Golden& g : {Golden{"bt-v1.pfmx", 0.20462030f, -0.93298244f, -1.26056778f, 0.82400399f, -0.00076185f},
-                          Golden{"lowrank-v1.pfmx", -0.06057644f, -2.22092676f, -2.58621573f, 1.73414373f, -0.71153337f}}) {
+  for (const Golden& g :
+       {Golden{"bt-v1.pfmx", 0.20462030f, -0.93298244f, -1.26056778f, 0.82400399f, -0.00076185f},
+        Golden{"lowrank-v1.pfmx", -0.06057644f, -2.22092676f, -2.58621573f, 1.73414373f,
+               -0.71153337f}}) {
     auto m = LoadModel(dir + g.file);
     CheckCompatible(*m, ds);
     RowMatrixF s = m->Score(ds, m->LatentsFor(ds));

@@ -234,3 +234,19 @@ TEST(StatsTest, WilcoxonTiesAndNormalApproximation) {
 
 }  // namespace
 }  // namespace prefmix
+
+namespace prefmix {
+namespace {
+
+TEST(MathTest, FusedBtLossAndGradMatchesSeparateFunctions) {
+  for (double y : {0.0, 0.25, 1.0})
+    for (double x : {-700.0, -20.0, -1.0, 0.0, 0.3, 5.0, 40.0, 700.0}) {
+      double g = 0;
+      const double l = math::BtLossAndGrad(x, y, &g);
+      EXPECT_NEAR(l, math::BtLoss(x, y), 1e-12 * (1 + std::fabs(l))) << x;
+      EXPECT_NEAR(g, math::BtLossGrad(x, y), 1e-15) << x;
+    }
+}
+
+}  // namespace
+}  // namespace prefmix
