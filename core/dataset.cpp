@@ -76,6 +76,17 @@ int Dataset::FindAttribute(const std::string& name) const {
   return -1;
 }
 
+std::vector<Attribute> Dataset::GroupAttributes() const {
+  std::vector<Attribute> groups = attributes;
+  if (!truth_user_group.empty()) {
+    Attribute a;
+    a.name = "planted_group";
+    a.codes = truth_user_group;
+    groups.push_back(a);
+  }
+  return groups;
+}
+
 namespace {
 
 template <typename T>

@@ -92,6 +92,9 @@ struct Dataset {
   PairSet AllPairs() const;
   /// Index of attribute `name`, or -1.
   int FindAttribute(const std::string& name) const;
+  /// The user groupings reports break results down by: every attribute, plus "planted_group"
+  /// (from /truth/user_group) on synthetic data.
+  std::vector<Attribute> GroupAttributes() const;
 };
 
 }  // namespace prefmix

@@ -95,13 +95,7 @@ Json PairMetrics(const Dataset& ds, const PairSet& pairs, const std::vector<doub
     m["per_user"] = pu;
   }
   // Group definitions: every attribute, plus the planted group on synthetic data.
-  std::vector<Attribute> groups = ds.attributes;
-  if (!ds.truth_user_group.empty()) {
-    Attribute a;
-    a.name = "planted_group";
-    a.codes = ds.truth_user_group;
-    groups.push_back(a);
-  }
+  const std::vector<Attribute> groups = ds.GroupAttributes();
   Json per_group = Json::Object();
   Json worst;
   double worst_acc = 2.0;

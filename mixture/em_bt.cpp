@@ -759,13 +759,7 @@ class EmBtModel : public Model, public MultiHeadModel {
       hit[k] += pr > 0.5 ? 1.0 : (pr == 0.5 ? 0.5 : 0.0);
       np[k] += 1;
     }
-    std::vector<Attribute> attrs = ds.attributes;
-    if (!ds.truth_user_group.empty()) {
-      Attribute a;
-      a.name = "planted_group";
-      a.codes = ds.truth_user_group;
-      attrs.push_back(a);
-    }
+    const std::vector<Attribute> attrs = ds.GroupAttributes();
     Json out = Json::Array();
     for (int k = 0; k < K_; ++k) {
       Json c = Json::Object();
