@@ -56,6 +56,8 @@ int RunDemo(int argc, char** argv) {
     mo.threads = vm["threads"].as<int>();
     mo.device = device;
     mo.k = static_cast<int>(go.k);  // the demo knows the planted number of components
+    mo.router = "attributes";       // micro: the planted presets have no contexts; route on
+                                    // the user attributes (segment tracks the group)
     ProtocolOptions seen;
     seen.seed = seed;
     ProtocolOptions unseen = seen;

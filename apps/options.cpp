@@ -13,9 +13,10 @@
 namespace prefmix::apps {
 
 namespace {
-const char* kModelFlags[] = {"k",        "dim",  "epochs",   "lr",       "batch",
-                             "l2",       "arch", "hidden",   "patience", "user-prior",
-                             "no-refit", "em",   "em-prior", "restarts"};
+const char* kModelFlags[] = {
+    "k",        "dim",      "epochs",   "lr",         "batch",         "l2",
+    "arch",     "hidden",   "patience", "user-prior", "no-refit",      "em",
+    "em-prior", "restarts", "router",   "balance",    "sample-entropy"};
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -66,7 +67,13 @@ void AddModelOptions(po::options_description& desc) {
       "em", po::value<std::string>()->default_value(d.em), "em-bt: E-step, hard | soft")(
       "em-prior", po::value<std::string>()->default_value(d.em_prior ? "on" : "off"),
       "em-bt: log pi_k in the E-step, on | off (off: MaxMin-RLHF's E-step)")(
-      "restarts", po::value<int>()->default_value(d.restarts), "em-bt: EM starts per K");
+      "restarts", po::value<int>()->default_value(d.restarts), "em-bt: EM starts per K")(
+      "router", po::value<std::string>()->default_value(d.router),
+      "micro: router input, context | attributes | features")(
+      "balance", po::value<double>()->default_value(d.balance),
+      "micro: load-balancing weight of the routing entropy term")(
+      "sample-entropy", po::bool_switch(),
+      "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -96,6 +103,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
                       "' is not one of on, off");
   o.em_prior = em_prior == "on";
   o.restarts = vm["restarts"].as<int>();
+  o.router = vm["router"].as<std::string>();
+  o.balance = vm["balance"].as<double>();
+  o.sample_entropy = vm["sample-entropy"].as<bool>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
@@ -107,9 +117,14 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   PREFMIX_CHECK_INPUT(o.em == "hard" || o.em == "soft", "--em: '", o.em,
                       "' is not one of hard, soft");
   PREFMIX_CHECK_INPUT(o.restarts >= 1, "--restarts: ", o.restarts, " must be >= 1");
+  PREFMIX_CHECK_INPUT(o.router == "context" || o.router == "attributes" || o.router == "features",
+                      "--router: '", o.router, "' is not one of context, attributes, features");
+  PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
+                      " must be a finite number >= 0");
   for (const char* flag : kModelFlags) {
     if (!vm.count(flag) || vm[flag].defaulted()) continue;
     if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;
+    if (std::string(flag) == "sample-entropy" && !vm[flag].as<bool>()) continue;
     std::string key = flag;
     for (auto& c : key)
       if (c == '-') c = '_';

@@ -7,6 +7,8 @@
 //  - linear link:  maximise f(w) = sum_j c_j log sigma(b_j + w.q_j) - lambda/2 |w - w0|^2 over the
 //    simplex, by accelerated projected gradient (FISTA) with step 1/L,
 //    L = 1/4 sum_j c_j |q_j|^2 + lambda (a valid Lipschitz bound of the gradient).
+//  - mixture link: maximise sum_j c_j log sum_k w_k sigma(q_jk) + s sum_k w0_k log w_k over the
+//    simplex (MAP mixture weights under a Dirichlet pull of strength s to w0), by EM.
 #include <cmath>
 #include <cstdint>
 
@@ -177,6 +179,72 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
     if (res < tol) break;
   }
   info.objective = fw;
+  return info;
+}
+
+/// Result of one mixture-weight solve.
+struct MixtureSolveInfo {
+  double objective;  ///< MAP objective at the solution (see SolveMixtureSimplex)
+  double residual;   ///< max |w_new - w| of the last EM step
+  int iterations;
+};
+
+/// MAP mixture weights of one user (the `mixture` link, MiCRo's routing): maximises
+///   g(w) = sum_j c_j log sum_k w_k sigma(q_jk) + s sum_k w0_k log w_k   over the simplex,
+/// i.e. a Dirichlet(1 + s w0) prior centred on w0 (the router's prior). EM: responsibilities
+/// gamma_jk = w_k sigma(q_jk) / sum_k' w_k' sigma(q_jk'), then
+/// w_k = (sum_j c_j gamma_jk + s w0_k) / (sum_j c_j + s); g never decreases. w0 == null means
+/// uniform. w holds the start on entry (normalised first) and the solution on exit; with no
+/// pairs and s > 0 the solution is w0 itself.
+PREFMIX_HOST_DEVICE inline MixtureSolveInfo SolveMixtureSimplex(const float* q, const float* weight,
+                                                                int64_t n, int K, const float* w0,
+                                                                double s, int max_iter, double tol,
+                                                                double* w) {
+  constexpr double kFloor = 1e-12;
+  double centre[kMaxK], z = 0;
+  for (int k = 0; k < K; ++k) {
+    centre[k] = w0 ? (w0[k] > kFloor ? w0[k] : kFloor) : 1.0 / K;
+    z += centre[k];
+  }
+  for (int k = 0; k < K; ++k) centre[k] /= z;
+  z = 0;
+  for (int k = 0; k < K; ++k) z += (w[k] = w[k] > kFloor ? w[k] : kFloor);
+  for (int k = 0; k < K; ++k) w[k] /= z;
+  double total = s;
+  for (int64_t j = 0; j < n; ++j) total += weight ? weight[j] : 1.0;
+  MixtureSolveInfo info{0.0, 0.0, 0};
+  // No pairs and no prior: every point is optimal; the start is kept.
+  for (int it = 0; total > 0 && it < max_iter; ++it) {
+    double acc[kMaxK];
+    for (int k = 0; k < K; ++k) acc[k] = s * centre[k];
+    for (int64_t j = 0; j < n; ++j) {
+      const double c = weight ? weight[j] : 1.0;
+      double p[kMaxK], sum = 0;
+      for (int k = 0; k < K; ++k) sum += (p[k] = w[k] * Sigmoid(q[j * K + k]));
+      if (sum <= 0) continue;
+      for (int k = 0; k < K; ++k) acc[k] += c * p[k] / sum;
+    }
+    double delta = 0;
+    for (int k = 0; k < K; ++k) {
+      double nw = acc[k] / total;
+      nw = nw > kFloor ? nw : kFloor;
+      double d = fabs(nw - w[k]);
+      delta = d > delta ? d : delta;
+      w[k] = nw;
+    }
+    info.iterations = it + 1;
+    info.residual = delta;
+    if (delta < tol) break;
+  }
+  double g = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double c = weight ? weight[j] : 1.0;
+    double sum = 0;
+    for (int k = 0; k < K; ++k) sum += w[k] * Sigmoid(q[j * K + k]);
+    g += c * log(sum > 1e-300 ? sum : 1e-300);
+  }
+  for (int k = 0; k < K; ++k) g += s * centre[k] * log(w[k]);
+  info.objective = g;
   return info;
 }
 

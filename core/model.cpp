@@ -29,6 +29,9 @@ Json ModelOptions::ToJson() const {
   j["em"] = em;
   j["em_prior"] = em_prior;
   j["restarts"] = restarts;
+  j["router"] = router;
+  j["balance"] = balance;
+  j["sample_entropy"] = sample_entropy;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -56,6 +59,9 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("em")) o.em = j.at("em").str();
   if (j.contains("em_prior")) o.em_prior = j.at("em_prior").boolean();
   if (j.contains("restarts")) o.restarts = static_cast<int>(j.at("restarts").number());
+  if (j.contains("router")) o.router = j.at("router").str();
+  if (j.contains("balance")) o.balance = j.at("balance").number();
+  if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();

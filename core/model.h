@@ -34,6 +34,9 @@ struct ModelOptions {
   std::string em = "hard";  ///< em-bt: E-step kind, hard (MaxMin-RLHF) | soft
   bool em_prior = true;     ///< em-bt: add log pi_k in the E-step (off: MaxMin-RLHF's E-step)
   int restarts = 4;         ///< em-bt: EM starts per K (k-means++ starts, plus a random one)
+  std::string router = "context";  ///< micro: router input, context | attributes | features
+  double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
+  bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";

@@ -80,6 +80,17 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const Us
         for (int k = 0; k < K; ++k) z += std::exp(v[k] - m);
         r.objective[u] = m + std::log(z);
         math::Posterior(v, K, opt.hard);
+      } else if (link == UserStepLink::kMixture) {
+        float centre[math::kMaxK];
+        for (int k = 0; k < K; ++k) {
+          centre[k] = init ? (*init)(u, k) : prior ? prior[k] : 1.0f / K;
+          v[k] = centre[k];
+        }
+        auto info = math::SolveMixtureSimplex(q + b * K, wt ? wt + b : nullptr, n, K, centre,
+                                              p.lambda, opt.max_iter, opt.tol, v);
+        r.objective[u] = info.objective;
+        r.residual[u] = info.residual;
+        r.iterations[u] = info.iterations;
       } else {
         for (int k = 0; k < K; ++k) v[k] = init ? (*init)(u, k) : 1.0 / K;
         auto info =

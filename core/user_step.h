@@ -12,9 +12,12 @@ namespace prefmix {
 
 /// Which per-user problem to solve (maths in core/math.h).
 enum class UserStepLink {
-  kLoglik,  ///< l_uk = sum_j c_j log sigma(q_jk) + log prior_k; posterior (hard or soft)
-  kLinear,  ///< w_u = argmax over the simplex of sum_j c_j log sigma(b_j + w.q_j) -
-            ///< lambda/2|w-w0|^2
+  kLoglik,   ///< l_uk = sum_j c_j log sigma(q_jk) + log prior_k; posterior (hard or soft)
+  kLinear,   ///< w_u = argmax over the simplex of sum_j c_j log sigma(b_j + w.q_j) -
+             ///< lambda/2|w-w0|^2
+  kMixture,  ///< w_u = argmax over the simplex of sum_j c_j log sum_k w_k sigma(q_jk) +
+             ///< lambda sum_k w0_uk log w_k (MAP, EM; w0_u = init row u, else prior, else
+             ///< uniform; the solver starts at w0_u)
 };
 
 /// Inputs of one batched user step. Pairs are grouped by user in CSR form.
@@ -34,12 +37,14 @@ struct UserStepProblem {
 /// Solver options.
 struct UserStepOptions {
   bool hard = false;   ///< loglik: one-hot argmax instead of the soft posterior
-  int max_iter = 500;  ///< linear: FISTA iterations at most
-  double tol = 1e-7;   ///< linear: stop when the KKT residual is below tol
+  int max_iter = 500;  ///< linear: FISTA iterations at most; mixture: EM iterations at most
+  double tol = 1e-7;   ///< linear: stop when the KKT residual is below tol; mixture: when no
+                       ///< weight moves by more than tol
 };
 
 /// Outputs: latent [n_users, K] (posterior or w_u), the per-user objective (loglik: the
-/// log-evidence log sum_k exp(l_k); linear: f(w_u)), and the linear solver's residual/iterations.
+/// log-evidence log sum_k exp(l_k); linear: f(w_u); mixture: g(w_u)), and the linear / mixture
+/// solver's residual and iterations.
 struct UserStepResult {
   RowMatrixF latent;
   RowMatrixF loglik;  ///< loglik link only: l_uk [n_users, K]
@@ -49,7 +54,9 @@ struct UserStepResult {
 };
 
 /// Solves every user's problem on `device` ("cpu" or "cuda"). `init` (linear link): starting
-/// points [n_users, K] or empty (uniform). Throws prefmix::Error for an unavailable device.
+/// points [n_users, K] or empty (uniform); (mixture link): per-user prior centres w0_u, which
+/// are also the starting points, or empty (`prior`, else uniform). Throws prefmix::Error for an
+/// unavailable device.
 UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& problem,
                            const UserStepOptions& options, const std::string& device = "cpu",
                            const RowMatrixF* init = nullptr);

@@ -51,6 +51,17 @@ __global__ void UserStepKernel(int link, int K, int64_t n_users, const int64_t* 
     math::Posterior(v, K, hard != 0);
     residual[u] = 0;
     iterations[u] = 0;
+  } else if (link == 2) {  // mixture: init rows are the per-user prior centres
+    float centre[math::kMaxK];
+    for (int k = 0; k < K; ++k) {
+      centre[k] = init ? init[u * K + k] : prior ? prior[k] : 1.0f / K;
+      v[k] = centre[k];
+    }
+    math::MixtureSolveInfo info = math::SolveMixtureSimplex(q + b * K, wt ? wt + b : nullptr, n, K,
+                                                            centre, lambda, max_iter, tol, v);
+    objective[u] = info.objective;
+    residual[u] = info.residual;
+    iterations[u] = info.iterations;
   } else {
     for (int k = 0; k < K; ++k) v[k] = init ? init[u * K + k] : 1.0 / K;
     math::SimplexSolveInfo info =
@@ -79,10 +90,11 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
   if (U > 0) {
     int threads = 128;
     int blocks = static_cast<int>((U + threads - 1) / threads);
-    UserStepKernel<<<blocks, threads>>>(link == UserStepLink::kLoglik ? 0 : 1, K, U, d_off.ptr,
-                                        d_q.ptr, d_b.ptr, d_w.ptr, d_prior.ptr, p.lambda,
-                                        opt.hard ? 1 : 0, opt.max_iter, opt.tol, d_init.ptr,
-                                        d_latent.ptr, d_loglik.ptr, d_obj.ptr, d_res.ptr, d_it.ptr);
+    const int link_code = link == UserStepLink::kLoglik ? 0 : link == UserStepLink::kLinear ? 1 : 2;
+    UserStepKernel<<<blocks, threads>>>(link_code, K, U, d_off.ptr, d_q.ptr, d_b.ptr, d_w.ptr,
+                                        d_prior.ptr, p.lambda, opt.hard ? 1 : 0, opt.max_iter,
+                                        opt.tol, d_init.ptr, d_latent.ptr, d_loglik.ptr, d_obj.ptr,
+                                        d_res.ptr, d_it.ptr);
     Check(cudaGetLastError(), "user-step kernel launch");
     Check(cudaDeviceSynchronize(), "user-step kernel");
   }

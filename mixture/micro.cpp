@@ -1,0 +1,554 @@
+#include "mixture/micro.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/math.h"
+#include "core/metrics.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "core/serialize.h"
+#include "core/user_step.h"
+#include "mixture/maxmin.h"
+
+namespace prefmix::mixture {
+
+RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& p) {
+  RowMatrixD z = x * p.w.transpose();
+  z.rowwise() += p.b.transpose();
+  for (Eigen::Index i = 0; i < z.rows(); ++i) {
+    const double m = z.row(i).maxCoeff();
+    z.row(i) = (z.row(i).array() - m).exp();
+    z.row(i) /= z.row(i).sum();
+  }
+  return z;
+}
+
+MicroPass MicroLossAndGrad(const RowMatrixF& items, const RowMatrixD& x,
+                           const std::vector<int32_t>& input, const PairSet& pairs,
+                           const MicroParams& p, double balance, bool sample_entropy, double l2) {
+  const int K = static_cast<int>(p.theta.cols());
+  const int64_t n_items = items.rows(), n_in = x.rows(), m = static_cast<int64_t>(pairs.size());
+  PREFMIX_ASSERT((int64_t)input.size() == m, "micro: one router input per pair");
+  // Per-item rewards once per pass, gathered per pair.
+  const RowMatrixD R = (items * p.theta.cast<float>()).cast<double>();
+  const RowMatrixD Pi = MicroRoute(x, p);
+  double C = 0;
+  Eigen::VectorXd cnt = Eigen::VectorXd::Zero(n_in);
+  for (int64_t j = 0; j < m; ++j) {
+    C += pairs.weight[j];
+    cnt[input[j]] += pairs.weight[j];
+  }
+  const double inv = C > 0 ? 1.0 / C : 0.0;
+  const int T = omp_get_max_threads();
+  std::vector<RowMatrixD> gr(T, RowMatrixD::Zero(n_items, K)), gpi(T, RowMatrixD::Zero(n_in, K));
+  double data = 0;
+#pragma omp parallel reduction(+ : data)
+  {
+    const int t = omp_get_thread_num();
+    double* GR = gr[t].data();
+    double* GP = gpi[t].data();
+    double s[math::kMaxK];
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t a = pairs.first[j], b = pairs.second[j], i = input[j];
+      const double sgn = pairs.label[j] > 0.5f ? 1.0 : -1.0;
+      const double c = pairs.weight[j] * inv;
+      double P = 0;
+      for (int k = 0; k < K; ++k) {
+        s[k] = math::Sigmoid(sgn * (R(a, k) - R(b, k)));
+        P += Pi(i, k) * s[k];
+      }
+      P = std::max(P, 1e-300);
+      data -= c * std::log(P);
+      for (int k = 0; k < K; ++k) {
+        GP[i * K + k] -= c * s[k] / P;
+        const double gd = -c * Pi(i, k) * s[k] * (1 - s[k]) / P * sgn;
+        GR[a * K + k] += gd;
+        GR[b * K + k] -= gd;
+      }
+    }
+  }
+  for (int t = 1; t < T; ++t) {
+    gr[0] += gr[t];
+    gpi[0] += gpi[t];
+  }
+  RowMatrixD& GPi = gpi[0];
+  // The entropy term, per router input (pairs sharing an input share its pi).
+  double ent = 0;
+  if (balance > 0 && C > 0) {
+    if (sample_entropy) {
+      // -lambda mean_j c_j H(pi_j) = lambda sum_i (cnt_i / C) sum_k pi_ik log pi_ik.
+      for (int64_t i = 0; i < n_in; ++i) {
+        if (cnt[i] == 0) continue;
+        for (int k = 0; k < K; ++k) {
+          const double pk = std::max(Pi(i, k), 1e-300);
+          ent += balance * cnt[i] * inv * pk * std::log(pk);
+          GPi(i, k) += balance * cnt[i] * inv * (std::log(pk) + 1);
+        }
+      }
+    } else {
+      // -lambda H(pi_bar), pi_bar = sum_i (cnt_i / C) pi_i.
+      Eigen::VectorXd bar = (Pi.transpose() * cnt) * inv;
+      for (int k = 0; k < K; ++k) {
+        const double pk = std::max(bar[k], 1e-300);
+        ent += balance * pk * std::log(pk);
+        const double g = balance * (std::log(pk) + 1);
+        for (int64_t i = 0; i < n_in; ++i) GPi(i, k) += g * cnt[i] * inv;
+      }
+    }
+  }
+  // Softmax backward: dz = pi (g - pi.g).
+  RowMatrixD GZ(n_in, K);
+  for (int64_t i = 0; i < n_in; ++i) {
+    const double dot = Pi.row(i).dot(GPi.row(i));
+    GZ.row(i) = Pi.row(i).array() * (GPi.row(i).array() - dot);
+  }
+  MicroPass out;
+  out.data_loss = data;
+  out.loss = data + ent + l2 * (p.theta.squaredNorm() + p.w.squaredNorm());
+  out.grad.theta = (items.transpose() * gr[0].cast<float>()).cast<double>() + 2 * l2 * p.theta;
+  out.grad.w = GZ.transpose() * x + 2 * l2 * p.w;
+  out.grad.b = GZ.colwise().sum().transpose();
+  return out;
+}
+
+namespace {
+
+/// Reference items for the calibrated Score() when the dataset has more items than this.
+constexpr int64_t kScoreReference = 4096;
+/// EM iterations of the user step.
+constexpr int kUserStepIters = 50;
+
+PairSet Concat(const PairSet& a, const PairSet& b) {
+  PairSet c = a;
+  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
+  return c;
+}
+
+/// Adam state of one parameter block.
+struct Adam {
+  Eigen::MatrixXd m, v;
+  void Step(Eigen::MatrixXd* x, const Eigen::MatrixXd& g, double lr, int t) {
+    if (m.size() != g.size()) {
+      m = Eigen::MatrixXd::Zero(g.rows(), g.cols());
+      v = m;
+    }
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g.cwiseAbs2();
+    const double c1 = 1 - std::pow(b1, t), c2 = 1 - std::pow(b2, t);
+    x->array() -= (lr / c1) * m.array() / ((v.array() / c2).sqrt() + eps);
+  }
+};
+
+class MicroModel : public Model, public MultiHeadModel {
+ public:
+  explicit MicroModel(const ModelOptions& o) {
+    PREFMIX_CHECK_INPUT(o.k >= 1 && o.k <= math::kMaxK, "--k: ", o.k, " is not in [1, ",
+                        math::kMaxK, "] for micro");
+    PREFMIX_CHECK_INPUT(!o.k_auto, "--k auto is not supported by micro; give a number");
+    PREFMIX_CHECK_INPUT(o.router == "context" || o.router == "attributes" || o.router == "features",
+                        "--router: '", o.router, "' is not one of context, attributes, features");
+    PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
+                        " must be a finite number >= 0");
+  }
+  std::string Family() const override { return "micro"; }
+  int LatentDim() const override { return options_.k; }
+  Eigen::VectorXf PopulationLatent() const override { return pibar_.cast<float>(); }
+
+  FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
+    PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    auto t0 = std::chrono::steady_clock::now();
+    dim = ds.dim();
+    embedding_model = ds.embedding_model;
+    const std::string& r = options_.router;
+    if (r == "attributes") {
+      PREFMIX_CHECK_INPUT(!ds.attributes.empty(), "--router attributes: ", ds.source,
+                          " has no /users/attributes");
+      attr_names_.clear();
+      attr_codes_.clear();
+      for (const auto& a : ds.attributes) {
+        attr_names_.push_back(a.name);
+        attr_codes_.push_back(a.NumCodes());
+      }
+    } else if (r == "features") {
+      PREFMIX_CHECK_INPUT(ds.user_features.rows() > 0 && ds.user_features.cols() > 0,
+                          "--router features: ", ds.source, " has no /users/features");
+      feature_dim_ = ds.user_features.cols();
+    } else if (ds.has_contexts) {
+      context_dim = ds.contexts.cols();
+    }
+    const int max_epochs = options_.epochs > 0 ? options_.epochs : 500;
+    FitReport rep;
+    double l2 = options_.l2;
+    int epochs = max_epochs;
+    if (!valid.empty()) {
+      const std::vector<double> grid =
+          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-4, 1e-3, 1e-2};
+      double best = INFINITY;
+      Json curve = Json::Array();
+      for (double g : grid) {
+        int be = 0;
+        const double v = Train(ds, train, &valid, g, max_epochs, &be);
+        Json e = Json::Object();
+        e["l2"] = g;
+        e["valid_log_loss"] = v;
+        e["epochs"] = be;
+        curve.push_back(e);
+        if (v < best) {
+          best = v;
+          l2 = g;
+          epochs = std::max(be, 1);
+        }
+      }
+      rep.details["selection"] = curve;
+      Train(ds, train, &valid, l2, epochs, nullptr);
+      strength_ =
+          options_.user_prior >= 0 ? options_.user_prior : SelectStrength(ds, train, valid, &rep);
+      if (options_.refit) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
+    } else {
+      if (l2 < 0) l2 = 1e-4;
+      Train(ds, train, nullptr, l2, max_epochs, nullptr);
+      strength_ = options_.user_prior >= 0 ? options_.user_prior : 2.0;
+    }
+    const PairSet all = options_.refit ? Concat(train, valid) : train;
+    SetTrainLatents(ds, TrainUserLatents(ds, all));
+    rep.details["l2"] = l2;
+    rep.details["epochs"] = epochs;
+    rep.details["router"] = r;
+    rep.details["user_prior"] = strength_;
+    Json pb = Json::Array();
+    for (int k = 0; k < options_.k; ++k) pb.push_back(pibar_[k]);
+    rep.details["mean_routing"] = pb;
+    rep.epochs_run = epochs;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+
+  RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                   const std::string& device) const override {
+    return AdaptWith(ds, support, n_users, device, strength_);
+  }
+
+  std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                  const RowMatrixF& latents) const override {
+    const int K = options_.k;
+    const RowMatrixD R = (ds.items * params_.theta.cast<float>()).cast<double>();
+    RowMatrixD ctx_pi;
+    const bool by_context = options_.router == "context" && context_dim > 0 && ds.has_contexts;
+    if (by_context) ctx_pi = MicroRoute(ContextInputs(ds), params_);
+    std::vector<double> out(pairs.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < (int64_t)pairs.size(); ++j) {
+      const int64_t a = pairs.first[j], b = pairs.second[j];
+      const bool use_ctx = by_context && pairs.context[j] >= 0;
+      double p = 0, z = 0;
+      for (int k = 0; k < K; ++k) {
+        const double w = use_ctx ? ctx_pi(pairs.context[j], k) : latents(pairs.user[j], k);
+        p += w * math::Sigmoid(R(a, k) - R(b, k));
+        z += w;
+      }
+      out[j] = z > 0 ? p / z : 0.5;
+    }
+    return out;
+  }
+
+  RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
+    const RowMatrixF H = HeadRewards(ds);  // [K, n]
+    const int64_t n = ds.n_items();
+    if (n <= kScoreReference) return latents * CalibratedScores(H).cast<float>();
+    // Many items: each head's win rate against a fixed, seeded reference subset.
+    Rng rng(DeriveSeed(options_.seed, 0x5c0e));
+    std::vector<int64_t> all(n);
+    for (int64_t i = 0; i < n; ++i) all[i] = i;
+    for (int64_t i = 0; i < kScoreReference; ++i)
+      std::swap(all[i], all[i + static_cast<int64_t>(rng.Below(n - i))]);
+    const std::vector<int64_t> ref(all.begin(), all.begin() + kScoreReference);
+    const int K = options_.k;
+    RowMatrixF Q(K, n);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      for (int k = 0; k < K; ++k) {
+        double s = 0;
+        int64_t c = 0;
+        for (int64_t t : ref) {
+          if (t == i) continue;
+          s += math::Sigmoid(static_cast<double>(H(k, i)) - H(k, t));
+          ++c;
+        }
+        Q(k, i) = static_cast<float>(c > 0 ? s / c : 0.5);
+      }
+    }
+    return latents * Q;
+  }
+
+  RowMatrixF HeadRewards(const Dataset& ds) const override {
+    return (ds.items * params_.theta.cast<float>()).transpose();
+  }
+  Eigen::VectorXd HeadWeights() const override { return pibar_; }
+
+  Json Params() const override {
+    Json j = Json::Object();
+    j["shared"] = static_cast<int64_t>(params_.theta.size() + params_.w.size() + params_.b.size());
+    j["per_user"] = options_.k;
+    return j;
+  }
+
+  void SavePayload(std::ostream& os) const override {
+    SaveBase(os);
+    cereal::PortableBinaryOutputArchive ar(os);
+    ar(params_.theta, params_.w, params_.b, pibar_, attr_names_, attr_codes_, feature_dim_,
+       strength_);
+  }
+  void LoadPayload(std::istream& is) override {
+    LoadBase(is);
+    cereal::PortableBinaryInputArchive ar(is);
+    ar(params_.theta, params_.w, params_.b, pibar_, attr_names_, attr_codes_, feature_dim_,
+       strength_);
+    const int K = options_.k;
+    PREFMIX_CHECK_INPUT(
+        params_.theta.rows() == dim && params_.theta.cols() == K && params_.w.rows() == K &&
+            params_.w.cols() == InputDim() && params_.b.size() == K && pibar_.size() == K &&
+            attr_names_.size() == attr_codes_.size(),
+        "model file: micro parameters have shapes theta [", params_.theta.rows(), ", ",
+        params_.theta.cols(), "], W [", params_.w.rows(), ", ", params_.w.cols(), "], expected [",
+        dim, ", ", K, "] and [", K, ", ", InputDim(), "]");
+  }
+
+ private:
+  /// Router input size for the configured router.
+  int64_t InputDim() const {
+    if (options_.router == "attributes") {
+      int64_t d = 0;
+      for (int32_t c : attr_codes_) d += c;
+      return d;
+    }
+    if (options_.router == "features") return feature_dim_;
+    return context_dim;
+  }
+
+  /// Router inputs of the users of ds [n_users, Dx] (attributes / features routers).
+  RowMatrixD UserInputs(const Dataset& ds) const {
+    const int64_t U = ds.n_users();
+    RowMatrixD x = RowMatrixD::Zero(U, InputDim());
+    if (options_.router == "attributes") {
+      int64_t col = 0;
+      for (size_t a = 0; a < attr_names_.size(); ++a) {
+        const int idx = ds.FindAttribute(attr_names_[a]);
+        if (idx >= 0) {
+          const auto& codes = ds.attributes[idx].codes;
+          for (int64_t u = 0; u < U; ++u)
+            if (codes[u] >= 0 && codes[u] < attr_codes_[a]) x(u, col + codes[u]) = 1.0;
+        }
+        col += attr_codes_[a];
+      }
+    } else if (options_.router == "features" && ds.user_features.rows() > 0) {
+      PREFMIX_CHECK_INPUT(ds.user_features.cols() == feature_dim_, ds.source,
+                          ": /users/features has ", ds.user_features.cols(),
+                          " columns, the micro model was trained with ", feature_dim_);
+      x = ds.user_features.cast<double>();
+    }
+    return x;
+  }
+
+  /// Context inputs [n_contexts, Dc] (context router); 0 rows when the data has none.
+  RowMatrixD ContextInputs(const Dataset& ds) const {
+    if (!ds.has_contexts || context_dim == 0) return RowMatrixD::Zero(0, context_dim);
+    PREFMIX_CHECK_INPUT(ds.contexts.cols() == context_dim, ds.source, ": contexts have dimension ",
+                        ds.contexts.cols(), ", the micro model was trained with ", context_dim);
+    return ds.contexts.cast<double>();
+  }
+
+  /// The router input matrix for training (a zero row appended last) and each pair's row.
+  RowMatrixD PairInputs(const Dataset& ds, const PairSet& pairs,
+                        std::vector<int32_t>* input) const {
+    const bool ctx = options_.router == "context";
+    RowMatrixD base = ctx ? ContextInputs(ds) : UserInputs(ds);
+    RowMatrixD x = RowMatrixD::Zero(base.rows() + 1, base.cols());
+    x.topRows(base.rows()) = base;
+    const int32_t zero = static_cast<int32_t>(base.rows());
+    input->resize(pairs.size());
+    for (size_t j = 0; j < pairs.size(); ++j) {
+      if (ctx)
+        (*input)[j] = pairs.context[j] >= 0 && pairs.context[j] < zero ? pairs.context[j] : zero;
+      else
+        (*input)[j] = pairs.user[j];
+    }
+    return x;
+  }
+
+  /// Adam on all parameters from a seeded init. With `valid`, early stopping on its log loss
+  /// under the router's P(a > b | x): the best epoch's parameters are kept and that loss
+  /// returned. Sets pibar_ (the training pairs' mean routing).
+  double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
+               int* best_epoch) {
+    const int K = options_.k;
+    const int64_t D = ds.dim();
+    std::vector<int32_t> in_tr, in_va;
+    const RowMatrixD x = PairInputs(ds, tr, &in_tr);
+    if (va) PairInputs(ds, *va, &in_va);
+    Rng rng(DeriveSeed(options_.seed, 0x3c10));
+    params_.theta.resize(D, K);
+    const double sv = 1.0 / std::sqrt(static_cast<double>(D));
+    for (Eigen::Index i = 0; i < params_.theta.size(); ++i)
+      params_.theta.data()[i] = sv * rng.Normal();
+    params_.w.resize(K, x.cols());
+    for (Eigen::Index i = 0; i < params_.w.size(); ++i) params_.w.data()[i] = 0.01 * rng.Normal();
+    params_.b = Eigen::VectorXd::Zero(K);
+    const double lr = options_.lr > 0 ? options_.lr : 0.05;
+    Adam at, aw, ab;
+    double best = INFINITY;
+    int since = 0;
+    MicroParams best_p = params_;
+    for (int ep = 1; ep <= epochs; ++ep) {
+      MicroPass pass = MicroLossAndGrad(ds.items, x, in_tr, tr, params_, options_.balance,
+                                        options_.sample_entropy, l2);
+      PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "micro: training diverged (loss ", pass.loss,
+                          " at epoch ", ep, "); lower --lr");
+      at.Step(&params_.theta, pass.grad.theta, lr, ep);
+      aw.Step(&params_.w, pass.grad.w, lr, ep);
+      Eigen::MatrixXd b = params_.b, gb = pass.grad.b;
+      ab.Step(&b, gb, lr, ep);
+      params_.b = b;
+      if (!va) continue;
+      const double v = MicroLossAndGrad(ds.items, x, in_va, *va, params_, 0, false, 0).data_loss;
+      if (v < best - 1e-7) {
+        best = v;
+        since = 0;
+        if (best_epoch) *best_epoch = ep;
+        best_p = params_;
+      } else if (++since >= options_.patience) {
+        break;
+      }
+    }
+    if (va) params_ = best_p;
+    // Mean routing of the training pairs (population latent, context prior, HeadWeights).
+    const RowMatrixD Pi = MicroRoute(x, params_);
+    pibar_ = Eigen::VectorXd::Zero(K);
+    double C = 0;
+    for (size_t j = 0; j < tr.size(); ++j) {
+      pibar_ += tr.weight[j] * Pi.row(in_tr[j]).transpose();
+      C += tr.weight[j];
+    }
+    pibar_ /= std::max(C, 1e-300);
+    return best;
+  }
+
+  /// Router prior pi0_u for every user of ds [n_users, K].
+  RowMatrixF PriorLatents(const Dataset& ds, int64_t n_users) const {
+    RowMatrixF out(n_users, options_.k);
+    if (options_.router == "context") {
+      for (int64_t u = 0; u < n_users; ++u) out.row(u) = pibar_.transpose().cast<float>();
+      return out;
+    }
+    const RowMatrixD pi = MicroRoute(UserInputs(ds), params_);
+    PREFMIX_ASSERT(pi.rows() >= n_users, "micro: more users than dataset rows");
+    out = pi.topRows(n_users).cast<float>();
+    return out;
+  }
+
+  /// The batched user step (`mixture` link) with the heads frozen.
+  RowMatrixF AdaptWith(const Dataset& ds, const PairSet& support, int64_t n_users,
+                       const std::string& device, double strength) const {
+    const int K = options_.k;
+    const RowMatrixF R = ds.items * params_.theta.cast<float>();
+    UserStepProblem prob;
+    prob.K = K;
+    prob.n_users = n_users;
+    auto by = support.ByUser(n_users);
+    prob.offsets.assign(n_users + 1, 0);
+    for (int64_t u = 0; u < n_users; ++u) prob.offsets[u + 1] = prob.offsets[u] + by[u].size();
+    prob.q.resize(prob.n_pairs() * K);
+    prob.weight.resize(prob.n_pairs());
+    for (int64_t u = 0; u < n_users; ++u) {
+      int64_t row = prob.offsets[u];
+      for (size_t j : by[u]) {
+        const float s = support.label[j] > 0.5f ? 1.0f : -1.0f;
+        for (int k = 0; k < K; ++k)
+          prob.q[row * K + k] = s * (R(support.first[j], k) - R(support.second[j], k));
+        prob.weight[row] = support.weight[j];
+        ++row;
+      }
+    }
+    prob.lambda = strength;
+    const RowMatrixF prior = PriorLatents(ds, n_users);
+    UserStepOptions opt;
+    opt.max_iter = kUserStepIters;
+    opt.tol = 1e-6;
+    UserStepResult r = RunUserStep(UserStepLink::kMixture, prob, opt, device, &prior);
+    return r.latent;
+  }
+
+  /// Training users' latents: context router: the mean routing of each user's pairs (pibar
+  /// without pairs); otherwise the user step on the user's pairs.
+  RowMatrixF TrainUserLatents(const Dataset& ds, const PairSet& pairs) const {
+    const int64_t U = ds.n_users();
+    if (options_.router != "context") return AdaptWith(ds, pairs, U, "cpu", strength_);
+    std::vector<int32_t> in;
+    const RowMatrixD Pi = MicroRoute(PairInputs(ds, pairs, &in), params_);
+    RowMatrixD acc = RowMatrixD::Zero(U, options_.k);
+    std::vector<double> c(U, 0.0);
+    for (size_t j = 0; j < pairs.size(); ++j) {
+      acc.row(pairs.user[j]) += pairs.weight[j] * Pi.row(in[j]);
+      c[pairs.user[j]] += pairs.weight[j];
+    }
+    RowMatrixF out(U, options_.k);
+    for (int64_t u = 0; u < U; ++u)
+      out.row(u) = c[u] > 0 ? (acc.row(u) / c[u]).cast<float>().eval()
+                            : pibar_.transpose().cast<float>().eval();
+    return out;
+  }
+
+  /// Chooses the Dirichlet strength of the user step by the log loss on validation pairs of
+  /// pseudo-unseen users adapted from k in {1, 2, 5, 10} of their training pairs.
+  double SelectStrength(const Dataset& ds, const PairSet& train, const PairSet& valid,
+                        FitReport* rep) const {
+    const int64_t U = ds.n_users();
+    auto by = train.ByUser(U);
+    const std::vector<double> grid = {0.25, 1, 2, 4, 8, 16};
+    std::vector<double> total(grid.size(), 0.0);
+    for (int k : {1, 2, 5, 10}) {
+      PairSet support;
+      for (int64_t u = 0; u < U; ++u)
+        for (int i = 0; i < k && i < (int)by[u].size(); ++i) support.PushFrom(train, by[u][i]);
+      for (size_t g = 0; g < grid.size(); ++g) {
+        const RowMatrixF lat = AdaptWith(ds, support, U, "cpu", grid[g]);
+        total[g] += LogLoss(PredictProb(ds, valid, lat), valid.label);
+      }
+    }
+    size_t best = 0;
+    Json curve = Json::Array();
+    for (size_t g = 0; g < grid.size(); ++g) {
+      Json e = Json::Object();
+      e["user_prior"] = grid[g];
+      e["pseudo_unseen_log_loss"] = total[g] / 4;
+      curve.push_back(e);
+      if (total[g] < total[best]) best = g;
+    }
+    rep->details["user_prior_selection"] = curve;
+    return grid[best];
+  }
+
+  MicroParams params_;
+  Eigen::VectorXd pibar_;                ///< mean routing of the training pairs [K]
+  std::vector<std::string> attr_names_;  ///< attributes router: attribute order
+  std::vector<int32_t> attr_codes_;      ///< attributes router: one-hot width per attribute
+  int64_t feature_dim_ = 0;              ///< features router: Du
+  double strength_ = 2.0;                ///< Dirichlet strength s of the user step
+};
+
+const bool kRegistered = RegisterFamily(
+    {"micro",
+     "MiCRo: K linear BT heads mixed in probability by a router on the context, user attributes "
+     "or user features; batched mixture-weight user step (cold start from the router)",
+     {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit", "router", "balance",
+      "sample_entropy"},
+     [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); }});
+
+}  // namespace
+}  // namespace prefmix::mixture
