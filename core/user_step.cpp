@@ -45,6 +45,34 @@ void CheckUserStepProblem(const UserStepProblem& p) {
   PREFMIX_ASSERT(p.prior.empty() || (int)p.prior.size() == p.K, "prior size");
 }
 
+UserStepProblem GatherUserStepProblem(const RowMatrixF& item_values, const PairSet& pairs,
+                                      int64_t n_users) {
+  const int K = static_cast<int>(item_values.cols());
+  UserStepProblem p;
+  p.K = K;
+  p.n_users = n_users;
+  const auto by = pairs.ByUser(n_users);
+  p.offsets.assign(n_users + 1, 0);
+  for (int64_t u = 0; u < n_users; ++u)
+    p.offsets[u + 1] = p.offsets[u] + static_cast<int64_t>(by[u].size());
+  p.q.resize(p.n_pairs() * K);
+  p.weight.resize(p.n_pairs());
+  const float* V = item_values.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < n_users; ++u) {
+    int64_t row = p.offsets[u];
+    for (size_t j : by[u]) {
+      const float s = pairs.label[j] > 0.5f ? 1.0f : -1.0f;
+      const float* va = V + static_cast<int64_t>(pairs.first[j]) * K;
+      const float* vb = V + static_cast<int64_t>(pairs.second[j]) * K;
+      for (int k = 0; k < K; ++k) p.q[row * K + k] = s * (va[k] - vb[k]);
+      p.weight[row] = pairs.weight[j];
+      ++row;
+    }
+  }
+  return p;
+}
+
 UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
                            const std::string& device, const RowMatrixF* init) {
   CheckUserStepProblem(p);

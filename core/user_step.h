@@ -64,6 +64,13 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& problem,
 /// Checks a problem's shapes (internal invariant).
 void CheckUserStepProblem(const UserStepProblem& p);
 
+/// The pairs part of a problem from per-item values [n_items, K] computed once from the frozen
+/// shared parameters (e.g. each head's reward of every item), gathered per pair:
+/// q_j = s_j (values[first_j] - values[second_j]), s_j = +1 when label_j = 1 else -1; weights
+/// copied; pairs grouped by user (users 0..n_users-1, pair order kept within a user).
+UserStepProblem GatherUserStepProblem(const RowMatrixF& item_values, const PairSet& pairs,
+                                      int64_t n_users);
+
 /// The CUDA backend's entry point, registered by cuda/ when built with CUDA.
 using UserStepBackendFn = UserStepResult (*)(UserStepLink, const UserStepProblem&,
                                              const UserStepOptions&, const RowMatrixF*);

@@ -450,31 +450,14 @@ class LowRankModel : public Model {
                        const std::string& device, double lambda) const {
     const int K = options_.k;
     RowMatrixF P = ds.items * V_;
-    UserStepProblem prob;
-    prob.K = K;
-    prob.n_users = n_users;
-    auto by = support.ByUser(n_users);
-    prob.offsets.assign(n_users + 1, 0);
-    for (int64_t u = 0; u < n_users; ++u) prob.offsets[u + 1] = prob.offsets[u] + by[u].size();
-    prob.q.resize(prob.n_pairs() * K);
-    prob.weight.resize(prob.n_pairs());
-    for (int64_t u = 0; u < n_users; ++u) {
-      int64_t row = prob.offsets[u];
-      for (size_t j : by[u]) {
-        const float s = support.label[j] > 0.5f ? 1.0f : -1.0f;
-        for (int k = 0; k < K; ++k)
-          prob.q[row * K + k] = s * (P(support.first[j], k) - P(support.second[j], k));
-        prob.weight[row] = support.weight[j];
-        ++row;
-      }
-    }
+    UserStepProblem prob = GatherUserStepProblem(P, support, n_users);
     prob.prior.assign(w0_.data(), w0_.data() + K);
     prob.lambda = lambda;
     RowMatrixF init(n_users, K);
     for (int64_t u = 0; u < n_users; ++u) init.row(u) = w0_.transpose();
     UserStepResult r = RunUserStep(UserStepLink::kLinear, prob, UserStepOptions{}, device, &init);
     for (int64_t u = 0; u < n_users; ++u)
-      if (by[u].empty()) r.latent.row(u) = w0_.transpose();
+      if (prob.offsets[u + 1] == prob.offsets[u]) r.latent.row(u) = w0_.transpose();
     return r.latent;
   }
 

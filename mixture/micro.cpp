@@ -455,26 +455,8 @@ class MicroModel : public Model, public MultiHeadModel {
   /// The batched user step (`mixture` link) with the heads frozen.
   RowMatrixF AdaptWith(const Dataset& ds, const PairSet& support, int64_t n_users,
                        const std::string& device, double strength) const {
-    const int K = options_.k;
     const RowMatrixF R = ds.items * params_.theta.cast<float>();
-    UserStepProblem prob;
-    prob.K = K;
-    prob.n_users = n_users;
-    auto by = support.ByUser(n_users);
-    prob.offsets.assign(n_users + 1, 0);
-    for (int64_t u = 0; u < n_users; ++u) prob.offsets[u + 1] = prob.offsets[u] + by[u].size();
-    prob.q.resize(prob.n_pairs() * K);
-    prob.weight.resize(prob.n_pairs());
-    for (int64_t u = 0; u < n_users; ++u) {
-      int64_t row = prob.offsets[u];
-      for (size_t j : by[u]) {
-        const float s = support.label[j] > 0.5f ? 1.0f : -1.0f;
-        for (int k = 0; k < K; ++k)
-          prob.q[row * K + k] = s * (R(support.first[j], k) - R(support.second[j], k));
-        prob.weight[row] = support.weight[j];
-        ++row;
-      }
-    }
+    UserStepProblem prob = GatherUserStepProblem(R, support, n_users);
     prob.lambda = strength;
     const RowMatrixF prior = PriorLatents(ds, n_users);
     UserStepOptions opt;
