@@ -648,34 +648,8 @@ class EmBtModel : public Model, public MultiHeadModel {
   /// sum_k gamma_k q_k(e), q_k the calibrated score of head k against every item (a fixed,
   /// seeded sample of kScoreReference items when there are more).
   RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
-    const RowMatrixF R = ItemHeadRewards(ds.items, theta_);
-    const int64_t n = ds.n_items();
-    std::vector<int64_t> ref;
-    if (n <= kScoreReference) {
-      for (int64_t i = 0; i < n; ++i) ref.push_back(i);
-    } else {
-      Rng rng(DeriveSeed(options_.seed, 0x5c0e));
-      std::vector<int64_t> all(n);
-      for (int64_t i = 0; i < n; ++i) all[i] = i;
-      for (int64_t i = 0; i < kScoreReference; ++i)
-        std::swap(all[i], all[i + static_cast<int64_t>(rng.Below(n - i))]);
-      ref.assign(all.begin(), all.begin() + kScoreReference);
-    }
-    RowMatrixF Q(K_, n);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      for (int k = 0; k < K_; ++k) {
-        double s = 0;
-        int64_t c = 0;
-        for (int64_t t : ref) {
-          if (t == i) continue;
-          s += math::Sigmoid(static_cast<double>(R(i, k)) - R(t, k));
-          ++c;
-        }
-        Q(k, i) = static_cast<float>(c > 0 ? s / c : 0.5);
-      }
-    }
-    return latents * Q;
+    return latents * CalibratedItemScores(HeadRewards(ds), DeriveSeed(options_.seed, 0x5c0e),
+                                          kScoreReference);
   }
 
   RowMatrixF HeadRewards(const Dataset& ds) const override {

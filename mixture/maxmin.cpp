@@ -93,6 +93,32 @@ RowMatrixD CalibratedScores(const RowMatrixF& rewards) {
   return q;
 }
 
+RowMatrixF CalibratedItemScores(const RowMatrixF& rewards, uint64_t seed, int64_t max_reference) {
+  const int64_t K = rewards.rows(), n = rewards.cols();
+  if (n <= max_reference) return CalibratedScores(rewards).cast<float>();
+  Rng rng(seed);
+  std::vector<int64_t> ref(n);
+  std::iota(ref.begin(), ref.end(), 0);
+  for (int64_t i = 0; i < max_reference; ++i)
+    std::swap(ref[i], ref[i + static_cast<int64_t>(rng.Below(n - i))]);
+  ref.resize(max_reference);
+  RowMatrixF q(K, n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < K; ++k) {
+      double s = 0;
+      int64_t c = 0;
+      for (int64_t t : ref) {
+        if (t == i) continue;
+        s += math::Sigmoid(static_cast<double>(rewards(k, i)) - rewards(k, t));
+        ++c;
+      }
+      q(k, i) = static_cast<float>(c > 0 ? s / c : 0.5);
+    }
+  }
+  return q;
+}
+
 int EgalitarianPick(const RowMatrixD& q) {
   PREFMIX_ASSERT(q.cols() >= 1 && q.rows() >= 1, "no candidates or heads");
   int best = 0;

@@ -30,6 +30,12 @@ class MultiHeadModel {
 /// gives 0.5).
 RowMatrixD CalibratedScores(const RowMatrixF& rewards);
 
+/// Calibrated scores [K, n_items] of every item for scoring all items of a dataset: each head's
+/// mean win probability against every other item, or, with more than `max_reference` items,
+/// against a fixed reference sample of that many items drawn with `seed`.
+RowMatrixF CalibratedItemScores(const RowMatrixF& rewards, uint64_t seed,
+                                int64_t max_reference = 4096);
+
 /// argmax_y min_k q_k(y).
 int EgalitarianPick(const RowMatrixD& q);
 /// argmax_y sum_k w_k q_k(y).

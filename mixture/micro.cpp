@@ -259,32 +259,8 @@ class MicroModel : public Model, public MultiHeadModel {
   }
 
   RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
-    const RowMatrixF H = HeadRewards(ds);  // [K, n]
-    const int64_t n = ds.n_items();
-    if (n <= kScoreReference) return latents * CalibratedScores(H).cast<float>();
-    // Many items: each head's win rate against a fixed, seeded reference subset.
-    Rng rng(DeriveSeed(options_.seed, 0x5c0e));
-    std::vector<int64_t> all(n);
-    for (int64_t i = 0; i < n; ++i) all[i] = i;
-    for (int64_t i = 0; i < kScoreReference; ++i)
-      std::swap(all[i], all[i + static_cast<int64_t>(rng.Below(n - i))]);
-    const std::vector<int64_t> ref(all.begin(), all.begin() + kScoreReference);
-    const int K = options_.k;
-    RowMatrixF Q(K, n);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      for (int k = 0; k < K; ++k) {
-        double s = 0;
-        int64_t c = 0;
-        for (int64_t t : ref) {
-          if (t == i) continue;
-          s += math::Sigmoid(static_cast<double>(H(k, i)) - H(k, t));
-          ++c;
-        }
-        Q(k, i) = static_cast<float>(c > 0 ? s / c : 0.5);
-      }
-    }
-    return latents * Q;
+    return latents * CalibratedItemScores(HeadRewards(ds), DeriveSeed(options_.seed, 0x5c0e),
+                                          kScoreReference);
   }
 
   RowMatrixF HeadRewards(const Dataset& ds) const override {
