@@ -157,7 +157,12 @@ void AddProtocolOptions(po::options_description& desc) {
       "valid-fraction", po::value<double>()->default_value(d.valid_fraction),
       "share of each training user's pairs used for model selection")(
       "min-group-users", po::value<int>()->default_value(d.min_group_users),
-      "per_group lists groups with at least this many users");
+      "per_group lists groups with at least this many users")(
+      "online", po::bool_switch(),
+      "unseen: also feed each held-out user's pairs one at a time to the family's online user "
+      "step and report accuracy on the next pair vs labels seen (JSON key online; micro)")(
+      "online-estimator", po::value<std::string>()->default_value(d.online_estimator),
+      "online user step: quasi-bayes | map (micro)");
 }
 
 ProtocolOptions ReadProtocolOptions(const po::variables_map& vm) {
@@ -172,6 +177,8 @@ ProtocolOptions ReadProtocolOptions(const po::variables_map& vm) {
   o.repeats = vm["repeats"].as<int>();
   o.valid_fraction = vm["valid-fraction"].as<double>();
   o.min_group_users = vm["min-group-users"].as<int>();
+  o.online = vm["online"].as<bool>();
+  o.online_estimator = vm["online-estimator"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
   ValidateProtocolOptions(o);
   return o;

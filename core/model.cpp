@@ -68,6 +68,11 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   return o;
 }
 
+OnlineResult Model::AdaptOnline(const Dataset&, const PairSet&, int64_t, const std::string&) const {
+  throw Error(
+      Cat("--online: family '", Family(), "' has no online user step (families with one: micro)"));
+}
+
 RowMatrixF Model::LatentsFor(const Dataset& ds, int64_t* n_unknown) const {
   const int L = LatentDim();
   RowMatrixF out(ds.n_users(), L);

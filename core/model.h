@@ -53,6 +53,15 @@ struct FitReport {
   Json details = Json::Object();  ///< family-specific (chosen l2, validation curve, ...)
 };
 
+/// Result of the online (sequential) user step.
+struct OnlineResult {
+  /// Per pair of the stream (same order): the probability the model gave the observed label
+  /// from the user's earlier pairs only (before the pair's own label was used).
+  std::vector<double> prob;
+  /// Per user: the latent after all of the user's pairs.
+  RowMatrixF latent;
+};
+
 /// The scoring interface every family implements.
 class Model {
  public:
@@ -73,6 +82,11 @@ class Model {
   /// P(first preferred over second) for each pair; latents has a row per pairs.user value.
   virtual std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
                                           const RowMatrixF& latents) const = 0;
+  /// The online user step (stage-2 routing): consumes each user's pairs of `stream` in stream
+  /// order, predicting each pair before updating on its label. `estimator` names the sequential
+  /// estimator (family-specific). Families without one throw prefmix::Error.
+  virtual OnlineResult AdaptOnline(const Dataset& ds, const PairSet& stream, int64_t n_users,
+                                   const std::string& estimator) const;
   /// Reward of every item for each latent row: [latents.rows(), n_items].
   virtual RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const = 0;
   /// Learned parameter counts: {"shared": N, "per_user": L}.

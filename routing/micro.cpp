@@ -1,4 +1,4 @@
-#include "mixture/micro.h"
+#include "routing/micro.h"
 
 #include <omp.h>
 
@@ -14,8 +14,11 @@
 #include "core/serialize.h"
 #include "core/user_step.h"
 #include "mixture/maxmin.h"
+#include "routing/online.h"
 
-namespace prefmix::mixture {
+namespace prefmix::routing {
+using mixture::CalibratedItemScores;
+using mixture::MultiHeadModel;
 
 RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& p) {
   RowMatrixD z = x * p.w.transpose();
@@ -233,6 +236,24 @@ class MicroModel : public Model, public MultiHeadModel {
   RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                    const std::string& device) const override {
     return AdaptWith(ds, support, n_users, device, strength_);
+  }
+
+  /// Stage 2: routing/online.h's sequential estimators on the same inputs and prior as the
+  /// batch user step (heads frozen).
+  OnlineResult AdaptOnline(const Dataset& ds, const PairSet& stream, int64_t n_users,
+                           const std::string& estimator) const override {
+    const OnlineEstimator e = ParseOnlineEstimator(estimator);
+    const RowMatrixF R = ds.items * params_.theta.cast<float>();
+    const UserStepProblem prob = GatherUserStepProblem(R, stream, n_users);
+    OnlinePass pass =
+        RunOnlineMixture(prob, PriorLatents(ds, n_users), strength_, e, kUserStepIters, 1e-6);
+    OnlineResult r;
+    r.latent = std::move(pass.latent);
+    // The problem groups pairs by user and keeps their order within a user.
+    r.prob.resize(stream.size());
+    std::vector<int64_t> next(prob.offsets.begin(), prob.offsets.end() - 1);
+    for (size_t j = 0; j < stream.size(); ++j) r.prob[j] = pass.prob[next[stream.user[j]]++];
+    return r;
   }
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
@@ -509,4 +530,4 @@ const bool kRegistered = RegisterFamily(
      [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); }});
 
 }  // namespace
-}  // namespace prefmix::mixture
+}  // namespace prefmix::routing
