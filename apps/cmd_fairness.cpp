@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -70,6 +72,38 @@ Json SelectionHook(const Model& model, const Dataset& ds, const std::vector<Attr
   return out;
 }
 
+/// Writes DIR/report.html from a fairness.json written earlier.
+int RenderOnly(const std::string& json_path, const std::string& dir) {
+  std::ifstream in(json_path, std::ios::binary);
+  PREFMIX_CHECK_INPUT(in, "--from-json: cannot open '", json_path, "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json f;
+  try {
+    f = Json::Parse(ss.str());
+  } catch (const Error& e) {
+    throw Error(Cat("--from-json: ", json_path, ": ", e.what()));
+  }
+  PREFMIX_CHECK_INPUT(f.is_object() && f.contains("format") && f.at("format").is_string() &&
+                          f.at("format").str() == "prefmix.fairness",
+                      "--from-json: ", json_path,
+                      ": field 'format' is not \"prefmix.fairness\" (not a fairness.json)");
+  for (const char* key : {"dataset", "protocol", "groupings", "bootstrap", "models"})
+    PREFMIX_CHECK_INPUT(f.contains(key), "--from-json: ", json_path, ": missing field '", key, "'");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
+                      dir, "': ", ec.message());
+  std::vector<std::string> warnings;
+  const std::string gnuplot = FindGnuplot();
+  const std::string html = FairnessReportHtml(f, gnuplot, &warnings);
+  for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
+  if (gnuplot.empty())
+    std::cerr << "note: gnuplot not found (Debian: gnuplot-nox); report.html has tables only\n";
+  WriteTextFileAtomic(dir + "/report.html", html);
+  return 0;
+}
+
 }  // namespace
 
 int RunFairness(int argc, char** argv) {
@@ -83,7 +117,9 @@ int RunFairness(int argc, char** argv) {
       "bootstrap resamples over users for the intervals (0: none)")(
       "ci-level", po::value<double>()->default_value(d.ci_level), "interval level")(
       "hist-bins", po::value<int>()->default_value(d.hist_bins), "per-user histogram bins")(
-      "no-closure", po::bool_switch(), "leave out the transitive-closure baseline");
+      "no-closure", po::bool_switch(), "leave out the transitive-closure baseline")(
+      "from-json", po::value<std::string>(),
+      "only (re)draw DIR/report.html from an existing fairness.json (no training)");
   AddModelOptions(desc);
   AddProtocolOptions(desc);
   AddCommonOptions(desc);
@@ -93,9 +129,11 @@ int RunFairness(int argc, char** argv) {
                         "[--by attr1,attr2] --out DIR [options]",
                         desc, vm))
     return 0;
+  Require(vm, "out");
+  if (vm.count("from-json"))
+    return RenderOnly(vm["from-json"].as<std::string>(), vm["out"].as<std::string>());
   Require(vm, "data");
   Require(vm, "models");
-  Require(vm, "out");
   const std::string device = ApplyCommonOptions(vm);
   std::vector<std::string> families = SplitList(vm["models"].as<std::string>());
   if (families.size() == 1 && families[0] == "all") families = FamilyNames();

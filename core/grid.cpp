@@ -403,9 +403,11 @@ std::string GridCsv(const Json& table) {
       auto opt = [&](const char* k) {
         return r.contains(k) ? Cat(r.at(k).number()) : std::string();
       };
-      h << '"' << b.at("name").str() << "\"," << b.at("protocol").at("name").str() << ","
-        << r.at("model").str() << "," << r.at("repeats").size() << "," << r.at("accuracy").number()
-        << "," << r.at("accuracy_std").number() << "," << r.at("log_loss").number() << ","
+      std::string name = b.at("name").str(), quoted;
+      for (char ch : name) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      h << '"' << quoted << "\"," << b.at("protocol").at("name").str() << "," << r.at("model").str()
+        << "," << r.at("repeats").size() << "," << r.at("accuracy").number() << ","
+        << r.at("accuracy_std").number() << "," << r.at("log_loss").number() << ","
         << r.at("log_loss_std").number() << "," << opt("tau") << "," << opt("tau_std") << ","
         << opt("pooled_tau") << ","
         << (r.contains("vs_best") ? Cat(r.at("vs_best").at("p_value").number()) : "") << ","

@@ -572,8 +572,44 @@ std::string FairnessReportHtml(const Json& f, const std::string& gnuplot,
       << "head scores, and each group's win rate of the pick where it can be judged.</p>\n";
     for (const auto& m : models.items()) {
       if (!m.contains("selection")) continue;
-      h << "<h3>" << HtmlEscape(m.at("model").str()) << "</h3>\n<pre>"
-        << HtmlEscape(m.at("selection").Dump(1)) << "</pre>\n";
+      const Json& sj = m.at("selection");
+      h << "<h3>" << HtmlEscape(m.at("model").str()) << " ("
+        << static_cast<int64_t>(sj.at("n_heads").number()) << " heads)</h3>\n";
+      if (sj.contains("picks")) {
+        const Json& eg = sj.at("picks").at("egalitarian");
+        const Json& ut = sj.at("picks").at("utilitarian");
+        auto name = [](const Json& p) {
+          return p.contains("pick_id") ? p.at("pick_id").str()
+                                       : Cat("item ", static_cast<int64_t>(p.at("pick").number()));
+        };
+        h << "<p>Egalitarian pick: <b>" << HtmlEscape(name(eg)) << "</b>; utilitarian pick: <b>"
+          << HtmlEscape(name(ut)) << "</b>. Win rate judged by "
+          << HtmlEscape(sj.at("judged_by").str())
+          << ", averaged over the users who ranked the "
+             "pick.</p>\n<table><tr><th>group</th><th>egalitarian win rate</th>"
+          << "<th>utilitarian win rate</th><th>users</th></tr>\n";
+        if (eg.contains("win_rate") && ut.contains("win_rate"))
+          h << "<tr><td><em>all</em></td><td>" << Num(eg.at("win_rate").number()) << "</td><td>"
+            << Num(ut.at("win_rate").number()) << "</td><td>"
+            << static_cast<int64_t>(eg.at("n_users").number()) << "</td></tr>\n";
+        if (eg.contains("per_group") && ut.contains("per_group"))
+          for (const auto& g : eg.at("per_group").members())
+            for (const auto& kv : g.second.members()) {
+              const bool both = ut.at("per_group").contains(g.first) &&
+                                ut.at("per_group").at(g.first).contains(kv.first);
+              h << "<tr><td>" << HtmlEscape(g.first + " = " + kv.first) << "</td><td>"
+                << Num(kv.second.at("mean").number()) << "</td><td>"
+                << (both ? Num(ut.at("per_group").at(g.first).at(kv.first).at("mean").number())
+                         : std::string("–"))
+                << "</td><td>" << static_cast<int64_t>(kv.second.at("n_users").number())
+                << "</td></tr>\n";
+            }
+        h << "</table>\n";
+      }
+      if (sj.contains("truth"))
+        h << "<details><summary>Judged by the planted truth (the output of "
+          << "<code>prefmix select</code>)</summary><pre>" << HtmlEscape(sj.at("truth").Dump(1))
+          << "</pre></details>\n";
     }
   }
   h << "</body></html>\n";

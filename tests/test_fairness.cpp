@@ -442,6 +442,11 @@ TEST_F(FairnessCliTest, ReportDegradesToTablesWithoutGnuplot) {
     for (const char* key : {"accuracy", "accuracy_ci", "per_group", "per_user"})
       EXPECT_EQ(a.at("models").items()[i].at(key).Dump(), b.at("models").items()[i].at(key).Dump())
           << key;
+  // --from-json redraws the same report from the JSON alone.
+  const std::string redraw = "PREFMIX_GNUPLOT=none " PREFMIX_CLI " fairness --from-json " + dir_ +
+                             "/out3/fairness.json --out " + dir_ + "/out4 2>/dev/null";
+  ASSERT_EQ(std::system(redraw.c_str()), 0);
+  EXPECT_EQ(ReadFile(dir_ + "/out4/report.html"), html);
   // Only the requested grouping.
   EXPECT_EQ(a.at("groupings").size(), 1u);
 }
@@ -456,6 +461,10 @@ TEST_F(FairnessCliTest, BadInputExitsOneWithoutOutput) {
   r = RunCli("fairness --data " + dir_ + "/r.h5 --models nosuch --out " + dir_ + "/o", dir_);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
+  r = RunCli("fairness --from-json " + dir_ + "/r.h5 --out " + dir_ + "/o", dir_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("r.h5"), std::string::npos) << r.err;
+  EXPECT_FALSE(Exists(dir_ + "/o/report.html"));
   std::ofstream(dir_ + "/g.ini") << "models = bt\n[A]\ndata = " << dir_ << "/r.h5\nfoo = 1\n";
   r = RunCli("experiment --grid " + dir_ + "/g.ini --out " + dir_ + "/go", dir_);
   EXPECT_EQ(r.rc, 1);
