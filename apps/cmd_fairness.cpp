@@ -115,7 +115,7 @@ int RunFairness(int argc, char** argv) {
       "out", po::value<std::string>(), "output directory (created if needed)")(
       "bootstrap", po::value<int>()->default_value(d.bootstrap),
       "bootstrap resamples over users for the intervals (0: none)")(
-      "ci-level", po::value<double>()->default_value(d.ci_level), "interval level")(
+      "ci-level", po::value<double>()->default_value(d.ci_level, "0.95"), "interval level")(
       "hist-bins", po::value<int>()->default_value(d.hist_bins), "per-user histogram bins")(
       "no-closure", po::bool_switch(), "leave out the transitive-closure baseline")(
       "from-json", po::value<std::string>(),
