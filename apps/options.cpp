@@ -14,9 +14,9 @@ namespace prefmix::apps {
 
 namespace {
 const char* kModelFlags[] = {
-    "k",        "dim",      "epochs",   "lr",         "batch",         "l2",
-    "arch",     "hidden",   "patience", "user-prior", "no-refit",      "em",
-    "em-prior", "restarts", "router",   "balance",    "sample-entropy"};
+    "k",      "dim",      "epochs",         "lr",       "batch", "l2",       "arch",
+    "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
+    "router", "balance",  "sample-entropy", "ideal",    "loss"};
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -73,7 +73,11 @@ void AddModelOptions(po::options_description& desc) {
       "balance", po::value<double>()->default_value(d.balance),
       "micro: load-balancing weight of the routing entropy term")(
       "sample-entropy", po::bool_switch(),
-      "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy");
+      "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy")(
+      "ideal", po::value<std::string>()->default_value(d.ideal),
+      "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
+      "loss", po::value<std::string>()->default_value(d.loss),
+      "pal-a, pal-b: training loss, bt (Bradley-Terry) | hinge (PAL's)");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -106,6 +110,8 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.router = vm["router"].as<std::string>();
   o.balance = vm["balance"].as<double>();
   o.sample_entropy = vm["sample-entropy"].as<bool>();
+  o.ideal = vm["ideal"].as<std::string>();
+  o.loss = vm["loss"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
@@ -119,6 +125,10 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   PREFMIX_CHECK_INPUT(o.restarts >= 1, "--restarts: ", o.restarts, " must be >= 1");
   PREFMIX_CHECK_INPUT(o.router == "context" || o.router == "attributes" || o.router == "features",
                       "--router: '", o.router, "' is not one of context, attributes, features");
+  PREFMIX_CHECK_INPUT(o.ideal == "Pw" || o.ideal == "f(Pw)" || o.ideal == "f(P)w", "--ideal: '",
+                      o.ideal, "' is not one of Pw, f(Pw), f(P)w");
+  PREFMIX_CHECK_INPUT(o.loss == "bt" || o.loss == "hinge", "--loss: '", o.loss,
+                      "' is not one of bt, hinge");
   PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
                       " must be a finite number >= 0");
   for (const char* flag : kModelFlags) {

@@ -32,6 +32,8 @@ Json ModelOptions::ToJson() const {
   j["router"] = router;
   j["balance"] = balance;
   j["sample_entropy"] = sample_entropy;
+  j["ideal"] = ideal;
+  j["loss"] = loss;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -62,6 +64,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("router")) o.router = j.at("router").str();
   if (j.contains("balance")) o.balance = j.at("balance").number();
   if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
+  if (j.contains("ideal")) o.ideal = j.at("ideal").str();
+  if (j.contains("loss")) o.loss = j.at("loss").str();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();

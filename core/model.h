@@ -23,7 +23,7 @@ struct ModelOptions {
   bool k_auto = false;          ///< --k auto (where supported)
   int dim = 0;                  ///< projection or latent size (0: family default)
   int epochs = 300;             ///< maximum passes over the training pairs
-  double lr = 0.05;             ///< Adam step size
+  double lr = 0;                ///< Adam step size (0: family default, as on the CLI)
   int batch = 0;                ///< mini-batch size in pairs (0: full batch)
   double l2 = -1;               ///< L2 strength (< 0: chosen on the validation split)
   std::string arch = "linear";  ///< bt: linear | mlp
@@ -37,6 +37,8 @@ struct ModelOptions {
   std::string router = "context";  ///< micro: router input, context | attributes | features
   double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
   bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
+  std::string ideal = "Pw";        ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
+  std::string loss = "bt";         ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";
