@@ -212,8 +212,8 @@ Json OnlineCurve(const PairSet& stream, const std::vector<double>& prob, int max
         loss.resize(pos + 1, 0);
         n.resize(pos + 1, 0);
       }
-      right[pos] += p > 0.5 ? 1.0 : (p == 0.5 ? 0.5 : 0.0);
-      loss[pos] -= std::log(std::clamp(p, 1e-7, 1 - 1e-7));
+      right[pos] += PairHit(p, 1.0f);  // p is the probability of the observed label
+      loss[pos] += PairLogLoss(p, 1.0f);
       ++n[pos];
     }
     ++pos;

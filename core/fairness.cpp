@@ -13,15 +13,9 @@
 namespace prefmix {
 namespace {
 
-// The same per-pair scoring as core/metrics.cpp (0.5 counts half; p clipped for the log).
-inline double Hit(double p, float y) {
-  if (p == 0.5) return 0.5;
-  return (p > 0.5) == (y > 0.5f) ? 1.0 : 0.0;
-}
-inline double Nll(double p, float y) {
-  p = std::min(std::max(p, 1e-7), 1.0 - 1e-7);
-  return y > 0.5f ? -std::log(p) : -std::log(1.0 - p);
-}
+// The per-pair scoring of core/metrics.h (0.5 counts half; p clipped for the log).
+constexpr auto Hit = PairHit;
+constexpr auto Nll = PairLogLoss;
 
 constexpr uint64_t kBootstrapStream = 0xb007;
 
