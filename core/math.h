@@ -129,13 +129,12 @@ struct SimplexSolveInfo {
   int iterations;
 };
 
-/// Maximises the linear-link objective over the simplex by FISTA with adaptive restart.
+/// Maximises the linear-link objective over the simplex by FISTA with adaptive restart (the
+/// first solver of the user step; kept as the reference the Newton solver is tested against).
 /// w holds the start on entry (projected first) and the solution on exit.
-PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, const float* offset,
-                                                               const float* weight, int64_t n,
-                                                               int K, const float* w0,
-                                                               double lambda, int max_iter,
-                                                               double tol, double* w) {
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
+    const float* q, const float* offset, const float* weight, int64_t n, int K, const float* w0,
+    double lambda, int max_iter, double tol, double* w) {
   double L = lambda;
   for (int64_t j = 0; j < n; ++j) {
     double c = weight ? weight[j] : 1.0, s = 0;
@@ -180,6 +179,388 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
   }
   info.objective = fw;
   return info;
+}
+
+/// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
+/// L |w - P(w + g/L)|_inf; zero exactly at a maximiser of a concave objective.
+PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, const double* g, int K,
+                                                     double L) {
+  double pr[kMaxK], res = 0;
+  for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
+  ProjectSimplex(pr, K);
+  for (int k = 0; k < K; ++k) {
+    const double d = fabs(pr[k] - w[k]) * L;
+    res = d > res ? d : res;
+  }
+  return res;
+}
+
+/// Solves A x = b in place for a symmetric positive definite n x n matrix A (row-major, leading
+/// dimension kMaxK, lower triangle used and overwritten by its Cholesky factor). A pivot that
+/// is not positive is replaced by `floor` (the matrix is regularised, never NaN).
+PREFMIX_HOST_DEVICE inline void CholeskySolve(double* A, int n, double floor, double* b) {
+  for (int j = 0; j < n; ++j) {
+    double d = A[j * kMaxK + j];
+    for (int p = 0; p < j; ++p) d -= A[j * kMaxK + p] * A[j * kMaxK + p];
+    d = d > floor ? sqrt(d) : sqrt(floor);
+    A[j * kMaxK + j] = d;
+    for (int i = j + 1; i < n; ++i) {
+      double s = A[i * kMaxK + j];
+      for (int p = 0; p < j; ++p) s -= A[i * kMaxK + p] * A[j * kMaxK + p];
+      A[i * kMaxK + j] = s / d;
+    }
+  }
+  for (int i = 0; i < n; ++i) {  // L y = b
+    double s = b[i];
+    for (int p = 0; p < i; ++p) s -= A[i * kMaxK + p] * b[p];
+    b[i] = s / A[i * kMaxK + i];
+  }
+  for (int i = n - 1; i >= 0; --i) {  // L' x = y
+    double s = b[i];
+    for (int p = i + 1; p < n; ++p) s -= A[p * kMaxK + i] * b[p];
+    b[i] = s / A[i * kMaxK + i];
+  }
+}
+
+/// One projected-gradient step of the linear link from w towards P(w + g/L), backtracked until
+/// f does not decrease (with L a Lipschitz bound of the gradient the full step already
+/// ascends). Updates w and returns the new f (or f when no ascent is left).
+PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, const float* offset,
+                                                              const float* weight, int64_t n, int K,
+                                                              const float* w0, double lambda,
+                                                              double L, const double* g, double f,
+                                                              double* w) {
+  double step[kMaxK], wn[kMaxK];
+  for (int k = 0; k < K; ++k) step[k] = w[k] + g[k] / L;
+  ProjectSimplex(step, K);
+  double alpha = 1.0;
+  for (int ls = 0; ls < 40; ++ls, alpha *= 0.5) {
+    for (int k = 0; k < K; ++k) wn[k] = w[k] + alpha * (step[k] - w[k]);
+    const double fn = LinearObjective(q, offset, weight, n, K, wn, w0, lambda, nullptr);
+    if (fn >= f) {
+      for (int k = 0; k < K; ++k) w[k] = wn[k];
+      return fn;
+    }
+  }
+  return f;
+}
+
+/// Maximises the linear-link objective
+///   f(w) = sum_j c_j log sigma(b_j + w.q_j) - lambda/2 |w - w0|^2   over the simplex
+/// by a primal active-set Newton method: on the face F = {k : w_k > 0} it takes the Newton step
+/// of the equality-constrained quadratic model (1'd = 0, d_k = 0 off F), shortened to stay
+/// feasible (a coordinate that reaches 0 leaves F) and by Armijo backtracking (f is concave, so
+/// the step is an ascent direction); when F is stationary, the coordinate off F with the
+/// largest gradient above the face's multiplier enters F. Stops when the projected-gradient
+/// (KKT) residual, measured as in SolveLinearSimplexFista (step 1/L with
+/// L = 1/4 sum_j c_j |q_j|^2 + lambda), is below tol. Quadratic convergence near the solution,
+/// typically 3-8 iterations from the uniform start. w holds the start on entry (projected
+/// first) and the solution on exit.
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, const float* offset,
+                                                               const float* weight, int64_t n,
+                                                               int K, const float* w0,
+                                                               double lambda, int max_iter,
+                                                               double tol, double* w) {
+  double L = lambda;
+  for (int64_t j = 0; j < n; ++j) {
+    double c = weight ? weight[j] : 1.0, s = 0;
+    for (int k = 0; k < K; ++k) s += (double)q[j * K + k] * q[j * K + k];
+    L += 0.25 * c * s;
+  }
+  if (L <= 1e-12) L = 1e-12;
+  ProjectSimplex(w, K);
+  double g[kMaxK], d[kMaxK], y2[kMaxK], wn[kMaxK], H[kMaxK * kMaxK];
+  int F[kMaxK];
+  double f = LinearObjective(q, offset, weight, n, K, w, w0, lambda, g);
+  SimplexSolveInfo info{f, SimplexKktResidual(w, g, K, L), 0};
+  for (int it = 0; it < max_iter && info.residual >= tol; ++it) {
+    info.iterations = it + 1;
+    int m = 0;
+    for (int k = 0; k < K; ++k)
+      if (w[k] > 0) F[m++] = k;
+    // Negative Hessian on the face: A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I.
+    for (int a = 0; a < m; ++a)
+      for (int b = 0; b <= a; ++b) H[a * kMaxK + b] = a == b ? lambda : 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      double x = offset ? offset[j] : 0.0;
+      const float* qj = q + j * K;
+      for (int k = 0; k < K; ++k) x += w[k] * qj[k];
+      const double s = Sigmoid(x), h = (weight ? weight[j] : 1.0) * s * (1.0 - s);
+      if (h <= 0) continue;
+      for (int a = 0; a < m; ++a) {
+        const double ha = h * qj[F[a]];
+        for (int b = 0; b <= a; ++b) H[a * kMaxK + b] += ha * qj[F[b]];
+      }
+    }
+    // A relative ridge keeps the factorisation finite where saturated margins leave A
+    // (near-)singular; the ratio test below then bounds the long steps along its null space.
+    double trace = 0;
+    for (int a = 0; a < m; ++a) trace += H[a * kMaxK + a];
+    const double ridge = 1e-9 * (trace / (m > 0 ? m : 1)) + 1e-300;
+    for (int a = 0; a < m; ++a) H[a * kMaxK + a] += ridge;
+    const double floor = ridge;
+    // d = A^-1 g_F - nu A^-1 1 with nu chosen so that 1'd = 0.
+    for (int a = 0; a < m; ++a) {
+      d[a] = g[F[a]];
+      y2[a] = 1.0;
+    }
+    CholeskySolve(H, m, floor, d);
+    // H now holds the factor; solve for the second right-hand side with it.
+    for (int i = 0; i < m; ++i) {
+      double s = y2[i];
+      for (int p = 0; p < i; ++p) s -= H[i * kMaxK + p] * y2[p];
+      y2[i] = s / H[i * kMaxK + i];
+    }
+    for (int i = m - 1; i >= 0; --i) {
+      double s = y2[i];
+      for (int p = i + 1; p < m; ++p) s -= H[p * kMaxK + i] * y2[p];
+      y2[i] = s / H[i * kMaxK + i];
+    }
+    double s1 = 0, s2 = 0;
+    for (int a = 0; a < m; ++a) {
+      s1 += d[a];
+      s2 += y2[a];
+    }
+    const double nu = s1 / s2;
+    double slope = 0, dmax = 0;
+    for (int a = 0; a < m; ++a) {
+      d[a] -= nu * y2[a];
+      slope += g[F[a]] * d[a];
+      dmax = fabs(d[a]) > dmax ? fabs(d[a]) : dmax;
+    }
+    if (!(fabs(slope) <= 1.7e308) || !(dmax <= 1.7e308)) {  // NaN or inf
+      // The Newton system overflowed: a projected-gradient step instead.
+      const double fp =
+          LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+      if (!(fp > f)) break;
+    } else if (m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
+      // The face is stationary (the Newton step would gain less than f's rounding): let the
+      // best coordinate off the face enter (KKT: g_k <= nu).
+      double mult = 0;
+      for (int a = 0; a < m; ++a) mult += g[F[a]];
+      mult /= (m > 0 ? m : 1);
+      int enter = -1;
+      double best = 0;
+      for (int k = 0; k < K; ++k)
+        if (w[k] <= 0 && g[k] - mult > best) {
+          best = g[k] - mult;
+          enter = k;
+        }
+      if (enter < 0) break;  // KKT holds up to rounding
+      // Move mass along the projected gradient, which lets the entering coordinate in.
+      LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+    } else {
+      // Longest feasible step, then Armijo backtracking.
+      double alpha = 1.0;
+      int block = -1;
+      for (int a = 0; a < m; ++a)
+        if (d[a] < 0 && -w[F[a]] / d[a] < alpha) {
+          alpha = -w[F[a]] / d[a];
+          block = F[a];
+        }
+      double fn = f;
+      for (int ls = 0; ls < 60; ++ls) {
+        for (int k = 0; k < K; ++k) wn[k] = w[k];
+        for (int a = 0; a < m; ++a) wn[F[a]] = w[F[a]] + alpha * d[a];
+        if (block >= 0 && ls == 0) wn[block] = 0.0;
+        fn = LinearObjective(q, offset, weight, n, K, wn, w0, lambda, nullptr);
+        if (fn >= f + 1e-4 * alpha * slope) break;
+        alpha *= 0.5;
+        block = -1;
+      }
+      if (fn >= f) {
+        double z = 0;
+        for (int k = 0; k < K; ++k) {
+          w[k] = wn[k] > 0 ? wn[k] : 0.0;
+          z += w[k];
+        }
+        for (int k = 0; k < K; ++k) w[k] /= z;
+      } else {
+        // The Newton model failed (a singular Hessian where margins saturate): fall back to a
+        // projected-gradient step, which always ascends.
+        const double fp =
+            LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+        if (!(fp > f)) break;  // no ascent left at machine precision
+      }
+    }
+    f = LinearObjective(q, offset, weight, n, K, w, w0, lambda, g);
+    info.objective = f;
+    info.residual = SimplexKktResidual(w, g, K, L);
+  }
+  info.objective = f;
+  return info;
+}
+
+/// Objective of the `normalized` link (to be minimised), in softmax coordinates w = softmax(o):
+///   J(o) = -sum_j c_j log sigma(b_j + s w.q_j / sqrt(w'Gw + eps)) + lambda/2 |o - o0|^2,
+/// G a K x K Gram matrix (row-major). This is pal-b's user objective without contexts
+/// (q_jk = (f(e_a)/|f(e_a)| - f(e_b)/|f(e_b)|).p_k, G = P P'). Writes dJ/do to grad when non-null.
+PREFMIX_HOST_DEVICE inline double NormalizedObjective(const float* q, const float* offset,
+                                                      const float* weight, int64_t n, int K,
+                                                      const float* G, double scale, double eps,
+                                                      const double* o, const float* o0,
+                                                      double lambda, double* grad) {
+  double w[kMaxK], Gw[kMaxK], mx = o[0], z = 0;
+  for (int k = 1; k < K; ++k) mx = o[k] > mx ? o[k] : mx;
+  for (int k = 0; k < K; ++k) z += (w[k] = exp(o[k] - mx));
+  for (int k = 0; k < K; ++k) w[k] /= z;
+  double wGw = eps;
+  for (int a = 0; a < K; ++a) {
+    double s = 0;
+    for (int b = 0; b < K; ++b) s += (double)G[a * K + b] * w[b];
+    Gw[a] = s;
+    wGw += w[a] * s;
+  }
+  const double nrm = sqrt(wGw > 1e-300 ? wGw : 1e-300);
+  double J = 0, s1[kMaxK], s2 = 0;
+  for (int k = 0; k < K; ++k) s1[k] = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const double c = weight ? weight[j] : 1.0;
+    const float* qj = q + j * K;
+    double a = 0;
+    for (int k = 0; k < K; ++k) a += w[k] * qj[k];
+    const double x = (offset ? offset[j] : 0.0) + scale * a / nrm;
+    J -= c * LogSigmoid(x);
+    if (grad) {
+      const double r = c * Sigmoid(-x);  // -dJ/dx
+      for (int k = 0; k < K; ++k) s1[k] += r * qj[k];
+      s2 += r * a;
+    }
+  }
+  double reg = 0;
+  for (int k = 0; k < K; ++k) {
+    const double dk = o[k] - (o0 ? o0[k] : 0.0);
+    reg += dk * dk;
+  }
+  J += 0.5 * lambda * reg;
+  if (grad) {
+    // dJ/dw = -s (s1 / n - s2 G w / n^3); dJ/do = w (dJ/dw - w.dJ/dw) + lambda (o - o0).
+    double gw[kMaxK], dot = 0;
+    for (int k = 0; k < K; ++k) {
+      gw[k] = -scale * (s1[k] / nrm - s2 * Gw[k] / (nrm * nrm * nrm));
+      dot += w[k] * gw[k];
+    }
+    for (int k = 0; k < K; ++k)
+      grad[k] = w[k] * (gw[k] - dot) + lambda * (o[k] - (o0 ? o0[k] : 0.0));
+  }
+  return J;
+}
+
+/// Longest BFGS step in any logit of the normalized link's solver.
+constexpr double kMaxLogitStep = 0.5;
+
+/// BFGS on NormalizedObjective from o (in place) with Armijo backtracking, at most max_iter
+/// iterations, until |dJ/do|_inf < tol. Returns J at the end; *iters and *res get the count and
+/// the final gradient norm.
+PREFMIX_HOST_DEVICE inline double MinimiseNormalized(const float* q, const float* offset,
+                                                     const float* weight, int64_t n, int K,
+                                                     const float* G, double scale, double eps,
+                                                     const float* o0, double lambda, int max_iter,
+                                                     double tol, double* o, int* iters,
+                                                     double* res) {
+  double g[kMaxK], gn[kMaxK], on[kMaxK], p[kMaxK], B[kMaxK * kMaxK];  // B: inverse Hessian
+  for (int a = 0; a < K; ++a)
+    for (int b = 0; b < K; ++b) B[a * kMaxK + b] = a == b ? 1.0 : 0.0;
+  double J = NormalizedObjective(q, offset, weight, n, K, G, scale, eps, o, o0, lambda, g);
+  double gmax = 0;
+  for (int k = 0; k < K; ++k) gmax = fabs(g[k]) > gmax ? fabs(g[k]) : gmax;
+  int it = 0;
+  for (; it < max_iter && gmax >= tol; ++it) {
+    double slope = 0;
+    for (int a = 0; a < K; ++a) {
+      double s = 0;
+      for (int b = 0; b < K; ++b) s -= B[a * kMaxK + b] * g[b];
+      p[a] = s;
+      slope += s * g[a];
+    }
+    if (!(slope < 0)) {  // not a descent direction: restart from steepest descent
+      for (int a = 0; a < K; ++a) {
+        for (int b = 0; b < K; ++b) B[a * kMaxK + b] = a == b ? 1.0 : 0.0;
+        p[a] = -g[a];
+      }
+      slope = 0;
+      for (int a = 0; a < K; ++a) slope -= g[a] * g[a];
+    }
+    // Keep a step of at most kMaxLogitStep in the logits: a long first step could jump from a
+    // start into another basin (each start is meant to find its own).
+    double pmax = 0, alpha = 1.0;
+    for (int k = 0; k < K; ++k) pmax = fabs(p[k]) > pmax ? fabs(p[k]) : pmax;
+    if (pmax > kMaxLogitStep) alpha = kMaxLogitStep / pmax;
+    double Jn = J;
+    bool ok = false;
+    for (int ls = 0; ls < 50; ++ls, alpha *= 0.5) {
+      for (int k = 0; k < K; ++k) on[k] = o[k] + alpha * p[k];
+      Jn = NormalizedObjective(q, offset, weight, n, K, G, scale, eps, on, o0, lambda, gn);
+      if (Jn <= J + 1e-4 * alpha * slope) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) break;  // no descent left at machine precision
+    double s[kMaxK], y[kMaxK], sy = 0;
+    for (int k = 0; k < K; ++k) {
+      s[k] = on[k] - o[k];
+      y[k] = gn[k] - g[k];
+      sy += s[k] * y[k];
+      o[k] = on[k];
+      g[k] = gn[k];
+    }
+    J = Jn;
+    if (sy > 1e-12) {  // BFGS update of the inverse Hessian (skipped without curvature)
+      double By[kMaxK], yBy = 0;
+      for (int a = 0; a < K; ++a) {
+        double t = 0;
+        for (int b = 0; b < K; ++b) t += B[a * kMaxK + b] * y[b];
+        By[a] = t;
+        yBy += y[a] * t;
+      }
+      const double c1 = (1.0 + yBy / sy) / sy;
+      for (int a = 0; a < K; ++a)
+        for (int b = 0; b < K; ++b)
+          B[a * kMaxK + b] += c1 * s[a] * s[b] - (By[a] * s[b] + s[a] * By[b]) / sy;
+    }
+    gmax = 0;
+    for (int k = 0; k < K; ++k) gmax = fabs(g[k]) > gmax ? fabs(g[k]) : gmax;
+  }
+  *iters = it;
+  *res = gmax;
+  return J;
+}
+
+/// The `normalized` link's user step: minimises NormalizedObjective over the logits o (w =
+/// softmax(o) on exit in w, the logits in o_out when non-null). With lambda > 0 and K > 1 the
+/// objective is not convex in o (pal-b's cosine reward has several basins), so it runs BFGS to
+/// convergence from the prior's centre o0 and from each corner o0 + 4 e_k (the starts pal-b's
+/// Adam step probed) and keeps the lowest. Without a prior (lambda = 0) it starts at o0 only
+/// (the minimiser may lie at infinity; the iteration cap then bounds it). `iterations` counts
+/// the BFGS iterations of all starts.
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveNormalizedSimplex(
+    const float* q, const float* offset, const float* weight, int64_t n, int K, const float* G,
+    double scale, double eps, const float* o0, double lambda, int max_iter, double tol, double* w,
+    double* o_out) {
+  double o[kMaxK], best_o[kMaxK], best = 0, best_res = 0;
+  int iters = 0, total = 0;
+  double res = 0;
+  const int starts = lambda > 0 && K > 1 && n > 0 ? K + 1 : 1;
+  for (int c = -1; c < starts - 1; ++c) {
+    for (int k = 0; k < K; ++k) o[k] = (o0 ? o0[k] : 0.0) + (k == c ? 4.0 : 0.0);
+    const double J = MinimiseNormalized(q, offset, weight, n, K, G, scale, eps, o0, lambda,
+                                        max_iter, tol, o, &iters, &res);
+    total += iters;
+    if (c < 0 || J < best) {
+      best = J;
+      best_res = res;
+      for (int k = 0; k < K; ++k) best_o[k] = o[k];
+    }
+  }
+  double mx = best_o[0], z = 0;
+  for (int k = 1; k < K; ++k) mx = best_o[k] > mx ? best_o[k] : mx;
+  for (int k = 0; k < K; ++k) z += (w[k] = exp(best_o[k] - mx));
+  for (int k = 0; k < K; ++k) {
+    w[k] /= z;
+    if (o_out) o_out[k] = best_o[k];
+  }
+  return SimplexSolveInfo{-best, best_res, total};
 }
 
 /// Result of one mixture-weight solve.

@@ -6,6 +6,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/math.h"
+#include "core/user_step_raw.h"
 
 namespace prefmix {
 namespace {
@@ -43,6 +44,7 @@ void CheckUserStepProblem(const UserStepProblem& p) {
   PREFMIX_ASSERT(p.offset.empty() || (int64_t)p.offset.size() == n, "offset size");
   PREFMIX_ASSERT(p.weight.empty() || (int64_t)p.weight.size() == n, "weight size");
   PREFMIX_ASSERT(p.prior.empty() || (int)p.prior.size() == p.K, "prior size");
+  PREFMIX_ASSERT(p.gram.empty() || (int64_t)p.gram.size() == int64_t{p.K} * p.K, "gram size");
 }
 
 UserStepProblem GatherUserStepProblem(const RowMatrixF& item_values, const PairSet& pairs,
@@ -73,9 +75,41 @@ UserStepProblem GatherUserStepProblem(const RowMatrixF& item_values, const PairS
   return p;
 }
 
+raw::UserStepArgs RawArgs(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
+                          const RowMatrixF* init, UserStepResult* r) {
+  raw::UserStepArgs a;
+  a.link = static_cast<int>(link);
+  a.K = p.K;
+  a.n_users = p.n_users;
+  a.offsets = p.offsets.data();
+  a.q = p.q.data();
+  a.offset = p.offset.empty() ? nullptr : p.offset.data();
+  a.weight = p.weight.empty() ? nullptr : p.weight.data();
+  a.prior = p.prior.empty() ? nullptr : p.prior.data();
+  a.gram = p.gram.empty() ? nullptr : p.gram.data();
+  a.init = init ? init->data() : nullptr;
+  a.lambda = p.lambda;
+  a.scale = p.scale;
+  a.norm_eps = p.norm_eps;
+  a.tol = opt.tol;
+  a.max_iter = opt.max_iter;
+  a.hard = opt.hard ? 1 : 0;
+  if (r) {
+    a.latent = r->latent.data();
+    a.loglik = r->loglik.size() ? r->loglik.data() : nullptr;
+    a.logits = r->logits.size() ? r->logits.data() : nullptr;
+    a.objective = r->objective.data();
+    a.residual = r->residual.data();
+    a.iterations = r->iterations.data();
+  }
+  return a;
+}
+
 UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
                            const std::string& device, const RowMatrixF* init) {
   CheckUserStepProblem(p);
+  if (link == UserStepLink::kNormalized)
+    PREFMIX_ASSERT(!p.gram.empty(), "normalized link without a Gram matrix");
   CheckDevice(device);
   if (init) PREFMIX_ASSERT(init->rows() == p.n_users && init->cols() == p.K, "init shape");
   if (device == "cuda") return g_cuda_user_step(link, p, opt, init);
@@ -87,48 +121,13 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const Us
   r.residual.assign(p.n_users, 0.0);
   r.iterations.assign(p.n_users, 0);
   if (link == UserStepLink::kLoglik) r.loglik.resize(p.n_users, K);
-  const float* q = p.q.data();
-  const float* off = p.offset.empty() ? nullptr : p.offset.data();
-  const float* wt = p.weight.empty() ? nullptr : p.weight.data();
-  const float* prior = p.prior.empty() ? nullptr : p.prior.data();
+  if (link == UserStepLink::kNormalized) r.logits.resize(p.n_users, K);
+  const raw::UserStepArgs a = RawArgs(link, p, opt, init, &r);
   std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t u = 0; u < p.n_users; ++u) {
     try {
-      const int64_t b = p.offsets[u], n = p.offsets[u + 1] - b;
-      double v[math::kMaxK] = {};
-      if (link == UserStepLink::kLoglik) {
-        math::UserLoglik(q + b * K, wt ? wt + b : nullptr, n, K, prior, v);
-        double m = v[0];
-        for (int k = 0; k < K; ++k) {
-          r.loglik(u, k) = static_cast<float>(v[k]);
-          m = std::max(m, v[k]);
-        }
-        double z = 0;
-        for (int k = 0; k < K; ++k) z += std::exp(v[k] - m);
-        r.objective[u] = m + std::log(z);
-        math::Posterior(v, K, opt.hard);
-      } else if (link == UserStepLink::kMixture) {
-        float centre[math::kMaxK];
-        for (int k = 0; k < K; ++k) {
-          centre[k] = init ? (*init)(u, k) : prior ? prior[k] : 1.0f / K;
-          v[k] = centre[k];
-        }
-        auto info = math::SolveMixtureSimplex(q + b * K, wt ? wt + b : nullptr, n, K, centre,
-                                              p.lambda, opt.max_iter, opt.tol, v);
-        r.objective[u] = info.objective;
-        r.residual[u] = info.residual;
-        r.iterations[u] = info.iterations;
-      } else {
-        for (int k = 0; k < K; ++k) v[k] = init ? (*init)(u, k) : 1.0 / K;
-        auto info =
-            math::SolveLinearSimplex(q + b * K, off ? off + b : nullptr, wt ? wt + b : nullptr, n,
-                                     K, prior, p.lambda, opt.max_iter, opt.tol, v);
-        r.objective[u] = info.objective;
-        r.residual[u] = info.residual;
-        r.iterations[u] = info.iterations;
-      }
-      for (int k = 0; k < K; ++k) r.latent(u, k) = static_cast<float>(v[k]);
+      raw::SolveUser(a, u);
     } catch (...) {
 #pragma omp critical
       if (!failure) failure = std::current_exception();

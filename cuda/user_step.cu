@@ -1,6 +1,7 @@
-// CUDA implementation of core's user-step contract (core/user_step.h). One thread per user runs
-// the same host+device maths as the CPU loop (core/math.h); the per-user data is read from global
-// memory in the CSR layout. Registered with core at static-initialisation time.
+// CUDA implementation of core's user-step contract (core/user_step.h): copies a problem to the
+// device and runs the kernels of cuda/user_step_kernels.cuh (a warp per user for the loglik
+// link, a thread per user running the CPU loop's own code, raw::SolveUser, for the iterative
+// links). Registered with core at static-initialisation time.
 #include <cuda_runtime.h>
 
 #include <vector>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "core/math.h"
 #include "core/user_step.h"
+#include "cuda/user_step_kernels.cuh"
 
 namespace prefmix::cuda {
 namespace {
@@ -29,51 +31,6 @@ struct DeviceBuffer {
   }
 };
 
-__global__ void UserStepKernel(int link, int K, int64_t n_users, const int64_t* offsets,
-                               const float* q, const float* off, const float* wt,
-                               const float* prior, double lambda, int hard, int max_iter,
-                               double tol, const float* init, float* latent, float* loglik,
-                               double* objective, double* residual, int* iterations) {
-  int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  if (u >= n_users) return;
-  const int64_t b = offsets[u], n = offsets[u + 1] - b;
-  double v[math::kMaxK];
-  if (link == 0) {
-    math::UserLoglik(q + b * K, wt ? wt + b : nullptr, n, K, prior, v);
-    double m = v[0];
-    for (int k = 0; k < K; ++k) {
-      loglik[u * K + k] = (float)v[k];
-      m = v[k] > m ? v[k] : m;
-    }
-    double z = 0;
-    for (int k = 0; k < K; ++k) z += exp(v[k] - m);
-    objective[u] = m + log(z);
-    math::Posterior(v, K, hard != 0);
-    residual[u] = 0;
-    iterations[u] = 0;
-  } else if (link == 2) {  // mixture: init rows are the per-user prior centres
-    float centre[math::kMaxK];
-    for (int k = 0; k < K; ++k) {
-      centre[k] = init ? init[u * K + k] : prior ? prior[k] : 1.0f / K;
-      v[k] = centre[k];
-    }
-    math::MixtureSolveInfo info = math::SolveMixtureSimplex(q + b * K, wt ? wt + b : nullptr, n, K,
-                                                            centre, lambda, max_iter, tol, v);
-    objective[u] = info.objective;
-    residual[u] = info.residual;
-    iterations[u] = info.iterations;
-  } else {
-    for (int k = 0; k < K; ++k) v[k] = init ? init[u * K + k] : 1.0 / K;
-    math::SimplexSolveInfo info =
-        math::SolveLinearSimplex(q + b * K, off ? off + b : nullptr, wt ? wt + b : nullptr, n, K,
-                                 prior, lambda, max_iter, tol, v);
-    objective[u] = info.objective;
-    residual[u] = info.residual;
-    iterations[u] = info.iterations;
-  }
-  for (int k = 0; k < K; ++k) latent[u * K + k] = (float)v[k];
-}
-
 UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
                        const RowMatrixF* init) {
   const int K = p.K;
@@ -83,21 +40,27 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
   DeviceBuffer<float> d_b(p.offset.size(), p.offset.data());
   DeviceBuffer<float> d_w(p.weight.size(), p.weight.data());
   DeviceBuffer<float> d_prior(p.prior.size(), p.prior.data());
+  DeviceBuffer<float> d_gram(p.gram.size(), p.gram.data());
   DeviceBuffer<float> d_init(init ? init->size() : 0, init ? init->data() : nullptr);
-  DeviceBuffer<float> d_latent(U * K), d_loglik(U * K);
-  DeviceBuffer<double> d_obj(U), d_res(U);
+  DeviceBuffer<float> d_latent(U * K), d_loglik(link == UserStepLink::kLoglik ? U * K : 0);
+  DeviceBuffer<double> d_obj(U), d_res(U), d_logits(link == UserStepLink::kNormalized ? U * K : 0);
   DeviceBuffer<int> d_it(U);
-  if (U > 0) {
-    int threads = 128;
-    int blocks = static_cast<int>((U + threads - 1) / threads);
-    const int link_code = link == UserStepLink::kLoglik ? 0 : link == UserStepLink::kLinear ? 1 : 2;
-    UserStepKernel<<<blocks, threads>>>(link_code, K, U, d_off.ptr, d_q.ptr, d_b.ptr, d_w.ptr,
-                                        d_prior.ptr, p.lambda, opt.hard ? 1 : 0, opt.max_iter,
-                                        opt.tol, d_init.ptr, d_latent.ptr, d_loglik.ptr, d_obj.ptr,
-                                        d_res.ptr, d_it.ptr);
-    Check(cudaGetLastError(), "user-step kernel launch");
-    Check(cudaDeviceSynchronize(), "user-step kernel");
-  }
+  raw::UserStepArgs a = RawArgs(link, p, opt, init, nullptr);
+  a.offsets = d_off.ptr;
+  a.q = d_q.ptr;
+  a.offset = d_b.ptr;
+  a.weight = d_w.ptr;
+  a.prior = d_prior.ptr;
+  a.gram = d_gram.ptr;
+  a.init = d_init.ptr;
+  a.latent = d_latent.ptr;
+  a.loglik = d_loglik.ptr;
+  a.logits = d_logits.ptr;
+  a.objective = d_obj.ptr;
+  a.residual = d_res.ptr;
+  a.iterations = d_it.ptr;
+  Check(LaunchUserStep(a), "user-step kernel launch");
+  Check(cudaDeviceSynchronize(), "user-step kernel");
   UserStepResult r;
   r.latent.resize(U, K);
   r.objective.resize(U);
@@ -112,6 +75,12 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
           "copy");
     Check(cudaMemcpy(r.iterations.data(), d_it.ptr, U * sizeof(int), cudaMemcpyDeviceToHost),
           "copy");
+    if (link == UserStepLink::kNormalized) {
+      r.logits.resize(U, K);
+      Check(
+          cudaMemcpy(r.logits.data(), d_logits.ptr, U * K * sizeof(double), cudaMemcpyDeviceToHost),
+          "copy");
+    }
     if (link == UserStepLink::kLoglik) {
       r.loglik.resize(U, K);
       Check(

@@ -11,11 +11,13 @@
 #include <limits>
 #include <optional>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/math.h"
 #include "core/metrics.h"
 #include "core/model.h"
 #include "core/serialize.h"
+#include "core/user_step.h"
 #include "mixture/pal_train.h"
 
 namespace prefmix::mixture {
@@ -276,9 +278,71 @@ void AdamUserRun(const PalParams& p, const PalPairInputs& in, const PairSet& pai
 
 }  // namespace
 
+bool PalUsesSharedUserStep(const PalParams& p, const PairSet& support,
+                           const PalUserStepOptions& o) {
+  if (!p.cosine || !p.g.empty() || o.hinge || o.adam || !(o.lambda > 0)) return false;
+  for (float y : support.label)
+    if (y != 0.0f && y != 1.0f) return false;
+  return true;
+}
+
+namespace {
+
+/// Convergence of the shared user step (BFGS on omega): |dJ/domega|_inf below this.
+constexpr double kSharedStepTol = 1e-6;
+constexpr int kSharedStepMaxIter = 200;
+
+/// pal-b without prompt projectors on core's `normalized` link: per item once,
+/// v_ik = f(e_i).p_k / sqrt(|f(e_i)|^2 + eps), gathered per pair; G = P P'.
+RowMatrixD PalSharedUserStep(const PalParams& p, const Dataset& ds, const PairSet& support,
+                             int64_t n_users, const Eigen::VectorXd& omega0,
+                             const PalUserStepOptions& o, const std::string& device) {
+  const int K = p.K();
+  std::vector<int32_t> used;
+  std::vector<char> seen(ds.n_items(), 0);
+  for (size_t j = 0; j < support.size(); ++j)
+    for (int32_t i : {support.first[j], support.second[j]}) {
+      PREFMIX_ASSERT(i >= 0 && i < ds.n_items(), "pal: item index ", i, " out of range");
+      if (!seen[i]) {
+        seen[i] = 1;
+        used.push_back(i);
+      }
+    }
+  RowMatrixD e(used.size(), ds.dim());
+  for (size_t r = 0; r < used.size(); ++r) e.row(r) = ds.items.row(used[r]).cast<double>();
+  RowMatrixD z = p.f.Forward(e);
+  const RowMatrixD P = p.Basis();  // [K, d]
+  for (Eigen::Index r = 0; r < z.rows(); ++r)
+    z.row(r) /= std::sqrt(z.row(r).squaredNorm() + kPalEps);
+  const RowMatrixD zp = z * P.transpose();  // [used, K]
+  RowMatrixF values = RowMatrixF::Zero(ds.n_items(), K);
+  for (size_t r = 0; r < used.size(); ++r) values.row(used[r]) = zp.row(r).cast<float>();
+  UserStepProblem prob = GatherUserStepProblem(values, support, n_users);
+  const RowMatrixD G = P * P.transpose();
+  prob.gram.resize(static_cast<size_t>(K) * K);
+  for (int a = 0; a < K; ++a)
+    for (int b = 0; b < K; ++b) prob.gram[a * K + b] = static_cast<float>(G(a, b));
+  prob.scale = p.Scale();
+  prob.norm_eps = kPalEps;
+  prob.lambda = o.lambda;
+  prob.prior.resize(K);
+  for (int k = 0; k < K; ++k) prob.prior[k] = static_cast<float>(omega0[k]);
+  UserStepOptions so;
+  so.max_iter = kSharedStepMaxIter;
+  so.tol = kSharedStepTol;
+  const UserStepResult r = RunUserStep(UserStepLink::kNormalized, prob, so, device);
+  RowMatrixD out = r.logits;
+  const auto by = support.ByUser(n_users);
+  for (int64_t u = 0; u < n_users; ++u)
+    if (by[u].empty()) out.row(u) = omega0.transpose();
+  return out;
+}
+
+}  // namespace
+
 RowMatrixD PalUserStep(const PalParams& p, const Dataset& ds, const PairSet& support,
-                       int64_t n_users, const Eigen::VectorXd& omega0,
-                       const PalUserStepOptions& o) {
+                       int64_t n_users, const Eigen::VectorXd& omega0, const PalUserStepOptions& o,
+                       const std::string& device) {
   const int K = p.K();
   PREFMIX_ASSERT(omega0.size() == K, "pal: omega0 has ", omega0.size(), " entries, K = ", K);
   RowMatrixD out(n_users, K);
@@ -286,6 +350,12 @@ RowMatrixD PalUserStep(const PalParams& p, const Dataset& ds, const PairSet& sup
   if (support.empty()) return out;
   for (int32_t u : support.user)
     PREFMIX_ASSERT(u >= 0 && u < n_users, "pal: support user ", u, " out of range");
+  if (PalUsesSharedUserStep(p, support, o))
+    return PalSharedUserStep(p, ds, support, n_users, omega0, o, device);
+  PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device, ": ", p.cosine ? "pal-b" : "pal-a",
+                      "'s user step with this setting (",
+                      p.cosine ? "prompt projectors, hinge loss or no prior" : "pal-a",
+                      ") runs on the CPU only; use --device cpu");
   const PalPairInputs in = MakePalPairInputs(p, ds, support);
   const auto by = support.ByUser(n_users);
   // The MAP setting (lambda > 0) also probes a start near each prototype's corner with a short
@@ -502,10 +572,9 @@ class PalModel : public Model {
 
   RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                    const std::string& device) const override {
-    PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device, ": ", Family(),
-                        "'s user step runs on the CPU only (Debian's LibTorch is CPU-only and "
-                        "there is no CUDA kernel for it yet); use --device cpu");
-    return PalSoftmax(PalUserStep(params_, ds, support, n_users, omega0_, step_)).cast<float>();
+    CheckDevice(device);
+    return PalSoftmax(PalUserStep(params_, ds, support, n_users, omega0_, step_, device))
+        .cast<float>();
   }
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
@@ -655,6 +724,16 @@ class PalModel : public Model {
       base.lambda = options_.user_prior;
       base.steps = kConvergedSteps;
       grid.push_back(base);
+      return grid;
+    }
+    if (cosine_ && params_.g.empty() && !base.hinge) {
+      // pal-b without prompt projectors: the MAP step on core's shared user step only (one
+      // code path for seen and new users); the prior's strength replaces early stopping.
+      for (double lambda : {0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0}) {
+        base.lambda = lambda;
+        base.steps = kConvergedSteps;
+        grid.push_back(base);
+      }
       return grid;
     }
     for (int steps : {10, 30, 100, 300}) {

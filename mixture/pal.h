@@ -109,7 +109,13 @@ struct PalUserStepOptions {
   int steps = 100;      ///< Adam steps (each over all of the user's pairs)
   double lr = 0.05;     ///< Adam step size at the first step, decayed linearly to 0
   bool hinge = false;   ///< the hinge loss instead of Bradley-Terry
+  bool adam = false;    ///< Adam even where the shared user step applies (tests compare them)
 };
+
+/// Whether PalUserStep runs on core's shared user step (the `normalized` link: pal-b, no
+/// prompt projectors, BT loss, a prior lambda > 0, hard labels); otherwise it runs its own Adam.
+bool PalUsesSharedUserStep(const PalParams& p, const PairSet& support,
+                           const PalUserStepOptions& options);
 
 /// J_u(omega) of one user whose pairs are `idx` (indices into pairs / inputs), and its gradient
 /// with respect to omega (K values) when grad != null. Exposed for tests.
@@ -118,10 +124,12 @@ double PalUserObjective(const PalParams& p, const PalPairInputs& in, const PairS
                         double lambda, bool hinge, double* grad);
 
 /// The batched user step: log-weights omega [n_users, K] for users 0..n_users-1 fitted on their
-/// `support` pairs (pair user = row), from omega0. Users without pairs keep omega0.
+/// `support` pairs (pair user = row), from omega0. Users without pairs keep omega0. Where
+/// PalUsesSharedUserStep holds, the MAP problem is solved by core's user step (on `device`, cpu
+/// or cuda); otherwise by Adam on the CPU (`device` must be cpu).
 RowMatrixD PalUserStep(const PalParams& p, const Dataset& ds, const PairSet& support,
                        int64_t n_users, const Eigen::VectorXd& omega0,
-                       const PalUserStepOptions& options);
+                       const PalUserStepOptions& options, const std::string& device = "cpu");
 
 /// Margins r_u(first) - r_u(second) for each pair, user weights w [*, K] (rows = pair users).
 std::vector<double> PalPairMargins(const PalParams& p, const Dataset& ds, const PairSet& pairs,

@@ -238,6 +238,50 @@ TEST(PalTest, ConvergedUserStepReachesTheFloat64ReferenceMinimum) {
   }
 }
 
+TEST(PalTest, SharedUserStepIsAtLeastAsGoodAsAdamOnPalBsObjective) {
+  // pal-b without prompt projectors runs on core's `normalized` user step; on J_u it must reach
+  // at least what the previous path (Adam with corner probes, 300 steps) reached, within 1e-5
+  // relative, on every user.
+  int users = 0, better = 0;
+  double worst = -INFINITY;
+  for (int K : {2, 3, 5})
+    for (double lambda : {0.1, 1.0, 10.0}) {
+      const int n_users = 20;
+      Dataset ds = RandomData(60, 6, 0, 0, n_users, 3 + K * 3, 41 + K);
+      const PairSet pairs = ds.AllPairs();
+      const PalParams p = RandomParams(true, PalIdeal::kPw, 6, 4, K, 0, 51 + K);
+      Eigen::VectorXd omega0(K);
+      for (int k = 0; k < K; ++k) omega0[k] = 0.4 * k - 0.5;
+      mixture::PalUserStepOptions o;
+      o.lambda = lambda;
+      o.steps = 300;
+      ASSERT_TRUE(mixture::PalUsesSharedUserStep(p, pairs, o));
+      const RowMatrixD shared = mixture::PalUserStep(p, ds, pairs, n_users, omega0, o);
+      o.adam = true;
+      ASSERT_FALSE(mixture::PalUsesSharedUserStep(p, pairs, o));
+      const RowMatrixD adam = mixture::PalUserStep(p, ds, pairs, n_users, omega0, o);
+      const mixture::PalPairInputs in = mixture::MakePalPairInputs(p, ds, pairs);
+      const auto by = pairs.ByUser(n_users);
+      for (int u = 0; u < n_users; ++u) {
+        const Eigen::VectorXd a = shared.row(u).transpose(), b = adam.row(u).transpose();
+        const double js = mixture::PalUserObjective(p, in, pairs, by[u], a.data(), omega0.data(),
+                                                    lambda, false, nullptr);
+        const double ja = mixture::PalUserObjective(p, in, pairs, by[u], b.data(), omega0.data(),
+                                                    lambda, false, nullptr);
+        EXPECT_LE(js, ja + 1e-5 * std::fabs(ja))
+            << "K=" << K << " lambda=" << lambda << " u=" << u << " shared " << a.transpose()
+            << " adam " << b.transpose() << " n=" << by[u].size();
+        worst = std::max(worst, (js - ja) / std::fabs(ja));
+        better += js < ja - 1e-9 * std::fabs(ja);
+        ++users;
+      }
+    }
+  std::printf(
+      "pal-b shared user step vs Adam: %d users, %d strictly lower J, worst relative "
+      "J(shared) - J(adam) = %.2e\n",
+      users, better, worst);
+}
+
 ModelOptions PalOptions(const std::string& family, int k, uint64_t seed = 1) {
   ModelOptions mo;
   mo.family = family;

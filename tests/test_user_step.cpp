@@ -1,0 +1,257 @@
+// core's user step (issue 7): the Newton solver of the linear link against the FISTA reference
+// and KKT, the normalized link's objective against a direct computation and its gradient
+// against finite differences, and CPU vs CUDA parity for every link (skipped without a GPU).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "core/device.h"
+#include "core/math.h"
+#include "core/rng.h"
+#include "core/user_step.h"
+
+namespace prefmix {
+namespace {
+
+/// A random problem: n_users users with 0..max_pairs pairs (user u has u % (max_pairs + 1)),
+/// margins of scale `scale`, random weights and offsets when asked.
+UserStepProblem RandomProblem(int K, int n_users, int max_pairs, double scale, bool offsets,
+                              uint64_t seed) {
+  Rng rng(seed);
+  UserStepProblem p;
+  p.K = K;
+  p.n_users = n_users;
+  p.offsets.push_back(0);
+  for (int u = 0; u < n_users; ++u) p.offsets.push_back(p.offsets.back() + u % (max_pairs + 1));
+  p.q.resize(p.n_pairs() * K);
+  for (auto& x : p.q) x = static_cast<float>(scale * rng.Normal());
+  p.weight.resize(p.n_pairs());
+  for (auto& w : p.weight) w = static_cast<float>(0.5 + rng.Uniform());
+  if (offsets) {
+    p.offset.resize(p.n_pairs());
+    for (auto& b : p.offset) b = static_cast<float>(rng.Normal());
+  }
+  return p;
+}
+
+TEST(UserStepTest, LinearNewtonReachesTheFistaObjectiveAndKkt) {
+  int cases = 0, iters_total = 0, users_total = 0;
+  for (int K : {1, 2, 3, 10, 32})
+    for (double scale : {0.3, 1.5, 40.0})  // 40: extreme margins, saturated sigmoids
+      for (double lambda : {0.0, 0.1, 1.0}) {
+        UserStepProblem p = RandomProblem(K, 16, 40, scale, scale > 1, 1000 + K);
+        p.lambda = lambda;
+        if (lambda > 0) {
+          p.prior.resize(K);
+          for (int k = 0; k < K; ++k) p.prior[k] = 1.0f / K;
+        }
+        UserStepOptions o;
+        o.tol = 1e-8;
+        o.max_iter = 200;
+        const UserStepResult r = RunUserStep(UserStepLink::kLinear, p, o);
+        for (int u = 0; u < p.n_users; ++u) {
+          const int64_t b = p.offsets[u], n = p.offsets[u + 1] - b;
+          double w[math::kMaxK];
+          for (int k = 0; k < K; ++k) w[k] = 1.0 / K;
+          const auto ref = math::SolveLinearSimplexFista(
+              p.q.data() + b * K, p.offset.empty() ? nullptr : p.offset.data() + b,
+              p.weight.data() + b, n, K, p.prior.empty() ? nullptr : p.prior.data(), lambda, 10000,
+              1e-10, w);
+          ASSERT_TRUE(std::isfinite(r.objective[u]));
+          EXPECT_GE(r.objective[u], ref.objective - 1e-5 * (1 + std::fabs(ref.objective)))
+              << "K=" << K << " scale=" << scale << " lambda=" << lambda << " user " << u;
+          EXPECT_NEAR(r.latent.row(u).sum(), 1.0f, 1e-5);
+          EXPECT_GE(r.latent.row(u).minCoeff(), 0.0f);
+          // KKT at tolerance, except where saturated margins make the gradient flat beyond
+          // double precision (the objective check above still holds there).
+          if (scale < 10) EXPECT_LT(r.residual[u], 1e-6) << "K=" << K << " user " << u;
+          iters_total += r.iterations[u];
+          ++users_total;
+        }
+        ++cases;
+      }
+  std::printf("linear Newton: %d cases, mean %.2f iterations per user\n", cases,
+              static_cast<double>(iters_total) / users_total);
+}
+
+TEST(UserStepTest, LinearNewtonConvergesInFewIterations) {
+  // The benchmark's setting (K = 10, k = 20, lambda = 0.1): Newton needs few iterations where
+  // FISTA needed hundreds.
+  UserStepProblem p = RandomProblem(10, 200, 20, 1.5, false, 7);
+  for (int u = 0; u < p.n_users; ++u) p.offsets[u + 1] = p.offsets[u] + 20;
+  p.q.resize(p.n_pairs() * 10);
+  Rng rng(8);
+  for (auto& x : p.q) x = static_cast<float>(1.5 * rng.Normal());
+  p.weight.assign(p.n_pairs(), 1.0f);
+  p.lambda = 0.1;
+  UserStepOptions o;
+  o.tol = 1e-5;
+  o.max_iter = 100;
+  const UserStepResult r = RunUserStep(UserStepLink::kLinear, p, o);
+  double mean = 0;
+  for (int u = 0; u < p.n_users; ++u) {
+    EXPECT_LT(r.residual[u], 1e-5);
+    mean += r.iterations[u];
+  }
+  mean /= p.n_users;
+  std::printf("K=10, k=20: mean %.2f Newton iterations to KKT <= 1e-5\n", mean);
+  EXPECT_LT(mean, 20);
+}
+
+/// pal-b's reward margin computed directly: s cos(z_a, a) - s cos(z_b, a), a = P'w.
+double DirectNormalizedJ(const std::vector<double>& za, const std::vector<double>& zb,
+                         const std::vector<double>& P, int K, int d, double s, double eps,
+                         const double* o, const float* o0, double lambda, double offset, double c) {
+  double w[math::kMaxK], mx = o[0], z = 0;
+  for (int k = 1; k < K; ++k) mx = std::max(mx, o[k]);
+  for (int k = 0; k < K; ++k) z += (w[k] = std::exp(o[k] - mx));
+  std::vector<double> a(d, 0.0);
+  for (int k = 0; k < K; ++k)
+    for (int i = 0; i < d; ++i) a[i] += w[k] / z * P[k * d + i];
+  auto cosine = [&](const std::vector<double>& x) {
+    double xx = eps, aa = eps, xa = 0;
+    for (int i = 0; i < d; ++i) {
+      xx += x[i] * x[i];
+      aa += a[i] * a[i];
+      xa += x[i] * a[i];
+    }
+    return xa / (std::sqrt(xx) * std::sqrt(aa));
+  };
+  const double x = offset + s * (cosine(za) - cosine(zb));
+  double J = -c * math::LogSigmoid(x);
+  for (int k = 0; k < K; ++k) J += 0.5 * lambda * (o[k] - o0[k]) * (o[k] - o0[k]);
+  return J;
+}
+
+TEST(UserStepTest, NormalizedObjectiveIsPalBsRewardAndItsGradientIsExact) {
+  Rng rng(3);
+  for (int K : {1, 2, 4}) {
+    const int d = 3;
+    const double s = 3.5, eps = 1e-8, lambda = 0.7, offset = 0.2, c = 1.3;
+    std::vector<double> P(K * d), za(d), zb(d);
+    for (auto& x : P) x = rng.Normal();
+    for (auto& x : za) x = rng.Normal();
+    for (auto& x : zb) x = rng.Normal();
+    // q_k = (z_a/|z_a| - z_b/|z_b|).p_k, G = P P' (the |z| carry the same eps as pal's).
+    std::vector<float> q(K), G(K * K), o0(K);
+    double na = eps, nb = eps;
+    for (int i = 0; i < d; ++i) {
+      na += za[i] * za[i];
+      nb += zb[i] * zb[i];
+    }
+    na = std::sqrt(na);
+    nb = std::sqrt(nb);
+    for (int k = 0; k < K; ++k) {
+      double v = 0;
+      for (int i = 0; i < d; ++i) v += (za[i] / na - zb[i] / nb) * P[k * d + i];
+      q[k] = static_cast<float>(v);
+      for (int l = 0; l < K; ++l) {
+        double g = 0;
+        for (int i = 0; i < d; ++i) g += P[k * d + i] * P[l * d + i];
+        G[k * K + l] = static_cast<float>(g);
+      }
+      o0[k] = static_cast<float>(0.1 * k);
+    }
+    const float off = static_cast<float>(offset), cw = static_cast<float>(c);
+    double o[math::kMaxK], grad[math::kMaxK];
+    for (int k = 0; k < K; ++k) o[k] = rng.Normal();
+    const double J = math::NormalizedObjective(q.data(), &off, &cw, 1, K, G.data(), s, eps, o,
+                                               o0.data(), lambda, grad);
+    const double ref = DirectNormalizedJ(za, zb, P, K, d, s, eps, o, o0.data(), lambda, offset, c);
+    EXPECT_NEAR(J, ref, 1e-5 * (1 + std::fabs(ref))) << "K=" << K;
+    for (int k = 0; k < K; ++k) {
+      const double h = 1e-6;
+      double op[math::kMaxK], om[math::kMaxK];
+      for (int l = 0; l < K; ++l) op[l] = om[l] = o[l];
+      op[k] += h;
+      om[k] -= h;
+      const double fd = (math::NormalizedObjective(q.data(), &off, &cw, 1, K, G.data(), s, eps, op,
+                                                   o0.data(), lambda, nullptr) -
+                         math::NormalizedObjective(q.data(), &off, &cw, 1, K, G.data(), s, eps, om,
+                                                   o0.data(), lambda, nullptr)) /
+                        (2 * h);
+      EXPECT_NEAR(grad[k], fd, 1e-6 * (1 + std::fabs(fd))) << "K=" << K << " k=" << k;
+    }
+  }
+}
+
+TEST(UserStepTest, NormalizedSolverBeatsADenseGridAndStaysFinite) {
+  // K = 3: the minimum over a dense grid of logits (o0 + [-6, 6]^3, step 0.25) bounds the
+  // solver's answer from above; margins up to 50 must not give NaN.
+  Rng rng(17);
+  const int K = 3;
+  for (int trial = 0; trial < 4; ++trial) {
+    const double scale = trial == 3 ? 50.0 : 4.0;
+    UserStepProblem p = RandomProblem(K, 1, 12, 1.0, false, 50 + trial);
+    p.offsets = {0, 12};
+    p.q.resize(12 * K);
+    for (auto& x : p.q) x = static_cast<float>(rng.Normal());
+    p.weight.assign(12, 1.0f);
+    p.gram = {1.0f, 0.2f, -0.1f, 0.2f, 0.8f, 0.3f, -0.1f, 0.3f, 1.2f};
+    p.scale = scale;
+    p.norm_eps = 1e-8;
+    p.lambda = 0.5;
+    p.prior = {0.2f, -0.1f, -0.1f};
+    UserStepOptions o;
+    o.tol = 1e-8;
+    o.max_iter = 200;
+    const UserStepResult r = RunUserStep(UserStepLink::kNormalized, p, o);
+    ASSERT_TRUE(std::isfinite(r.objective[0]));
+    ASSERT_TRUE(r.latent.allFinite());
+    double grid_best = INFINITY;
+    double x[3];
+    for (double a = -6; a <= 6; a += 0.25)
+      for (double b = -6; b <= 6; b += 0.25)
+        for (double c = -6; c <= 6; c += 0.25) {
+          x[0] = p.prior[0] + a;
+          x[1] = p.prior[1] + b;
+          x[2] = p.prior[2] + c;
+          grid_best = std::min(grid_best, math::NormalizedObjective(
+                                              p.q.data(), nullptr, nullptr, 12, K, p.gram.data(),
+                                              scale, 1e-8, x, p.prior.data(), p.lambda, nullptr));
+        }
+    EXPECT_LE(-r.objective[0], grid_best + 1e-9) << "trial " << trial;
+    // The logits reproduce the reported objective and the latent is their softmax.
+    const double J =
+        math::NormalizedObjective(p.q.data(), nullptr, nullptr, 12, K, p.gram.data(), scale, 1e-8,
+                                  r.logits.data(), p.prior.data(), p.lambda, nullptr);
+    EXPECT_NEAR(J, -r.objective[0], 1e-12 * (1 + std::fabs(J)));
+  }
+}
+
+TEST(UserStepTest, CudaMatchesCpuOnEveryLink) {
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device on this machine";
+  // Tolerances: loglik sums in another order (1e-9 relative); the iterative links run the same
+  // double-precision code, where FMA contraction on the device may move the last bits, so
+  // their objectives agree to 1e-7 relative and their weights to 1e-4.
+  for (int link = 0; link < 4; ++link)
+    for (int K : {2, 10, 32})
+      for (int k : {5, 20, 100})
+        for (double scale : {1.0, 30.0}) {
+          UserStepProblem p = RandomProblem(K, 300, k, scale, link == 1, 77 + K + k);
+          p.lambda = link == 0 ? 0.0 : 0.5;
+          if (link == 3) {
+            p.gram.assign(K * K, 0.0f);
+            for (int a = 0; a < K; ++a) p.gram[a * K + a] = 1.0f + 0.1f * a;
+            p.scale = 2.0;
+            p.norm_eps = 1e-8;
+          }
+          UserStepOptions o;
+          o.tol = 1e-7;
+          const auto l = static_cast<UserStepLink>(link);
+          const UserStepResult c = RunUserStep(l, p, o, "cpu");
+          const UserStepResult g = RunUserStep(l, p, o, "cuda");
+          for (int u = 0; u < p.n_users; ++u) {
+            const double tol = link == 0 ? 1e-9 : 1e-7;
+            EXPECT_NEAR(g.objective[u], c.objective[u], tol * (1 + std::fabs(c.objective[u])))
+                << "link " << link << " K=" << K << " k=" << k << " user " << u;
+            EXPECT_LT((g.latent.row(u) - c.latent.row(u)).cwiseAbs().maxCoeff(), 1e-4)
+                << "link " << link << " K=" << K << " k=" << k << " user " << u;
+          }
+        }
+}
+
+}  // namespace
+}  // namespace prefmix
