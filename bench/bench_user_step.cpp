@@ -1,12 +1,13 @@
 // core's batched user step, per link, K in {2, 10, 32} and k in {5, 20, 100} support pairs per
 // user (issue 7's grid), on CPU threads. Each case solves U users (U x k x K floats of q, about
 // 64 MB per case, larger than the caches) to convergence: linear stops at a projected-gradient
-// (KKT) residual <= 1e-5 (max 2,000 FISTA iterations; the counter `unconverged` counts users
-// that hit the cap), mixture at a weight change <= 1e-6 (max 500 EM iterations), loglik is one
-// pass. Counters: users/s, and the floor: the bytes the kernel must read once (q, weights and
-// offsets: k (K + 1) 4 + 8 bytes per user) over the read bandwidth BM_ReadBandwidth measures on
-// the same machine; `floor_users/s` is that bound and `of_floor` the measured fraction of it.
-// Args: link (0 loglik, 1 linear, 2 mixture), K, k, threads.
+// (KKT) residual <= 1e-5 (active-set Newton, max 200 iterations; the counter `unconverged`
+// counts users that did not get there), mixture at a weight change <= 1e-6 (max 500 EM
+// iterations), normalized at |dJ/do|_inf <= 1e-6 (BFGS from K + 1 starts, max 200 each),
+// loglik is one pass. Counters: users/s, and the floor: the bytes the kernel must read once (q,
+// weights and offsets: k (K + 1) 4 + 8 bytes per user) over the read bandwidth BM_ReadBandwidth
+// measures on the same machine; `floor_users/s` is that bound and `of_floor` the measured fraction
+// of it. Args: link (0 loglik, 1 linear, 2 mixture, 3 normalized), K, k, threads.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -95,20 +96,31 @@ void BM_UserStep(benchmark::State& state) {
   const double bandwidth = Bandwidth();
   SetThreads(threads);
   // ~64 MB of q per case.
-  const int64_t users =
-      std::max<int64_t>(2000, (int64_t{16} << 20) / (static_cast<int64_t>(k) * K));
+  // (The normalized link's multi-start solve is ~100x costlier per user: at most 100,000.)
+  const int64_t users = std::min<int64_t>(
+      link == 3 ? 100000 : INT64_MAX,
+      std::max<int64_t>(2000, (int64_t{16} << 20) / (static_cast<int64_t>(k) * K)));
   UserStepProblem p = MakeProblem(K, k, users);
   UserStepOptions opt;
   UserStepLink l = UserStepLink::kLoglik;
   if (link == 1) {
     l = UserStepLink::kLinear;
     p.lambda = 0.1;
-    opt.max_iter = 2000;
+    opt.max_iter = 200;
     opt.tol = 1e-5;
   } else if (link == 2) {
     l = UserStepLink::kMixture;
     p.lambda = 1.0;
     opt.max_iter = 500;
+    opt.tol = 1e-6;
+  } else if (link == 3) {
+    l = UserStepLink::kNormalized;
+    p.lambda = 1.0;
+    p.gram.assign(static_cast<size_t>(K) * K, 0.05f);
+    for (int a = 0; a < K; ++a) p.gram[a * K + a] = 1.0f + 0.1f * a;
+    p.scale = 2.0;
+    p.norm_eps = 1e-8;
+    opt.max_iter = 200;
     opt.tol = 1e-6;
   }
   int64_t unconverged = 0;
@@ -120,7 +132,7 @@ void BM_UserStep(benchmark::State& state) {
     iters = 0;
     for (int64_t u = 0; u < users; ++u) {
       iters += r.iterations[u];
-      if (link == 1) unconverged += r.residual[u] > opt.tol;
+      if (link == 1 || link == 3) unconverged += r.residual[u] > opt.tol;
       if (link == 2) unconverged += r.iterations[u] >= opt.max_iter;
     }
   }
@@ -133,13 +145,13 @@ void BM_UserStep(benchmark::State& state) {
                                                   benchmark::Counter::kIsIterationInvariantRate);
   state.counters["mean_iters"] = iters / users;
   state.counters["unconverged"] = static_cast<double>(unconverged);
-  static const char* names[] = {"loglik", "linear", "mixture"};
+  static const char* names[] = {"loglik", "linear", "mixture", "normalized"};
   state.SetLabel(names[link]);
 }
 
 void UserStepArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"link", "K", "k", "threads"});
-  for (int link : {0, 1, 2})
+  for (int link : {0, 1, 2, 3})
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100}) b->Args({link, K, k, 2});
 }

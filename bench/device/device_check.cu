@@ -1,0 +1,300 @@
+// Dependency-free device check of the user step (issue 7): CPU vs CUDA parity for every link on
+// fresh random inputs (K in {2, 10, 32}, k in {5, 20, 100}, ordinary and extreme margins), then
+// the kernel benchmark (device time only, data already on the GPU) next to the memory-bandwidth
+// floor. Builds with CUDA + CMake alone (bench/device/CMakeLists.txt, run by
+// bench/device_check.sh); the CPU twin is the same raw::SolveUser the library's CPU loop runs.
+// Exit status: 0 all parity checks passed, 1 a parity check failed, 77 no CUDA device.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/user_step_raw.h"
+#include "cuda/user_step_kernels.cuh"
+
+namespace {
+
+using prefmix::raw::UserStepArgs;
+
+#define CHECK(x)                                                                         \
+  do {                                                                                   \
+    cudaError_t e_ = (x);                                                                \
+    if (e_ != cudaSuccess) {                                                             \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, \
+                   __LINE__);                                                            \
+      std::exit(2);                                                                      \
+    }                                                                                    \
+  } while (0)
+
+/// splitmix64 + Box-Muller: reproducible normals without a library.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t Next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return ((Next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  double Normal() {
+    return std::sqrt(-2 * std::log(Uniform())) * std::cos(6.283185307179586 * Uniform());
+  }
+};
+
+/// Host problem of U users with k pairs each.
+struct Problem {
+  int link = 0, K = 0, k = 0;
+  int64_t U = 0;
+  std::vector<int64_t> offsets;
+  std::vector<float> q, offset, weight, prior, gram;
+  double lambda = 0, scale = 1, eps = 0;
+};
+
+Problem Make(int link, int K, int k, int64_t U, double margin, uint64_t seed) {
+  Problem p;
+  p.link = link;
+  p.K = K;
+  p.k = k;
+  p.U = U;
+  p.offsets.resize(U + 1);
+  for (int64_t u = 0; u <= U; ++u) p.offsets[u] = u * k;
+  p.q.resize(static_cast<size_t>(U) * k * K);
+  p.weight.resize(static_cast<size_t>(U) * k);
+  Rng rng(seed);
+  for (auto& x : p.q) x = static_cast<float>(margin * rng.Normal());
+  for (auto& w : p.weight) w = static_cast<float>(0.5 + rng.Uniform());
+  if (link == prefmix::raw::kLinear) {
+    p.offset.resize(p.weight.size());
+    for (auto& b : p.offset) b = static_cast<float>(0.3 * rng.Normal());
+  }
+  if (link != prefmix::raw::kLoglik) p.lambda = 0.5;
+  if (link == prefmix::raw::kLoglik) {
+    p.prior.resize(K);
+    for (int c = 0; c < K; ++c) p.prior[c] = static_cast<float>(std::log(1.0 / K));
+  }
+  if (link == prefmix::raw::kNormalized) {
+    p.gram.assign(static_cast<size_t>(K) * K, 0.0f);
+    for (int a = 0; a < K; ++a)
+      for (int b = 0; b < K; ++b) p.gram[a * K + b] = a == b ? 1.0f + 0.1f * a : 0.05f;
+    p.scale = 2.0;
+    p.eps = 1e-8;
+  }
+  return p;
+}
+
+struct Outputs {
+  std::vector<float> latent;
+  std::vector<double> objective;
+};
+
+UserStepArgs Args(const Problem& p) {
+  UserStepArgs a;
+  a.link = p.link;
+  a.K = p.K;
+  a.n_users = p.U;
+  a.lambda = p.lambda;
+  a.scale = p.scale;
+  a.norm_eps = p.eps;
+  a.tol = p.link == prefmix::raw::kLinear ? 1e-5 : p.link == prefmix::raw::kMixture ? 1e-6 : 1e-6;
+  a.max_iter = p.link == prefmix::raw::kNormalized ? 200 : 500;
+  return a;
+}
+
+Outputs RunCpu(const Problem& p, double* seconds) {
+  Outputs o;
+  o.latent.resize(static_cast<size_t>(p.U) * p.K);
+  o.objective.resize(p.U);
+  UserStepArgs a = Args(p);
+  a.offsets = p.offsets.data();
+  a.q = p.q.data();
+  a.offset = p.offset.empty() ? nullptr : p.offset.data();
+  a.weight = p.weight.data();
+  a.prior = p.prior.empty() ? nullptr : p.prior.data();
+  a.gram = p.gram.empty() ? nullptr : p.gram.data();
+  a.latent = o.latent.data();
+  a.objective = o.objective.data();
+  const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t u = 0; u < p.U; ++u) prefmix::raw::SolveUser(a, u);
+  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return o;
+}
+
+template <typename T>
+T* Upload(const std::vector<T>& v) {
+  if (v.empty()) return nullptr;
+  T* d = nullptr;
+  CHECK(cudaMalloc(&d, v.size() * sizeof(T)));
+  CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+/// Runs the kernel `reps` times on device-resident data; returns the outputs of the last run
+/// and the median kernel time (cudaEvent, device time only).
+Outputs RunGpu(const Problem& p, int reps, double* seconds) {
+  UserStepArgs a = Args(p);
+  a.offsets = Upload(p.offsets);
+  a.q = Upload(p.q);
+  a.offset = Upload(p.offset);
+  a.weight = Upload(p.weight);
+  a.prior = Upload(p.prior);
+  a.gram = Upload(p.gram);
+  float* latent = nullptr;
+  double* objective = nullptr;
+  CHECK(cudaMalloc(&latent, static_cast<size_t>(p.U) * p.K * sizeof(float)));
+  CHECK(cudaMalloc(&objective, static_cast<size_t>(p.U) * sizeof(double)));
+  a.latent = latent;
+  a.objective = objective;
+  cudaEvent_t e0, e1;
+  CHECK(cudaEventCreate(&e0));
+  CHECK(cudaEventCreate(&e1));
+  CHECK(prefmix::cuda::LaunchUserStep(a));  // warm-up
+  CHECK(cudaDeviceSynchronize());
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    CHECK(cudaEventRecord(e0));
+    CHECK(prefmix::cuda::LaunchUserStep(a));
+    CHECK(cudaEventRecord(e1));
+    CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    times.push_back(ms / 1e3);
+  }
+  std::sort(times.begin(), times.end());
+  *seconds = times[times.size() / 2];
+  Outputs o;
+  o.latent.resize(static_cast<size_t>(p.U) * p.K);
+  o.objective.resize(p.U);
+  CHECK(
+      cudaMemcpy(o.latent.data(), latent, o.latent.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  CHECK(cudaMemcpy(o.objective.data(), objective, o.objective.size() * sizeof(double),
+                   cudaMemcpyDeviceToHost));
+  for (const void* ptr : {static_cast<const void*>(a.offsets), static_cast<const void*>(a.q),
+                          static_cast<const void*>(a.offset), static_cast<const void*>(a.weight),
+                          static_cast<const void*>(a.prior), static_cast<const void*>(a.gram),
+                          static_cast<const void*>(latent), static_cast<const void*>(objective)})
+    if (ptr) CHECK(cudaFree(const_cast<void*>(ptr)));
+  CHECK(cudaEventDestroy(e0));
+  CHECK(cudaEventDestroy(e1));
+  return o;
+}
+
+__global__ void ReadKernel(const float4* x, int64_t n, float* out) {
+  float s = 0;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float4 v = x[i];
+    s += v.x + v.y + v.z + v.w;
+  }
+  if (s == 12345.678f) *out = s;  // keeps the loads
+}
+
+/// Device read bandwidth (bytes/s): a grid-stride float4 read of 2 GiB, median of 5.
+double DeviceBandwidth() {
+  const int64_t n4 = int64_t{1} << 27;  // 2 GiB
+  float4* x = nullptr;
+  float* out = nullptr;
+  CHECK(cudaMalloc(&x, n4 * sizeof(float4)));
+  CHECK(cudaMalloc(&out, sizeof(float)));
+  CHECK(cudaMemset(x, 0, n4 * sizeof(float4)));
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  cudaEvent_t e0, e1;
+  CHECK(cudaEventCreate(&e0));
+  CHECK(cudaEventCreate(&e1));
+  std::vector<double> bw;
+  for (int r = 0; r < 6; ++r) {
+    CHECK(cudaEventRecord(e0));
+    ReadKernel<<<sms * 8, 256>>>(x, n4, out);
+    CHECK(cudaEventRecord(e1));
+    CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (r > 0) bw.push_back(n4 * sizeof(float4) / (ms / 1e3));
+  }
+  std::sort(bw.begin(), bw.end());
+  CHECK(cudaFree(x));
+  CHECK(cudaFree(out));
+  return bw[bw.size() / 2];
+}
+
+const char* kNames[] = {"loglik", "linear", "mixture", "normalized"};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool bench = true;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--parity-only") == 0) bench = false;
+  int n_dev = 0;
+  if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+    std::printf("device_check: no CUDA device on this machine; nothing to check (skipped)\n");
+    return 77;
+  }
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (%d SMs, %.1f GiB)\n", prop.name, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1073741824.0);
+
+  // Parity: objective relative error and weight max-abs error, CPU vs CUDA.
+  // Tolerances: loglik sums in another order (1e-9 relative); the iterative links run the same
+  // double-precision code, FMA contraction may move the last bits (1e-7 relative, weights 1e-4).
+  int failures = 0;
+  std::printf("\nparity (2,000 users per case)\n%-11s %3s %4s %7s %12s %12s %s\n", "link", "K", "k",
+              "margin", "obj rel err", "w abs err", "verdict");
+  for (int link = 0; link < 4; ++link)
+    for (int K : {2, 10, 32})
+      for (int k : {5, 20, 100})
+        for (double margin : {1.0, 30.0}) {
+          const Problem p = Make(link, K, k, 2000, margin, 1000 * link + 10 * K + k);
+          double tc = 0, tg = 0;
+          const Outputs c = RunCpu(p, &tc);
+          const Outputs g = RunGpu(p, 1, &tg);
+          double obj = 0, lat = 0;
+          bool finite = true;
+          for (int64_t u = 0; u < p.U; ++u) {
+            finite &= std::isfinite(g.objective[u]);
+            obj = std::max(
+                obj, std::fabs(g.objective[u] - c.objective[u]) / (1 + std::fabs(c.objective[u])));
+          }
+          for (size_t i = 0; i < c.latent.size(); ++i) {
+            finite &= std::isfinite(g.latent[i]);
+            lat = std::max(lat, static_cast<double>(std::fabs(g.latent[i] - c.latent[i])));
+          }
+          const bool ok = finite && obj <= (link == 0 ? 1e-9 : 1e-7) && lat <= 1e-4;
+          failures += !ok;
+          std::printf("%-11s %3d %4d %7.0f %12.2e %12.2e %s\n", kNames[link], K, k, margin, obj,
+                      lat, ok ? "ok" : "FAIL");
+        }
+  if (!bench) return failures ? 1 : 0;
+
+  const double bw = DeviceBandwidth();
+  std::printf("\nmeasured device read bandwidth: %.0f GB/s\n", bw / 1e9);
+  std::printf(
+      "\nbenchmark (device time of the kernel, data on the GPU; floor = bytes read once / "
+      "bandwidth)\n%-11s %3s %4s %9s %12s %14s %8s\n",
+      "link", "K", "k", "users", "users/s", "floor users/s", "of floor");
+  for (int link = 0; link < 4; ++link)
+    for (int K : {2, 10, 32})
+      for (int k : {5, 20, 100}) {
+        // About 256 MB of q for the one-pass link, 32 MB for the iterative ones.
+        const int64_t floats = link == 0 ? (int64_t{64} << 20) : (int64_t{8} << 20);
+        const int64_t U = std::max<int64_t>(4096, floats / (static_cast<int64_t>(k) * K));
+        const Problem p = Make(link, K, k, U, 1.5, 7 + link);
+        double t = 0;
+        RunGpu(p, link == 0 ? 10 : 3, &t);
+        const double bytes = k * (K + 1) * 4.0 + 8.0;
+        const double floor = bw / bytes;
+        std::printf("%-11s %3d %4d %9lld %12.3e %14.3e %8.3f\n", kNames[link], K, k,
+                    static_cast<long long>(U), U / t, floor, (U / t) / floor);
+      }
+  std::printf("\nparity: %s\n", failures ? "FAILED" : "all cases passed");
+  return failures ? 1 : 0;
+}
