@@ -271,27 +271,42 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
   ProjectSimplex(w, K);
   double g[kMaxK], d[kMaxK], y2[kMaxK], wn[kMaxK], H[kMaxK * kMaxK];
   int F[kMaxK];
-  double f = LinearObjective(q, offset, weight, n, K, w, w0, lambda, g);
-  SimplexSolveInfo info{f, SimplexKktResidual(w, g, K, L), 0};
-  for (int it = 0; it < max_iter && info.residual >= tol; ++it) {
-    info.iterations = it + 1;
+  SimplexSolveInfo info{0.0, 0.0, 0};
+  double f = 0;
+  for (int it = 0;; ++it) {
     int m = 0;
     for (int k = 0; k < K; ++k)
       if (w[k] > 0) F[m++] = k;
-    // Negative Hessian on the face: A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I.
+    // One pass: f, its gradient g and the negative Hessian on the face,
+    // A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (lower triangle), one exp per pair.
+    f = 0;
+    for (int k = 0; k < K; ++k) {
+      const double dk = w[k] - (w0 ? w0[k] : 1.0 / K);
+      f -= 0.5 * lambda * dk * dk;
+      g[k] = -lambda * dk;
+    }
     for (int a = 0; a < m; ++a)
       for (int b = 0; b <= a; ++b) H[a * kMaxK + b] = a == b ? lambda : 0.0;
     for (int64_t j = 0; j < n; ++j) {
       double x = offset ? offset[j] : 0.0;
       const float* qj = q + j * K;
       for (int k = 0; k < K; ++k) x += w[k] * qj[k];
-      const double s = Sigmoid(x), h = (weight ? weight[j] : 1.0) * s * (1.0 - s);
+      const double c = weight ? weight[j] : 1.0, e = exp(-fabs(x));
+      const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
+      f += c * ((x < 0 ? x : 0.0) - log1p(e));
+      const double r = c * (1.0 - s);
+      for (int k = 0; k < K; ++k) g[k] += r * qj[k];
+      const double h = c * s * (1.0 - s);
       if (h <= 0) continue;
       for (int a = 0; a < m; ++a) {
         const double ha = h * qj[F[a]];
         for (int b = 0; b <= a; ++b) H[a * kMaxK + b] += ha * qj[F[b]];
       }
     }
+    info.objective = f;
+    info.residual = SimplexKktResidual(w, g, K, L);
+    if (info.residual < tol || it >= max_iter) break;
+    info.iterations = it + 1;
     // A relative ridge keeps the factorisation finite where saturated margins leave A
     // (near-)singular; the ratio test below then bounds the long steps along its null space.
     double trace = 0;
@@ -383,11 +398,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
         if (!(fp > f)) break;  // no ascent left at machine precision
       }
     }
-    f = LinearObjective(q, offset, weight, n, K, w, w0, lambda, g);
-    info.objective = f;
-    info.residual = SimplexKktResidual(w, g, K, L);
   }
-  info.objective = f;
   return info;
 }
 
