@@ -3,6 +3,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "apps/adapt_active.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/h5io.h"
@@ -15,6 +16,7 @@ int RunAdapt(int argc, char** argv) {
       "data", po::value<std::string>(), "the new users' comparisons (.h5)")(
       "out", po::value<std::string>(), "output USERS.h5 (/users/ids, /users/latent)");
   AddCommonOptions(desc);
+  AddAdaptActiveOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv,
                         "usage: prefmix adapt --model-file MODEL --data NEW.h5 --out USERS.h5",
@@ -28,7 +30,9 @@ int RunAdapt(int argc, char** argv) {
   Dataset ds = ReadDataset(vm["data"].as<std::string>());
   CheckCompatible(*model, ds);
   auto t0 = std::chrono::steady_clock::now();
-  RowMatrixF lat = model->Adapt(ds, ds.AllPairs(), ds.n_users(), device);
+  RowMatrixF lat;
+  if (!RunAdaptActive(vm, *model, ds, &lat))
+    lat = model->Adapt(ds, ds.AllPairs(), ds.n_users(), device);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   WriteUserMatrix(vm["out"].as<std::string>(), ds.user_ids, "/users/latent", lat);
   if (!vm["quiet"].as<bool>())

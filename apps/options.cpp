@@ -16,7 +16,8 @@ namespace {
 const char* kModelFlags[] = {
     "k",        "dim",      "epochs",   "lr",         "batch",         "l2",
     "arch",     "hidden",   "patience", "user-prior", "no-refit",      "em",
-    "em-prior", "restarts", "router",   "balance",    "sample-entropy"};
+    "em-prior", "restarts", "router",   "balance",    "sample-entropy",
+    "beta",     "anneal-period", "anneal-floor"};
 }
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -73,7 +74,13 @@ void AddModelOptions(po::options_description& desc) {
       "balance", po::value<double>()->default_value(d.balance),
       "micro: load-balancing weight of the routing entropy term")(
       "sample-entropy", po::bool_switch(),
-      "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy");
+      "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy")(
+      "beta", po::value<double>()->default_value(d.beta),
+      "vpl: KL weight beta (< 0: family default 1e-4)")(
+      "anneal-period", po::value<int>()->default_value(d.anneal_period),
+      "vpl: cyclical cosine KL annealing period (optimizer steps)")(
+      "anneal-floor", po::value<double>()->default_value(d.anneal_floor),
+      "vpl: KL annealing floor in [0, 1]");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -106,6 +113,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.router = vm["router"].as<std::string>();
   o.balance = vm["balance"].as<double>();
   o.sample_entropy = vm["sample-entropy"].as<bool>();
+  o.beta = vm["beta"].as<double>();
+  o.anneal_period = vm["anneal-period"].as<int>();
+  o.anneal_floor = vm["anneal-floor"].as<double>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
