@@ -3,6 +3,7 @@
 // on train + validation for the selected number of epochs.
 #include "personalization/vpl.h"
 
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -61,10 +62,11 @@ torch::Tensor LongTensor(const std::vector<int64_t>& v) {
 torch::Tensor Leaky(const torch::Tensor& x) { return torch::leaky_relu(x, 0.2); }
 
 struct VplNetImpl : torch::nn::Module {
-  VplNetImpl(int64_t d, int64_t h, int64_t l)
+  VplNetImpl(int64_t d, int64_t h, int64_t l, bool linear_decoder)
       : d_(d),
         h_(h),
         l_(l),
+        linear_(linear_decoder),
         pair1(register_module("pair1", torch::nn::Linear(2 * d, h))),
         pair2(register_module("pair2", torch::nn::Linear(h, h))),
         pair3(register_module("pair3", torch::nn::Linear(h, h))),
@@ -73,9 +75,18 @@ struct VplNetImpl : torch::nn::Module {
         v(register_module("v", torch::nn::Linear(h, h))),
         mu_head(register_module("mu_head", torch::nn::Linear(h, l))),
         prec_head(register_module("prec_head", torch::nn::Linear(h, l))),
-        dec1(register_module("dec1", torch::nn::Linear(d + l, h))),
-        dec2(register_module("dec2", torch::nn::Linear(h, h))),
-        dec3(register_module("dec3", torch::nn::Linear(h, 1))) {}
+        dec1(nullptr),
+        dec2(nullptr),
+        dec3(nullptr),
+        dec_lin(nullptr) {
+    if (linear_) {
+      dec_lin = register_module("dec_lin", torch::nn::Linear(l, d));
+    } else {
+      dec1 = register_module("dec1", torch::nn::Linear(d + l, h));
+      dec2 = register_module("dec2", torch::nn::Linear(h, h));
+      dec3 = register_module("dec3", torch::nn::Linear(h, 1));
+    }
+  }
 
   /// ea, eb [S, M, D] (preferred first), mask [S, M] (1 = a real pair): mu, logvar [S, L].
   std::pair<torch::Tensor, torch::Tensor> Encode(const torch::Tensor& ea, const torch::Tensor& eb,
@@ -83,11 +94,19 @@ struct VplNetImpl : torch::nn::Module {
     const int64_t S = ea.size(0), M = ea.size(1);
     if (M == 0) return {torch::zeros({S, l_}), torch::zeros({S, l_})};
     auto p = pair3(Leaky(pair2(Leaky(pair1(torch::cat({ea, eb}, -1))))));  // [S, M, H]
-    auto scores = torch::matmul(q(p), k(p).transpose(1, 2)) / std::sqrt((double)h_);
+    // Small sets (training: <= 8 pairs) use broadcast products instead of batched GEMMs: one
+    // BLAS call per set of 8 x 8 costs far more than the arithmetic.
+    const bool small = M <= 16;
+    auto qp = q(p), kp = k(p), vp = v(p);
+    auto scores = (small ? (qp.unsqueeze(2) * kp.unsqueeze(1)).sum(-1)
+                         : torch::matmul(qp, kp.transpose(1, 2))) /
+                  std::sqrt((double)h_);  // [S, M, M]
     // Padded keys get -1e9 (not -inf: a set with no pair at all stays finite; its rows are
     // masked out below anyway).
     scores = scores.masked_fill(mask.unsqueeze(1) < 0.5, -1e9);
-    auto o = torch::matmul(torch::softmax(scores, -1), v(p));  // [S, M, H]
+    auto att = torch::softmax(scores, -1);
+    auto o = small ? (att.unsqueeze(-1) * vp.unsqueeze(1)).sum(2)
+                   : torch::matmul(att, vp);  // [S, M, H]
     auto m = mu_head(o);
     auto lam = torch::softplus(prec_head(o)) * mask.unsqueeze(-1);  // [S, M, L]
     auto prec = 1 + lam.sum(1);
@@ -97,11 +116,13 @@ struct VplNetImpl : torch::nn::Module {
 
   /// r(e, z) for rows e [N, D], z [N, L]: [N].
   torch::Tensor Decode(const torch::Tensor& e, const torch::Tensor& z) {
+    if (linear_) return (e * dec_lin(z)).sum(-1);
     return dec3(Leaky(dec2(Leaky(dec1(torch::cat({e, z}, -1)))))).reshape({-1});
   }
 
   int64_t d_, h_, l_;
-  torch::nn::Linear pair1, pair2, pair3, q, k, v, mu_head, prec_head, dec1, dec2, dec3;
+  bool linear_;
+  torch::nn::Linear pair1, pair2, pair3, q, k, v, mu_head, prec_head, dec1, dec2, dec3, dec_lin;
 };
 TORCH_MODULE(VplNet);
 
@@ -153,6 +174,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   explicit VplModel(const ModelOptions& o) {
     PREFMIX_CHECK_INPUT(o.dim >= 0, "--dim: ", o.dim, " must be >= 0 (0: chosen on validation)");
     PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
+    PREFMIX_CHECK_INPUT(o.arch == "linear" || o.arch == "mlp", "--arch: '", o.arch,
+                        "' is not one of linear, mlp (vpl's decoder)");
     PREFMIX_CHECK_INPUT(std::isfinite(o.beta), "--beta: ", o.beta, " is not a finite number");
     PREFMIX_CHECK_INPUT(o.anneal_period >= 1, "--anneal-period: ", o.anneal_period,
                         " must be >= 1");
@@ -177,7 +200,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     FitReport rep;
     int epochs = max_epochs;
     std::vector<int64_t> grid =
-        options_.dim > 0 ? std::vector<int64_t>{options_.dim} : std::vector<int64_t>{4, 16};
+        options_.dim > 0 ? std::vector<int64_t>{options_.dim} : std::vector<int64_t>{4, 8, 16};
     const double l2 = options_.l2 >= 0 ? options_.l2 : 1e-3;
     if (!valid.empty()) {
       double best = INFINITY;
@@ -471,7 +494,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
 
   void Build() {
     torch::manual_seed(options_.seed);
-    net_ = VplNet(dim, hidden_, latent_);
+    net_ = VplNet(dim, hidden_, latent_, options_.arch == "linear");
   }
 
   /// Training context sets: for each pair j, 2-8 other pairs of its user (fewer when the user
@@ -504,20 +527,22 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   /// returns it.
   double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
                int* best_epoch) {
+    // Every step allocates and frees the same few-MB activations; glibc's default serves them
+    // with mmap/munmap, i.e. fresh zeroed pages (page faults) on every step. Keep them in the
+    // heap instead.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     Build();
-    const double lr = options_.lr > 0 ? options_.lr : 1e-3;
+    const double lr = options_.lr > 0 ? options_.lr : 3e-3;
     torch::optim::AdamW opt(net_->parameters(), torch::optim::AdamWOptions(lr).weight_decay(l2));
     const torch::Tensor E = ItemTensor(ds);
     const int64_t n = (int64_t)tr.size();
-    const int64_t batch = options_.batch > 0 ? options_.batch : 256;
+    const int64_t batch = options_.batch > 0 ? options_.batch : 512;
     const PairTensors pt = ToTensors(tr);
     const auto by = tr.ByUser(ds.n_users());
     Rng rng(DeriveSeed(options_.seed, 0x791));
-    std::vector<ContextSet> va_ctx;
-    if (va) {
-      const auto sets = UserContextSets(tr, ds.n_users(), kMaxContext);
-      for (size_t j = 0; j < va->size(); ++j) va_ctx.push_back(sets[va->user[j]]);
-    }
+    const std::vector<ContextSet> va_ctx =
+        va ? UserContextSets(tr, ds.n_users(), kMaxContext) : std::vector<ContextSet>();
     const double beta = Beta();
     double best = INFINITY;
     int since = 0;
@@ -544,8 +569,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       }
       if (!va) continue;
       net_->eval();
-      const RowMatrixF mu = Encode(ds, va_ctx).mu;
-      const double v = LogLoss(PairProbWithLatent(ds, va->first, va->second, mu), va->label);
+      const double v = LogLoss(PredictProb(ds, *va, Encode(ds, va_ctx).mu), va->label);
       PREFMIX_CHECK_INPUT(std::isfinite(v), "vpl: training diverged (validation loss ", v,
                           " at epoch ", ep, "); lower --lr");
       if (v < best - 1e-7) {
@@ -580,7 +604,7 @@ const bool kRegistered = RegisterFamily(
     {"vpl",
      "VPL: variational user latent z ~ q(z | context pairs) from a pair encoder + self-attention "
      "(precision-weighted pooling), reward decoder MLP([e; z]); amortized adaptation",
-     {"dim", "epochs", "lr", "batch", "l2", "hidden", "patience", "refit", "beta",
+     {"dim", "epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit", "beta",
       "anneal_period", "anneal_floor"},
      [](const ModelOptions& o) { return std::make_unique<VplModel>(o); }});
 
