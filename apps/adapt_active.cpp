@@ -59,8 +59,8 @@ std::unique_ptr<UnseenExtra> ExperimentActiveExtra(const po::variables_map& vm,
   const int n = vm["active"].as<int>();
   PREFMIX_CHECK_INPUT(n >= 0, "--active: ", n, " must be >= 0");
   if (n == 0) return nullptr;
-  PREFMIX_CHECK_INPUT(proto.name == "unseen", "--active needs --protocol unseen (got '",
-                      proto.name, "')");
+  PREFMIX_CHECK_INPUT(proto.name == "unseen", "--active needs --protocol unseen (got '", proto.name,
+                      "')");
   personalization::ActiveOptions o;
   o.queries = n;
   o.criterion = vm["criterion"].as<std::string>();

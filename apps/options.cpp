@@ -16,9 +16,9 @@ namespace {
 const char* kModelFlags[] = {
     "k",        "dim",      "epochs",   "lr",         "batch",         "l2",
     "arch",     "hidden",   "patience", "user-prior", "no-refit",      "em",
-    "em-prior", "restarts", "router",   "balance",    "sample-entropy",
-    "beta",     "anneal-period", "anneal-floor"};
-}
+    "em-prior", "restarts", "router",   "balance",    "sample-entropy"};
+const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor"};
+}  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -131,7 +131,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
                       "--router: '", o.router, "' is not one of context, attributes, features");
   PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
                       " must be a finite number >= 0");
-  for (const char* flag : kModelFlags) {
+  std::vector<const char*> flags(std::begin(kModelFlags), std::end(kModelFlags));
+  flags.insert(flags.end(), std::begin(kVplFlags), std::end(kVplFlags));
+  for (const char* flag : flags) {
     if (!vm.count(flag) || vm[flag].defaulted()) continue;
     if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;
     if (std::string(flag) == "sample-entropy" && !vm[flag].as<bool>()) continue;

@@ -66,7 +66,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("balance")) o.balance = j.at("balance").number();
   if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
   if (j.contains("beta")) o.beta = j.at("beta").number();
-  if (j.contains("anneal_period")) o.anneal_period = static_cast<int>(j.at("anneal_period").number());
+  if (j.contains("anneal_period"))
+    o.anneal_period = static_cast<int>(j.at("anneal_period").number());
   if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());

@@ -37,9 +37,9 @@ struct ModelOptions {
   std::string router = "context";  ///< micro: router input, context | attributes | features
   double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
   bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
-  double beta = -1;          ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
-  int anneal_period = 1000;  ///< vpl: cyclical cosine annealing period in optimizer steps
-  double anneal_floor = 0.1;  ///< vpl: annealing floor (VPL's baseline 0.1)
+  double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
+  int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
+  double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";

@@ -66,8 +66,9 @@ std::vector<int> PickRound(const AmortizedPosteriorModel& model, const Dataset& 
       RowMatrixF zu(S, L);
       for (int s = 0; s < S; ++s)
         for (int64_t d = 0; d < L; ++d)
-          zu(s, d) = S == 1 ? cur.mu(u, d)
-                            : cur.mu(u, d) + std::exp(0.5f * cur.logvar(u, d)) * (float)rng->Normal();
+          zu(s, d) = S == 1
+                         ? cur.mu(u, d)
+                         : cur.mu(u, d) + std::exp(0.5f * cur.logvar(u, d)) * (float)rng->Normal();
       for (size_t c = 0; c < remaining[u].size(); ++c)
         for (int s = 0; s < S; ++s) z.row(row++) = zu.row(s);
     }
@@ -140,9 +141,9 @@ double GaussianEntropy(const float* logvar, int64_t n) {
   return h;
 }
 
-std::vector<std::vector<int>> SelectQueries(const AmortizedPosteriorModel& model,
-                                            const Dataset& ds, std::vector<ActiveUser>* users,
-                                            const ActiveOptions& o, const LabelOracle& oracle,
+std::vector<std::vector<int>> SelectQueries(const AmortizedPosteriorModel& model, const Dataset& ds,
+                                            std::vector<ActiveUser>* users, const ActiveOptions& o,
+                                            const LabelOracle& oracle,
                                             const std::function<void(int)>& after_round) {
   ValidateActiveOptions(o);
   const size_t U = users->size();
@@ -264,9 +265,9 @@ RowMatrixF AdaptActive(const Model& model, const Dataset& ds, const std::string&
   const AmortizedPosteriorModel& am = AsAmortized(model);
   CsvTable t = ReadCsvFile(pool_csv);
   const std::vector<std::string> want = {"user", "chosen", "rejected"};
-  PREFMIX_CHECK_INPUT(t.header.size() >= 3 && std::equal(want.begin(), want.end(), t.header.begin()),
-                      pool_csv, ": header is '", JoinFields(t.header),
-                      "', expected user,chosen,rejected[,context][,weight]");
+  PREFMIX_CHECK_INPUT(
+      t.header.size() >= 3 && std::equal(want.begin(), want.end(), t.header.begin()), pool_csv,
+      ": header is '", JoinFields(t.header), "', expected user,chosen,rejected[,context][,weight]");
   for (size_t c = 3; c < t.header.size(); ++c)
     PREFMIX_CHECK_INPUT(t.header[c] == "context" || t.header[c] == "weight", pool_csv,
                         ": unknown column ", QuoteValue(t.header[c]),
@@ -280,14 +281,14 @@ RowMatrixF AdaptActive(const Model& model, const Dataset& ds, const std::string&
     PREFMIX_CHECK_INPUT(f.size() == t.header.size(), pool_csv, ": line ", t.lines[r], " has ",
                         f.size(), " fields, expected ", t.header.size());
     auto it = index.find(f[0]);
-    PREFMIX_CHECK_INPUT(it != index.end(), pool_csv, ": line ", t.lines[r], ", field 'user': ",
-                        QuoteValue(f[0]), " is not a user of ", ds.source);
+    PREFMIX_CHECK_INPUT(it != index.end(), pool_csv, ": line ", t.lines[r],
+                        ", field 'user': ", QuoteValue(f[0]), " is not a user of ", ds.source);
     int64_t item[2];
     for (int c = 0; c < 2; ++c)
-      PREFMIX_CHECK_INPUT(ParseIndex(f[1 + c], &item[c]) && item[c] >= 0 &&
-                              item[c] < ds.n_items(),
-                          pool_csv, ": line ", t.lines[r], ", field '", want[1 + c], "': ",
-                          QuoteValue(f[1 + c]), " is not an item row in [0, ", ds.n_items(), ")");
+      PREFMIX_CHECK_INPUT(ParseIndex(f[1 + c], &item[c]) && item[c] >= 0 && item[c] < ds.n_items(),
+                          pool_csv, ": line ", t.lines[r], ", field '", want[1 + c],
+                          "': ", QuoteValue(f[1 + c]), " is not an item row in [0, ", ds.n_items(),
+                          ")");
     PREFMIX_CHECK_INPUT(item[0] != item[1], pool_csv, ": line ", t.lines[r],
                         ": chosen == rejected (", item[0], ")");
     auto& x = users[it->second];

@@ -48,9 +48,9 @@ using LabelOracle = std::function<bool(size_t user, size_t pool_index)>;
 /// Runs o.queries rounds for all users (fewer for a user whose pool runs out); the asked pairs
 /// are appended to each user's context. Returns per user the asked pool indices, in order.
 /// `after_round(r)` runs after round r (r = 1..) and once before the first (r = 0).
-std::vector<std::vector<int>> SelectQueries(const AmortizedPosteriorModel& model,
-                                            const Dataset& ds, std::vector<ActiveUser>* users,
-                                            const ActiveOptions& o, const LabelOracle& oracle,
+std::vector<std::vector<int>> SelectQueries(const AmortizedPosteriorModel& model, const Dataset& ds,
+                                            std::vector<ActiveUser>* users, const ActiveOptions& o,
+                                            const LabelOracle& oracle,
                                             const std::function<void(int)>& after_round = nullptr);
 
 /// Entropy of a diagonal Gaussian from its log variances: 1/2 sum_d (1 + log 2 pi + logvar_d).

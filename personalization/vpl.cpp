@@ -95,8 +95,10 @@ struct VplNetImpl : torch::nn::Module {
     if (M == 0) return {torch::zeros({S, l_}), torch::zeros({S, l_})};
     auto p = pair3(Leaky(pair2(Leaky(pair1(torch::cat({ea, eb}, -1))))));  // [S, M, H]
     // Small sets (training: <= 8 pairs) use broadcast products instead of batched GEMMs: one
-    // BLAS call per set of 8 x 8 costs far more than the arithmetic.
-    const bool small = M <= 16;
+    // BLAS call per set of 8 x 8 costs far more than the arithmetic. Large batches of wide
+    // encodings (adaptation, D = 768) use the GEMMs: the broadcast tensor [S, M, M, H] would be
+    // hundreds of MB.
+    const bool small = M <= 16 && S * M * M * h_ <= (int64_t{1} << 22);
     auto qp = q(p), kp = k(p), vp = v(p);
     auto scores = (small ? (qp.unsqueeze(2) * kp.unsqueeze(1)).sum(-1)
                          : torch::matmul(qp, kp.transpose(1, 2))) /
@@ -105,8 +107,8 @@ struct VplNetImpl : torch::nn::Module {
     // masked out below anyway).
     scores = scores.masked_fill(mask.unsqueeze(1) < 0.5, -1e9);
     auto att = torch::softmax(scores, -1);
-    auto o = small ? (att.unsqueeze(-1) * vp.unsqueeze(1)).sum(2)
-                   : torch::matmul(att, vp);  // [S, M, H]
+    auto o =
+        small ? (att.unsqueeze(-1) * vp.unsqueeze(1)).sum(2) : torch::matmul(att, vp);  // [S, M, H]
     auto m = mu_head(o);
     auto lam = torch::softplus(prec_head(o)) * mask.unsqueeze(-1);  // [S, M, L]
     auto prec = 1 + lam.sum(1);
@@ -153,8 +155,8 @@ SetTensors Pad(const std::vector<const ContextSet*>& sets) {
   auto L = torch::TensorOptions().dtype(torch::kLong);
   t.a = torch::from_blob(a.data(), {S, M}, L).clone();
   t.b = torch::from_blob(b.data(), {S, M}, L).clone();
-  t.mask = torch::from_blob(mask.data(), {S, M}, torch::TensorOptions().dtype(torch::kFloat32))
-               .clone();
+  t.mask =
+      torch::from_blob(mask.data(), {S, M}, torch::TensorOptions().dtype(torch::kFloat32)).clone();
   return t;
 }
 
@@ -179,10 +181,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     PREFMIX_CHECK_INPUT(std::isfinite(o.beta), "--beta: ", o.beta, " is not a finite number");
     PREFMIX_CHECK_INPUT(o.anneal_period >= 1, "--anneal-period: ", o.anneal_period,
                         " must be >= 1");
-    PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1, "--anneal-floor: ",
-                        o.anneal_floor, " is not in [0, 1]");
-    PREFMIX_CHECK_INPUT(o.device == "cpu",
-                        "--device ", o.device,
+    PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1,
+                        "--anneal-floor: ", o.anneal_floor, " is not in [0, 1]");
+    PREFMIX_CHECK_INPUT(o.device == "cpu", "--device ", o.device,
                         ": vpl trains and encodes with LibTorch, which is CPU-only in this build; "
                         "use --device cpu");
   }
@@ -372,7 +373,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     out.mu.resize(sets.size(), latent_);
     out.logvar.resize(sets.size(), latent_);
     // Chunks bound the [S, M, M] attention scores.
-    const size_t chunk = 4096;
+    const size_t chunk = 1024;
     for (size_t s0 = 0; s0 < sets.size(); s0 += chunk) {
       const size_t s1 = std::min(sets.size(), s0 + chunk);
       std::vector<const ContextSet*> ptr;
@@ -476,8 +477,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     auto [mu, logvar] = EncodeTensors(net, E, ctx);
     torch::Tensor z =
         fixed_z.defined() ? fixed_z : mu + torch::exp(0.5 * logvar) * torch::randn_like(mu);
-    auto margin = net->Decode(E.index_select(0, p.first), z) -
-                  net->Decode(E.index_select(0, p.second), z);
+    auto margin =
+        net->Decode(E.index_select(0, p.first), z) - net->Decode(E.index_select(0, p.second), z);
     auto bt = torch::binary_cross_entropy_with_logits(margin, p.label, p.weight, {},
                                                       torch::Reduction::Sum) /
               p.weight.sum();

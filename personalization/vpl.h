@@ -18,15 +18,14 @@
 // scale for both.
 // Decoder r(e, z) = MLP([e; z]): Linear(D + L, H) -> LeakyReLU -> Linear(H, H) -> LeakyReLU ->
 // Linear(H, 1); P(a > b | z) = sigmoid(r(a, z) - r(b, z)).
-// Loss per comparison: -log sigmoid(r(a, z) - r(b, z)) + beta * anneal(t) * KL(q(z | C) || N(0, I)),
-// anneal = cyclical cosine (VPL's Annealer: rises from `floor` to 1 over `period` optimizer steps,
-// then restarts). Each training comparison gets a context set of 2-8 *other* training pairs of
-// the same user (fewer when the user has fewer), resampled every epoch.
-// Inference: z = mu. Seen users: encoded from their training pairs (at most kMaxContext);
-// new users (`Adapt`): their k support pairs, batched, no gradient steps.
-// Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in S, e' != e} sigmoid(r(e, z) - r(e', z)),
-// S = all items (a seeded sample of kScoreReference items when there are more): in [0, 1] per
-// user, same order as r.
+// Loss per comparison: -log sigmoid(r(a, z) - r(b, z)) + beta * anneal(t) * KL(q(z | C) || N(0,
+// I)), anneal = cyclical cosine (VPL's Annealer: rises from `floor` to 1 over `period` optimizer
+// steps, then restarts). Each training comparison gets a context set of 2-8 *other* training pairs
+// of the same user (fewer when the user has fewer), resampled every epoch. Inference: z = mu. Seen
+// users: encoded from their training pairs (at most kMaxContext); new users (`Adapt`): their k
+// support pairs, batched, no gradient steps. Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
+// S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
+// when there are more): in [0, 1] per user, same order as r.
 #include <cstdint>
 #include <vector>
 
