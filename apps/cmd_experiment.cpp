@@ -47,11 +47,17 @@ void AddPairedTests(Json* results) {
 }  // namespace
 
 int RunExperiment(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)  // models x blocks x repeats: apps/cmd_grid.cpp
+    if (std::string(argv[i]) == "--grid" || std::string(argv[i]).rfind("--grid=", 0) == 0)
+      return RunGridExperiment(argc, argv);
   po::options_description desc("experiment options");
   desc.add_options()("data", po::value<std::string>(), "dataset file (.h5)")(
       "model", po::value<std::string>(), "family (bt, lowrank, ...)")(
       "models", po::value<std::string>(), "comma-separated families (one JSON object per family)")(
-      "json", po::value<std::string>(), "metrics output (.json, or - for stdout)");
+      "json", po::value<std::string>(), "metrics output (.json, or - for stdout)")(
+      "grid", po::value<std::string>(),
+      "grid file: models x blocks x repeats into --out DIR (see prefmix experiment --grid G "
+      "--help)");
   AddModelOptions(desc);
   AddProtocolOptions(desc);
   AddCommonOptions(desc);

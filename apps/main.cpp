@@ -28,6 +28,8 @@ const Command kCommands[] = {
      "MaxMin / utilitarian pick among candidates by calibrated head scores"},
     {"experiment", prefmix::apps::RunExperiment,
      "train + evaluate under a protocol (metrics JSON)"},
+    {"fairness", prefmix::apps::RunFairness,
+     "per-group accuracy of several families: fairness.json + report.html"},
     {"demo", prefmix::apps::RunDemo,
      "the main job on an embedded default: generate, train all, compare"},
 };

@@ -14,9 +14,9 @@ namespace prefmix::apps {
 
 namespace {
 const char* kModelFlags[] = {
-    "k",        "dim",      "epochs",   "lr",         "batch",         "l2",
-    "arch",     "hidden",   "patience", "user-prior", "no-refit",      "em",
-    "em-prior", "restarts", "router",   "balance",    "sample-entropy"};
+    "k",      "dim",      "epochs",         "lr",       "batch", "l2",       "arch",
+    "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
+    "router", "balance",  "sample-entropy", "ideal",    "loss"};
 const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor"};
 }  // namespace
 
@@ -80,7 +80,11 @@ void AddModelOptions(po::options_description& desc) {
       "anneal-period", po::value<int>()->default_value(d.anneal_period),
       "vpl: cyclical cosine KL annealing period (optimizer steps)")(
       "anneal-floor", po::value<double>()->default_value(d.anneal_floor),
-      "vpl: KL annealing floor in [0, 1]");
+      "vpl: KL annealing floor in [0, 1]")(
+      "ideal", po::value<std::string>()->default_value(d.ideal),
+      "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
+      "loss", po::value<std::string>()->default_value(d.loss),
+      "pal-a, pal-b: training loss, bt (Bradley-Terry) | hinge (PAL's)");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -116,6 +120,8 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.beta = vm["beta"].as<double>();
   o.anneal_period = vm["anneal-period"].as<int>();
   o.anneal_floor = vm["anneal-floor"].as<double>();
+  o.ideal = vm["ideal"].as<std::string>();
+  o.loss = vm["loss"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
@@ -129,6 +135,10 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   PREFMIX_CHECK_INPUT(o.restarts >= 1, "--restarts: ", o.restarts, " must be >= 1");
   PREFMIX_CHECK_INPUT(o.router == "context" || o.router == "attributes" || o.router == "features",
                       "--router: '", o.router, "' is not one of context, attributes, features");
+  PREFMIX_CHECK_INPUT(o.ideal == "Pw" || o.ideal == "f(Pw)" || o.ideal == "f(P)w", "--ideal: '",
+                      o.ideal, "' is not one of Pw, f(Pw), f(P)w");
+  PREFMIX_CHECK_INPUT(o.loss == "bt" || o.loss == "hinge", "--loss: '", o.loss,
+                      "' is not one of bt, hinge");
   PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
                       " must be a finite number >= 0");
   std::vector<const char*> flags(std::begin(kModelFlags), std::end(kModelFlags));
@@ -169,7 +179,12 @@ void AddProtocolOptions(po::options_description& desc) {
       "valid-fraction", po::value<double>()->default_value(d.valid_fraction),
       "share of each training user's pairs used for model selection")(
       "min-group-users", po::value<int>()->default_value(d.min_group_users),
-      "per_group lists groups with at least this many users");
+      "per_group lists groups with at least this many users")(
+      "online", po::bool_switch(),
+      "unseen: also feed each held-out user's pairs one at a time to the family's online user "
+      "step and report accuracy on the next pair vs labels seen (JSON key online; micro)")(
+      "online-estimator", po::value<std::string>()->default_value(d.online_estimator),
+      "online user step: quasi-bayes | map (micro)");
 }
 
 ProtocolOptions ReadProtocolOptions(const po::variables_map& vm) {
@@ -184,6 +199,8 @@ ProtocolOptions ReadProtocolOptions(const po::variables_map& vm) {
   o.repeats = vm["repeats"].as<int>();
   o.valid_fraction = vm["valid-fraction"].as<double>();
   o.min_group_users = vm["min-group-users"].as<int>();
+  o.online = vm["online"].as<bool>();
+  o.online_estimator = vm["online-estimator"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
   ValidateProtocolOptions(o);
   return o;

@@ -79,7 +79,7 @@ Json RunUnseen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
   PairSet queries = UnseenQueries(all, s, max_k);
   Json curve = Json::Array();
   Json last;
-  double adapt_s = 0, eval_s = 0;
+  double adapt_s = 0, eval_s = 0, online_s = 0;
   for (int k : shots) {
     PairSet support = UnseenSupport(all, s, k);
     auto ta = std::chrono::steady_clock::now();
@@ -100,9 +100,32 @@ Json RunUnseen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
   Json m = Header(mo, po);
   Merge(m, last);
   m["shots"] = curve;
+  if (po.online) {
+    auto to = std::chrono::steady_clock::now();
+    const PairSet stream = UnseenSupport(all, s, max_k + 1);
+    const OnlineResult on = model->AdaptOnline(ds, stream, ds.n_users(), po.online_estimator);
+    m["online"] = OnlineCurve(stream, on.prob, max_k);
+    // The state after max_k labels, scored on the batch curve's queries.
+    OnlineResult fin =
+        model->AdaptOnline(ds, UnseenSupport(all, s, max_k), ds.n_users(), po.online_estimator);
+    const auto prob = model->PredictProb(ds, queries, fin.latent);
+    Json q = Json::Object();
+    q["labels"] = max_k;
+    q["accuracy"] = Accuracy(prob, queries.label);
+    q["log_loss"] = LogLoss(prob, queries.label);
+    q["batch_accuracy"] = last.at("accuracy");
+    q["batch_log_loss"] = last.at("log_loss");
+    q["n_pairs"] = static_cast<int64_t>(queries.size());
+    m["online_queries"] = q;
+    m["online_estimator"] = po.online_estimator;
+    online_s = Since(to);
+    Say(progress, Cat(mo.family, ": online (", po.online_estimator, ") at ", max_k,
+                      " labels -> accuracy ", q.at("accuracy").number(), " on the queries"));
+  }
   m["n_unseen_users"] = static_cast<int64_t>(s.heldout_users.size());
   m["n_unseen_users_left_out"] = s.n_left_out;
   m["timing"] = Timing(train_s, adapt_s, eval_s);
+  if (po.online) m["timing"]["online_seconds"] = online_s;
   m["params"] = model->Params();
   m["fit"] = rep.details;
   if (extra && extra->run) m[extra->key] = extra->run(*model, ds, all, s);
@@ -168,6 +191,45 @@ Json RunSubsample(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
 }
 
 }  // namespace
+
+Json OnlineCurve(const PairSet& stream, const std::vector<double>& prob, int max_labels) {
+  PREFMIX_ASSERT(prob.size() == stream.size(), "online: ", prob.size(), " predictions for ",
+                 stream.size(), " pairs");
+  std::vector<double> right, loss;
+  std::vector<int64_t> n;
+  int64_t prev = -1;
+  size_t pos = 0;
+  for (size_t j = 0; j < stream.size(); ++j) {
+    if (stream.user[j] != prev) {
+      prev = stream.user[j];
+      pos = 0;
+    }
+    const double p = prob[j];
+    PREFMIX_CHECK_INPUT(std::isfinite(p), "online: non-finite prediction for pair ", j,
+                        " of user row ", stream.user[j], " (diverged model?)");
+    if (max_labels < 0 || pos <= static_cast<size_t>(max_labels)) {
+      if (pos >= n.size()) {
+        right.resize(pos + 1, 0);
+        loss.resize(pos + 1, 0);
+        n.resize(pos + 1, 0);
+      }
+      right[pos] += PairHit(p, 1.0f);  // p is the probability of the observed label
+      loss[pos] += PairLogLoss(p, 1.0f);
+      ++n[pos];
+    }
+    ++pos;
+  }
+  Json curve = Json::Array();
+  for (size_t t = 0; t < n.size(); ++t) {
+    Json e = Json::Object();
+    e["labels"] = static_cast<int64_t>(t);
+    e["accuracy"] = right[t] / n[t];
+    e["log_loss"] = loss[t] / n[t];
+    e["n_users"] = n[t];
+    curve.push_back(e);
+  }
+  return curve;
+}
 
 Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
                    const ProgressFn& progress, const UnseenExtra* extra) {

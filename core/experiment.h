@@ -27,6 +27,12 @@ struct UnseenExtra {
 Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
                    const ProgressFn& progress = nullptr, const UnseenExtra* extra = nullptr);
 
+/// The online curve (JSON key `online`): `stream` holds users' pairs grouped by user in the order
+/// they arrived, `prob` the probability given to each pair's observed label from the user's
+/// earlier pairs only (Model::AdaptOnline). Entry t: accuracy and log loss on the users' pair
+/// t + 1, i.e. after t labels, for t <= max_labels (< 0: all), with the number of users.
+Json OnlineCurve(const PairSet& stream, const std::vector<double>& prob, int max_labels);
+
 /// Metrics of a trained model on every pair of ds for the users it knows (the `eval` command).
 Json EvaluateModel(const Model& model, const Dataset& ds, int min_group_users);
 

@@ -8,14 +8,8 @@
 namespace prefmix {
 
 namespace {
-inline double Hit(double p, float y) {
-  if (p == 0.5) return 0.5;
-  return (p > 0.5) == (y > 0.5f) ? 1.0 : 0.0;
-}
-inline double Nll(double p, float y) {
-  p = std::min(std::max(p, 1e-7), 1.0 - 1e-7);
-  return y > 0.5f ? -std::log(p) : -std::log(1.0 - p);
-}
+constexpr auto Hit = PairHit;
+constexpr auto Nll = PairLogLoss;
 }  // namespace
 
 double Accuracy(const std::vector<double>& p, const std::vector<float>& label) {

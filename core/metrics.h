@@ -1,12 +1,26 @@
 #pragma once
 // Metrics of DESIGN.md section 7: pooled accuracy (0.5 counts half), log loss (natural log,
 // p clipped to [1e-7, 1-1e-7]), per-user accuracy distribution, per-group and worst group.
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "core/dataset.h"
 #include "core/json.h"
 
 namespace prefmix {
+
+/// One pair's score: 1 when p (P(first preferred)) is on the side of the label, 0 when not,
+/// 0.5 when p is exactly 0.5.
+inline double PairHit(double p, float label) {
+  if (p == 0.5) return 0.5;
+  return (p > 0.5) == (label > 0.5f) ? 1.0 : 0.0;
+}
+/// One pair's log loss (natural log), p clipped to [1e-7, 1 - 1e-7].
+inline double PairLogLoss(double p, float label) {
+  p = std::min(std::max(p, 1e-7), 1.0 - 1e-7);
+  return label > 0.5f ? -std::log(p) : -std::log(1.0 - p);
+}
 
 /// Accuracy of predictions p (P(first preferred)) against labels; exactly 0.5 counts half.
 double Accuracy(const std::vector<double>& p, const std::vector<float>& label);

@@ -35,6 +35,8 @@ Json ModelOptions::ToJson() const {
   j["beta"] = beta;
   j["anneal_period"] = anneal_period;
   j["anneal_floor"] = anneal_floor;
+  j["ideal"] = ideal;
+  j["loss"] = loss;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -69,10 +71,17 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("anneal_period"))
     o.anneal_period = static_cast<int>(j.at("anneal_period").number());
   if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
+  if (j.contains("ideal")) o.ideal = j.at("ideal").str();
+  if (j.contains("loss")) o.loss = j.at("loss").str();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();
   return o;
+}
+
+OnlineResult Model::AdaptOnline(const Dataset&, const PairSet&, int64_t, const std::string&) const {
+  throw Error(
+      Cat("--online: family '", Family(), "' has no online user step (families with one: micro)"));
 }
 
 RowMatrixF Model::LatentsFor(const Dataset& ds, int64_t* n_unknown) const {

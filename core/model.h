@@ -23,7 +23,7 @@ struct ModelOptions {
   bool k_auto = false;          ///< --k auto (where supported)
   int dim = 0;                  ///< projection or latent size (0: family default)
   int epochs = 300;             ///< maximum passes over the training pairs
-  double lr = 0.05;             ///< Adam step size
+  double lr = 0;                ///< Adam step size (0: family default, as on the CLI)
   int batch = 0;                ///< mini-batch size in pairs (0: full batch)
   double l2 = -1;               ///< L2 strength (< 0: chosen on the validation split)
   std::string arch = "linear";  ///< bt: linear | mlp
@@ -40,6 +40,8 @@ struct ModelOptions {
   double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
   int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
   double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
+  std::string ideal = "Pw";        ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
+  std::string loss = "bt";         ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";
@@ -54,6 +56,15 @@ struct FitReport {
   double seconds = 0;
   int epochs_run = 0;
   Json details = Json::Object();  ///< family-specific (chosen l2, validation curve, ...)
+};
+
+/// Result of the online (sequential) user step.
+struct OnlineResult {
+  /// Per pair of the stream (same order): the probability the model gave the observed label
+  /// from the user's earlier pairs only (before the pair's own label was used).
+  std::vector<double> prob;
+  /// Per user: the latent after all of the user's pairs.
+  RowMatrixF latent;
 };
 
 /// The scoring interface every family implements.
@@ -76,6 +87,11 @@ class Model {
   /// P(first preferred over second) for each pair; latents has a row per pairs.user value.
   virtual std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
                                           const RowMatrixF& latents) const = 0;
+  /// The online user step (stage-2 routing): consumes each user's pairs of `stream` in stream
+  /// order, predicting each pair before updating on its label. `estimator` names the sequential
+  /// estimator (family-specific). Families without one throw prefmix::Error.
+  virtual OnlineResult AdaptOnline(const Dataset& ds, const PairSet& stream, int64_t n_users,
+                                   const std::string& estimator) const;
   /// Reward of every item for each latent row: [latents.rows(), n_items].
   virtual RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const = 0;
   /// Learned parameter counts: {"shared": N, "per_user": L}.

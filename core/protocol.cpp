@@ -37,6 +37,8 @@ void ValidateProtocolOptions(const ProtocolOptions& o) {
   PREFMIX_CHECK_INPUT(o.repeats >= 1, "--repeats: ", o.repeats, " must be >= 1");
   PREFMIX_CHECK_INPUT(o.min_group_users >= 1, "--min-group-users: ", o.min_group_users,
                       " must be >= 1");
+  PREFMIX_CHECK_INPUT(!o.online || o.name == "unseen",
+                      "--online: applies to --protocol unseen, not '", o.name, "'");
 }
 
 void CarveValidation(PairSet* train, PairSet* valid, int64_t n_users, double fraction,
@@ -109,6 +111,14 @@ Split MakeUnseenSplit(const Dataset& ds, const PairSet& all, const ProtocolOptio
     if (!out[all.user[j]]) s.train.PushFrom(all, j);
   CarveValidation(&s.train, &s.valid, U, o.valid_fraction, o.seed);
   return s;
+}
+
+PairSet OnlineStream(const PairSet& all, int64_t n_users, uint64_t seed) {
+  auto by = all.ByUser(n_users);
+  PairSet p;
+  for (int64_t u = 0; u < n_users; ++u)
+    for (size_t j : Permuted(by[u], DeriveSeed(seed, kUnseenPairs, u))) p.PushFrom(all, j);
+  return p;
 }
 
 PairSet UnseenSupport(const PairSet& all, const Split& s, int k) {

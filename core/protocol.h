@@ -22,6 +22,8 @@ struct ProtocolOptions {
   int repeats = 25;             ///< subsample: repeats
   double valid_fraction = 0.2;  ///< share of each training user's pairs carved for validation
   int min_group_users = 5;      ///< per_group lists groups with at least this many users
+  bool online = false;  ///< unseen: also run the online user step over each held-out user's pairs
+  std::string online_estimator = "map";  ///< the family's sequential estimator
   uint64_t seed = 1;
 };
 
@@ -46,6 +48,10 @@ Split MakeUnseenSplit(const Dataset& ds, const PairSet& all, const ProtocolOptio
 /// subsample, repeat r: users drawn among those with >= train+test pairs.
 Split MakeSubsampleSplit(const Dataset& ds, const PairSet& all, const ProtocolOptions& o, int r);
 /// unseen: the first k pairs of each held-out user (user = dataset row).
+/// Every user's pairs in the order online adaptation consumes them (DESIGN.md section 5: each
+/// user's pairs permuted once with the seed, as for a held-out user of `unseen`), grouped by user.
+PairSet OnlineStream(const PairSet& all, int64_t n_users, uint64_t seed);
+
 PairSet UnseenSupport(const PairSet& all, const Split& s, int k);
 /// unseen: the pairs after the largest k of each held-out user.
 PairSet UnseenQueries(const PairSet& all, const Split& s, int max_k);

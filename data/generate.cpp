@@ -151,6 +151,7 @@ struct Planted {
   std::vector<int32_t> group;    // [n_users]: (argmax) group
   Eigen::MatrixXd projected;     // ideal-point: [n_items, d] rows f(e_i)
   Eigen::MatrixXd ideal;         // ideal-point: [n_users, d] rows a_u
+  Eigen::MatrixXd protos;        // ideal-point: [K, d] prototypes p_k
   bool ideal_point = false;
 
   // r_u(a) - r_u(b).
@@ -223,6 +224,7 @@ Planted PlantIdealPoint(const GenerateOptions& o, const Eigen::MatrixXd& e) {
     p.group_reward.row(g) = -(p.projected.rowwise() - protos.row(g)).rowwise().norm().transpose();
   DrawWeights(o, p);
   p.ideal = p.weights * protos;
+  p.protos = protos;
   return p;
 }
 
@@ -436,6 +438,16 @@ double OracleAccuracy(const std::vector<float>& pair_prob) {
   double hits = 0;
   for (float p : pair_prob) hits += p > 0.5f ? 1.0 : (p == 0.5f ? 0.5 : 0.0);
   return hits / static_cast<double>(pair_prob.size());
+}
+
+IdealPointTruth PlantedIdealPoint(const GenerateOptions& o, const Dataset& ds) {
+  PREFMIX_CHECK_INPUT(o.kind == GenerateKind::kIdealPoint, "PlantedIdealPoint: kind is ",
+                      KindName(o.kind), ", not ideal-point");
+  o.Validate();
+  PREFMIX_CHECK_INPUT(ds.n_items() == o.n_items && ds.dim() == o.dim,
+                      "PlantedIdealPoint: the dataset does not come from these options");
+  Planted p = PlantIdealPoint(o, ds.items.cast<double>());
+  return {p.projected, p.protos};
 }
 
 }  // namespace prefmix::data

@@ -86,6 +86,14 @@ struct GenerateOptions {
 /// ds.embedding_model = "synthetic-<kind>", ds.description = opts.Describe().
 Dataset Generate(const GenerateOptions& opts);
 
+/// ideal-point only: the planted f(e_i) of every item [n_items, d] and the prototypes [K, d]
+/// behind the dataset Generate(opts) returned (known-truth references in the tests).
+struct IdealPointTruth {
+  Eigen::MatrixXd projected;
+  Eigen::MatrixXd prototypes;
+};
+IdealPointTruth PlantedIdealPoint(const GenerateOptions& opts, const Dataset& ds);
+
 /// Oracle accuracy: mean over pairs of 1[p > 0.5], p == 0.5 counting half. NaN when empty.
 double OracleAccuracy(const std::vector<float>& pair_prob);
 

@@ -19,15 +19,15 @@
 #include "core/user_step.h"
 #include "data/generate.h"
 #include "mixture/maxmin.h"
-#include "mixture/micro.h"
+#include "routing/micro.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
 
-using mixture::MicroLossAndGrad;
-using mixture::MicroParams;
-using mixture::MicroPass;
+using routing::MicroLossAndGrad;
+using routing::MicroParams;
+using routing::MicroPass;
 
 /// A small random problem: items [12, 5], router inputs [4, 3] (+ a zero row), 40 pairs.
 struct Toy {

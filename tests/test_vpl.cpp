@@ -342,6 +342,13 @@ TEST(VplTest, CliAdaptActiveWithPool) {
                       dir);
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("--pool"), std::string::npos) << r.err;
+  // The online user step and active selection are two ways to consume pairs: refused together.
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/v.h5 --online --active 2 --pool " + dir + "/pool.csv",
+                      dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--online: cannot be combined with --active"), std::string::npos) << r.err;
+  EXPECT_FALSE(testing::Exists(dir + "/v.h5"));
 }
 
 /// Lloyd's k-means with k-means++ starts (best of `restarts` by inertia).

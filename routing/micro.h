@@ -28,7 +28,7 @@
 
 #include "core/dataset.h"
 
-namespace prefmix::mixture {
+namespace prefmix::routing {
 
 /// Parameters of the mixture: heads Theta [D, K], router W [K, Dx] and b [K].
 struct MicroParams {
@@ -54,4 +54,4 @@ MicroPass MicroLossAndGrad(const RowMatrixF& items, const RowMatrixD& x,
 /// Router weights softmax(x W' + b) for every input row: [n_inputs, K].
 RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& params);
 
-}  // namespace prefmix::mixture
+}  // namespace prefmix::routing

@@ -1,4 +1,4 @@
-#include "mixture/micro.h"
+#include "routing/micro.h"
 
 #include <omp.h>
 
@@ -14,8 +14,11 @@
 #include "core/serialize.h"
 #include "core/user_step.h"
 #include "mixture/maxmin.h"
+#include "routing/online.h"
 
-namespace prefmix::mixture {
+namespace prefmix::routing {
+using mixture::CalibratedItemScores;
+using mixture::MultiHeadModel;
 
 RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& p) {
   RowMatrixD z = x * p.w.transpose();
@@ -112,7 +115,17 @@ MicroPass MicroLossAndGrad(const RowMatrixF& items, const RowMatrixD& x,
   out.data_loss = data;
   out.loss = data + ent + l2 * (p.theta.squaredNorm() + p.w.squaredNorm());
   out.grad.theta = (items.transpose() * gr[0].cast<float>()).cast<double>() + 2 * l2 * p.theta;
-  out.grad.w = GZ.transpose() * x + 2 * l2 * p.w;
+  // grad W = GZ' x as a row loop: K x Dx from n_in rows (one-hot / sparse inputs skip zeros);
+  // Eigen's GEMM for this shape (4 x 5,000 x 23 on SUSHI) opened a parallel region per call
+  // and dominated training time.
+  out.grad.w = 2 * l2 * p.w;
+  for (int64_t i = 0; i < n_in; ++i)
+    for (int k = 0; k < K; ++k) {
+      const double g = GZ(i, k);
+      if (g == 0) continue;
+      for (Eigen::Index d = 0; d < x.cols(); ++d)
+        if (x(i, d) != 0) out.grad.w(k, d) += g * x(i, d);
+    }
   out.grad.b = GZ.colwise().sum().transpose();
   return out;
 }
@@ -233,6 +246,24 @@ class MicroModel : public Model, public MultiHeadModel {
   RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                    const std::string& device) const override {
     return AdaptWith(ds, support, n_users, device, strength_);
+  }
+
+  /// Stage 2: routing/online.h's sequential estimators on the same inputs and prior as the
+  /// batch user step (heads frozen).
+  OnlineResult AdaptOnline(const Dataset& ds, const PairSet& stream, int64_t n_users,
+                           const std::string& estimator) const override {
+    const OnlineEstimator e = ParseOnlineEstimator(estimator);
+    const RowMatrixF R = ds.items * params_.theta.cast<float>();
+    const UserStepProblem prob = GatherUserStepProblem(R, stream, n_users);
+    OnlinePass pass =
+        RunOnlineMixture(prob, PriorLatents(ds, n_users), strength_, e, kUserStepIters, 1e-6);
+    OnlineResult r;
+    r.latent = std::move(pass.latent);
+    // The problem groups pairs by user and keeps their order within a user.
+    r.prob.resize(stream.size());
+    std::vector<int64_t> next(prob.offsets.begin(), prob.offsets.end() - 1);
+    for (size_t j = 0; j < stream.size(); ++j) r.prob[j] = pass.prob[next[stream.user[j]]++];
+    return r;
   }
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
@@ -509,4 +540,4 @@ const bool kRegistered = RegisterFamily(
      [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); }});
 
 }  // namespace
-}  // namespace prefmix::mixture
+}  // namespace prefmix::routing

@@ -1,0 +1,187 @@
+// prefmix fairness: train/evaluate several families under the same split and report, per user
+// group, how well each serves it: DIR/fairness.json (data/schema/fairness.schema.json) and a
+// self-contained DIR/report.html.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/fairness.h"
+#include "core/h5io.h"
+#include "core/report.h"
+#include "mixture/maxmin.h"
+
+namespace prefmix::apps {
+namespace {
+
+/// MaxMin (egalitarian) vs utilitarian pick over all items by the calibrated head scores of a
+/// multi-head model, with each group's win rate of both picks judged by the users' own observed
+/// rankings (where /rankings exist) and by the planted truth (synthetic data). Null for models
+/// without heads.
+Json SelectionHook(const Model& model, const Dataset& ds, const std::vector<Attribute>& groupings,
+                   int min_group_users, uint64_t seed) {
+  const auto* mh = dynamic_cast<const mixture::MultiHeadModel*>(&model);
+  if (!mh || ds.n_items() < 2) return Json();
+  const RowMatrixF rewards = mh->HeadRewards(ds);
+  const Eigen::VectorXd weights = mh->HeadWeights();
+  Json out = Json::Object();
+  out["n_heads"] = static_cast<int64_t>(rewards.rows());
+  out["candidates"] = "all";
+  if (ds.has_rankings() && ds.n_items() <= 5000) {
+    // The pairwise calibration is O(K n^2): only for catalogues of ranked items.
+    const RowMatrixD q = mixture::CalibratedScores(rewards);
+    const int picks[2] = {mixture::EgalitarianPick(q), mixture::UtilitarianPick(q, weights)};
+    const char* names[2] = {"egalitarian", "utilitarian"};
+    Json by = Json::Object();
+    for (int i = 0; i < 2; ++i) {
+      Json e = Json::Object();
+      e["pick"] = picks[i];
+      if (!ds.item_ids.empty()) e["pick_id"] = ds.item_ids[picks[i]];
+      const auto wins = RankingWinRates(ds, picks[i]);
+      double s = 0;
+      int64_t n = 0;
+      for (double w : wins)
+        if (!std::isnan(w)) {
+          s += w;
+          ++n;
+        }
+      if (n > 0) {
+        e["win_rate"] = s / n;
+        e["n_users"] = n;
+        Json g = GroupMeans(groupings, wins, min_group_users);
+        if (g.size() > 0) e["per_group"] = g;
+      }
+      by[names[i]] = e;
+    }
+    out["judged_by"] = "users' observed rankings (share of their ranked items the pick beats)";
+    out["picks"] = by;
+  }
+  if (ds.truth_group_item_reward.rows() > 0) {
+    mixture::SelectOptions so;
+    so.seed = seed;
+    out["truth"] = mixture::RunSelection(ds, rewards, weights, so);
+  }
+  if (!out.contains("picks") && !out.contains("truth")) return Json();
+  return out;
+}
+
+/// Writes DIR/report.html from a fairness.json written earlier.
+int RenderOnly(const std::string& json_path, const std::string& dir) {
+  std::ifstream in(json_path, std::ios::binary);
+  PREFMIX_CHECK_INPUT(in, "--from-json: cannot open '", json_path, "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json f;
+  try {
+    f = Json::Parse(ss.str());
+  } catch (const Error& e) {
+    throw Error(Cat("--from-json: ", json_path, ": ", e.what()));
+  }
+  PREFMIX_CHECK_INPUT(f.is_object() && f.contains("format") && f.at("format").is_string() &&
+                          f.at("format").str() == "prefmix.fairness",
+                      "--from-json: ", json_path,
+                      ": field 'format' is not \"prefmix.fairness\" (not a fairness.json)");
+  for (const char* key : {"dataset", "protocol", "groupings", "bootstrap", "models"})
+    PREFMIX_CHECK_INPUT(f.contains(key), "--from-json: ", json_path, ": missing field '", key, "'");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
+                      dir, "': ", ec.message());
+  std::vector<std::string> warnings;
+  const std::string gnuplot = FindGnuplot();
+  const std::string html = FairnessReportHtml(f, gnuplot, &warnings);
+  for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
+  if (gnuplot.empty())
+    std::cerr << "note: gnuplot not found (Debian: gnuplot-nox); report.html has tables only\n";
+  WriteTextFileAtomic(dir + "/report.html", html);
+  return 0;
+}
+
+}  // namespace
+
+int RunFairness(int argc, char** argv) {
+  FairnessOptions d;
+  po::options_description desc("fairness options");
+  desc.add_options()("data", po::value<std::string>(), "dataset file (.h5)")(
+      "models", po::value<std::string>(), "comma-separated families, or 'all' (every registered)")(
+      "by", po::value<std::string>(), "attributes to break down by (default: every attribute)")(
+      "out", po::value<std::string>(), "output directory (created if needed)")(
+      "bootstrap", po::value<int>()->default_value(d.bootstrap),
+      "bootstrap resamples over users for the intervals (0: none)")(
+      "ci-level", po::value<double>()->default_value(d.ci_level, "0.95"), "interval level")(
+      "hist-bins", po::value<int>()->default_value(d.hist_bins), "per-user histogram bins")(
+      "no-closure", po::bool_switch(), "leave out the transitive-closure baseline")(
+      "from-json", po::value<std::string>(),
+      "only (re)draw DIR/report.html from an existing fairness.json (no training)");
+  AddModelOptions(desc);
+  AddProtocolOptions(desc);
+  AddCommonOptions(desc);
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv,
+                        "usage: prefmix fairness --data D.h5 --models F1,F2,... --protocol P "
+                        "[--by attr1,attr2] --out DIR [options]",
+                        desc, vm))
+    return 0;
+  Require(vm, "out");
+  if (vm.count("from-json"))
+    return RenderOnly(vm["from-json"].as<std::string>(), vm["out"].as<std::string>());
+  Require(vm, "data");
+  Require(vm, "models");
+  const std::string device = ApplyCommonOptions(vm);
+  std::vector<std::string> families = SplitList(vm["models"].as<std::string>());
+  if (families.size() == 1 && families[0] == "all") families = FamilyNames();
+  PREFMIX_CHECK_INPUT(!families.empty(), "--models: empty list");
+  ProtocolOptions proto = ReadProtocolOptions(vm);
+  std::vector<ModelOptions> mos;
+  for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
+  FairnessOptions fo;
+  if (vm.count("by")) {
+    fo.by = SplitList(vm["by"].as<std::string>());
+    PREFMIX_CHECK_INPUT(!fo.by.empty(), "--by: empty list");
+  }
+  fo.bootstrap = vm["bootstrap"].as<int>();
+  fo.ci_level = vm["ci-level"].as<double>();
+  fo.hist_bins = vm["hist-bins"].as<int>();
+  fo.closure = !vm["no-closure"].as<bool>();
+  const std::string data = vm["data"].as<std::string>();
+  const std::string dir = vm["out"].as<std::string>();
+  Dataset ds = ReadDataset(data);
+  const auto groupings = FairnessGroupings(ds, fo.by);  // checks --by before any training
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
+                      dir, "': ", ec.message());
+  const bool quiet = vm["quiet"].as<bool>() || !isatty(2);
+  ProgressFn progress = quiet ? ProgressFn() : [](const std::string& s) { std::cerr << s << "\n"; };
+  ModelHook hook = [&](const Model& m, const Dataset& d2) {
+    return SelectionHook(m, d2, groupings, proto.min_group_users, proto.seed);
+  };
+  Json out = prefmix::RunFairness(ds, mos, proto, fo, progress, hook);
+  Json opts = Json::Object();
+  Json fams = Json::Array();
+  for (const auto& mo : mos) fams.push_back(mo.ToJson());
+  opts["models"] = fams;
+  opts["protocol"] = proto.name;
+  opts["bootstrap"] = fo.bootstrap;
+  opts["ci_level"] = fo.ci_level;
+  out["provenance"] = Provenance(vm, data, device, opts);
+  const std::string gnuplot = FindGnuplot();
+  std::vector<std::string> warnings;
+  const std::string html = FairnessReportHtml(out, gnuplot, &warnings);
+  for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
+  if (gnuplot.empty())
+    std::cerr << "note: gnuplot not found (Debian: gnuplot-nox); report.html has tables only\n";
+  WriteJson(out, dir + "/fairness.json");
+  WriteTextFileAtomic(dir + "/report.html", html);
+  if (!quiet) std::cerr << "wrote " << dir << "/fairness.json and " << dir << "/report.html\n";
+  return 0;
+}
+
+}  // namespace prefmix::apps
