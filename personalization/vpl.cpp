@@ -225,7 +225,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       rep.details["selection"] = curve;
       if (options_.refit) {
         Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
-      } else {
+      } else if (best_latent_ != grid.back()) {
+        // The net holds the last grid point's best-validation parameters; retrain the selected
+        // size (seeded, so this is the selection run again). Skipped when they are the same.
         int be = 0;
         Train(ds, train, &valid, l2, max_epochs, &be);
       }

@@ -420,71 +420,135 @@ int SeedsFromEnv(const char* name, int dflt) {
   return v ? std::max(1, std::atoi(v)) : dflt;
 }
 
-// The acceptance on the groups preset: seen accuracy within 2 points of the oracle,
-// unseen users with 8 context pairs within 3 points, k-means on the users' mu recovers the
-// planted groups with ARI >= 0.8, on >= 90% of seeds. Seeds 1..PREFMIX_VPL_SEEDS (default 1, to
-// keep the suite short; the 10-seed figures in the README come from PREFMIX_VPL_SEEDS=10).
-TEST(VplRecoveryTest, GroupsPresetSeenUnseenAndLatentClusters) {
-  // One thread for torch and OpenBLAS: OpenBLAS's own pool (2 threads) spins in sched_yield
-  // between the many small GEMMs and starves on a shared machine.
+/// One recovery run on a groups dataset: the seen protocol (accuracy vs oracle, k-means on the
+/// training users' mu vs the planted groups) and the unseen protocol with 8 shots (accuracy vs
+/// oracle, and, with `active`, the entropy criterion's curve against random selection for 8
+/// questions, the code path of `prefmix experiment --protocol unseen --shots 8 --active 8`).
+struct Recovery {
+  double seen, oracle, unseen, unseen_oracle, ari;
+  int latent, active_units;
+  Json active;
+};
+
+Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, bool active) {
+  Recovery r;
+  ProtocolOptions po;
+  po.seed = seed;
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
+  auto model = MakeModel(mo);
+  FitReport rep = model->Fit(ds, s.train, s.valid);
+  Json m = PairMetrics(ds, s.test, model->PredictProb(ds, s.test, model->TrainLatents()),
+                       po.min_group_users);
+  r.seen = m.at("accuracy").number();
+  r.oracle = m.at("oracle_accuracy").number();
+  r.ari = mixture::AdjustedRandIndex(KMeans(model->TrainLatents(), 3, seed), ds.truth_user_group);
+  r.latent = (int)rep.details.at("latent").number();
+  r.active_units = (int)rep.details.at("active_units").number();
+  ProtocolOptions pu = po;
+  pu.name = "unseen";
+  pu.shots = {8};
+  UnseenExtra extra{"active",
+                    [&](const Model& m, const Dataset& d, const PairSet& all, const Split& sp) {
+                      personalization::ActiveOptions ao;
+                      ao.queries = 8;
+                      ao.criterion = "entropy";
+                      ao.seed = seed;
+                      return personalization::ActiveCurve(m, d, all, sp, 8, ao);
+                    }};
+  Json u = RunExperiment(ds, mo, pu, nullptr, active ? &extra : nullptr);
+  r.unseen = u.at("accuracy").number();
+  r.unseen_oracle = u.at("oracle_accuracy").number();
+  if (active) r.active = u.at("active");
+  std::printf(
+      "seed %d: seen %.4f oracle %.4f (%+.4f)  unseen@8 %.4f oracle %.4f (%+.4f)  ARI %.3f  "
+      "latent %d active units %d\n",
+      (int)seed, r.seen, r.oracle, r.seen - r.oracle, r.unseen, r.unseen_oracle,
+      r.unseen - r.unseen_oracle, r.ari, r.latent, r.active_units);
+  return r;
+}
+
+// A guard for the suite (about 10 s per seed on one core): the groups preset with a short
+// schedule (the demo's budget: latent 4, hidden 32, 40 epochs, lr 0.01, no refit) on seeds 1-4.
+// The bars need the full schedule (DISABLED_GroupsPresetSeeds1To10 below); the guard's
+// are looser: seen within 4 points of the oracle and unseen@8 within 5 on every seed, k-means on
+// mu recovering the planted groups (ARI >= 0.8) on at least 3 of the 4 (seed 4 merges two groups
+// under this schedule: ARI 0.44). A collapsed posterior (every user the same z) fails all of
+// them: it scores like a single BT model (0.79 on seed 1) and k-means on mu finds no groups.
+TEST(VplRecoveryTest, GroupsPresetShortScheduleGuard) {
   SetThreads(1);
-  const int n = SeedsFromEnv("PREFMIX_VPL_SEEDS", 1);
-  int ok = 0;
-  for (uint64_t seed = 1; seed <= (uint64_t)n; ++seed) {
+  int clustered = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
     auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
     g.seed = seed;
     Dataset ds = data::Generate(g);
     ModelOptions mo = VplOptions(seed);
-    mo.dim = 8;  // fixed latent size (a --dim 0 fit would select among 4, 8, 16: 3x the time)
-    ProtocolOptions po;
-    po.seed = seed;
-    Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
-    auto model = MakeModel(mo);
-    FitReport rep = model->Fit(ds, s.train, s.valid);
-    Json m = PairMetrics(ds, s.test, model->PredictProb(ds, s.test, model->TrainLatents()),
-                         po.min_group_users);
-    const double seen = m.at("accuracy").number(), oracle = m.at("oracle_accuracy").number();
-    const auto lab = KMeans(model->TrainLatents(), 3, seed);
-    const double ari = mixture::AdjustedRandIndex(lab, ds.truth_user_group);
-    ProtocolOptions pu = po;
-    pu.name = "unseen";
-    pu.shots = {8};
-    // The same run also compares active query selection with random selection (no effect on
-    // the unseen accuracy: it only reads the trained model).
-    UnseenExtra extra{"active",
-                      [&](const Model& m, const Dataset& d, const PairSet& all, const Split& sp) {
-                        Json a = Json::Object();
-                        for (const char* crit : {"entropy", "bald"}) {
-                          personalization::ActiveOptions ao;
-                          ao.queries = 8;
-                          ao.criterion = crit;
-                          ao.seed = seed;
-                          a[crit] = personalization::ActiveCurve(m, d, all, sp, 8, ao);
-                        }
-                        return a;
-                      }};
-    Json u = RunExperiment(ds, mo, pu, nullptr, &extra);
-    const double unseen = u.at("accuracy").number(), uor = u.at("oracle_accuracy").number();
-    for (const char* crit : {"entropy", "bald"}) {
-      std::printf("seed %d active %s:", (int)seed, crit);
-      for (const auto& e : u.at("active").at(crit).at("curve").items())
-        std::printf(" %d:%.4f/%.4f(r %.4f/%.4f)", (int)e.at("queries").number(),
-                    e.at("accuracy_remaining").number(), e.at("accuracy_heldout").number(),
-                    e.at("random_accuracy_remaining").number(),
-                    e.at("random_accuracy_heldout").number());
-      std::printf("\n");
+    mo.dim = 4;
+    mo.hidden = 32;
+    mo.epochs = 40;
+    mo.lr = 0.01;
+    mo.refit = false;
+    const Recovery r = RunRecovery(ds, mo, seed, false);
+    EXPECT_GE(r.seen, r.oracle - 0.04) << "seed " << seed;
+    EXPECT_GE(r.unseen, r.unseen_oracle - 0.05) << "seed " << seed;
+    EXPECT_GE(r.active_units, 2) << "seed " << seed;  // 3 groups need 2 directions
+    clustered += r.ari >= 0.8;
+  }
+  EXPECT_GE(clustered, 3);
+}
+
+// The acceptance on the groups preset (300 users x 40 pairs, 1,000 items, D = 24): seen
+// accuracy within 2 points of the oracle, unseen users with 8 context pairs within 3 points,
+// k-means on the users' mu recovers the planted groups with ARI >= 0.8, on >= 90% of seeds; and
+// the active (entropy) vs random curve for 8 questions, mean over seeds. Family defaults except
+// a fixed latent size of 8 (--dim 0 would select among 4, 8, 16: 3x the time). Minutes per seed
+// on one core, hence DISABLED in the suite; run it with
+//   PREFMIX_VPL_SEEDS=10 build/prefmix_tests --gtest_also_run_disabled_tests \
+//     --gtest_filter='VplRecoveryTest.DISABLED_*'
+// (PREFMIX_VPL_SEED_FROM = the first seed, default 1). Figures: bench/RESULTS.md section 7.
+TEST(VplRecoveryTest, DISABLED_GroupsPresetSeeds1To10) {
+  // One thread for torch and OpenBLAS: OpenBLAS's own pool (2 threads) spins in sched_yield
+  // between the many small GEMMs and starves on a shared machine.
+  SetThreads(1);
+  const int n = SeedsFromEnv("PREFMIX_VPL_SEEDS", 10);
+  const int first = SeedsFromEnv("PREFMIX_VPL_SEED_FROM", 1);
+  int ok = 0;
+  std::vector<double> mean_rem, mean_rnd;
+  for (int seed = first; seed < first + n; ++seed) {
+    auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
+    g.seed = (uint64_t)seed;
+    Dataset ds = data::Generate(g);
+    ModelOptions mo = VplOptions((uint64_t)seed);
+    mo.dim = 8;
+    const Recovery r = RunRecovery(ds, mo, (uint64_t)seed, true);
+    const auto& curve = r.active.at("curve").items();
+    if (mean_rem.empty()) mean_rem.assign(curve.size(), 0), mean_rnd.assign(curve.size(), 0);
+    std::printf("seed %d active entropy (remaining / random):", seed);
+    for (size_t q = 0; q < curve.size(); ++q) {
+      const double a = curve[q].at("accuracy_remaining").number();
+      const double b = curve[q].at("random_accuracy_remaining").number();
+      mean_rem[q] += a / n;
+      mean_rnd[q] += b / n;
+      std::printf(" %d:%.4f/%.4f", (int)curve[q].at("queries").number(), a, b);
     }
-    const bool pass = seen >= oracle - 0.02 && unseen >= uor - 0.03 && ari >= 0.8;
-    std::printf(
-        "seed %d: seen %.4f oracle %.4f (%+.4f)  unseen@8 %.4f oracle %.4f (%+.4f)  ARI %.3f  "
-        "latent %d active %d  %s\n",
-        (int)seed, seen, oracle, seen - oracle, unseen, uor, unseen - uor, ari,
-        (int)rep.details.at("latent").number(), (int)rep.details.at("active_units").number(),
-        pass ? "ok" : "MISS");
+    std::printf("\n");
+    const bool pass =
+        r.seen >= r.oracle - 0.02 && r.unseen >= r.unseen_oracle - 0.03 && r.ari >= 0.8;
+    std::printf("seed %d: %s\n", seed, pass ? "ok" : "MISS");
+    std::fflush(stdout);
     ok += pass;
   }
+  std::printf("mean over %d seeds, accuracy on the remaining pairs (entropy / random):", n);
+  int match = -1;
+  for (size_t q = 0; q < mean_rem.size(); ++q) {
+    std::printf(" %d:%.4f/%.4f", (int)q, mean_rem[q], mean_rnd[q]);
+    if (match < 0 && mean_rem[q] >= mean_rnd.back()) match = (int)q;
+  }
+  std::printf("\nentropy reaches random's %d-query accuracy with %d queries\n",
+              (int)mean_rem.size() - 1, match);
   std::printf("%d/%d seeds meet all three bars\n", ok, n);
   EXPECT_GE(ok, (9 * n + 9) / 10);
+  EXPECT_GE(match, 0);
+  EXPECT_LE(match, 5);
 }
 
 }  // namespace
