@@ -79,7 +79,7 @@ void AddModelOptions(po::options_description& desc) {
       "vpl: KL weight beta (< 0: family default 1e-4)")(
       "anneal-period", po::value<int>()->default_value(d.anneal_period),
       "vpl: cyclical cosine KL annealing period (optimizer steps)")(
-      "anneal-floor", po::value<double>()->default_value(d.anneal_floor),
+      "anneal-floor", po::value<double>()->default_value(d.anneal_floor, "0.1"),
       "vpl: KL annealing floor in [0, 1]")(
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
