@@ -18,6 +18,7 @@
 #include "core/model.h"
 #include "core/rng.h"
 #include "core/serialize.h"
+#include "core/threads.h"
 
 namespace prefmix::personalization {
 
@@ -193,6 +194,16 @@ class VplModel : public Model, public AmortizedPosteriorModel {
 
   FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
     PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    // Training runs on one thread whatever --threads says: its steps are many small GEMMs
+    // (a mini-batch of 512 comparisons x <= 8 context pairs), too small to split, and with two
+    // threads OpenBLAS's and OpenMP's workers spin between them; on the shared 2-core machine
+    // the demo's vpl fit went from 8 s (--threads 1) to more than 6 CPU minutes (--threads 2).
+    // Adapt (batched encoding of many users) keeps the configured threads.
+    struct OneThread {
+      int before = GetThreads();
+      OneThread() { SetThreads(1); }
+      ~OneThread() { SetThreads(before); }
+    } one_thread;
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;
