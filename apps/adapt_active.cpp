@@ -16,8 +16,9 @@ void AddAdaptActiveOptions(po::options_description& desc) {
       "pool", po::value<std::string>(),
       "candidate pairs POOL.csv: user,chosen,rejected (the label is revealed when asked)")(
       "criterion", po::value<std::string>()->default_value(d.criterion),
-      "active selection: entropy (expected posterior entropy) | bald | random")(
-      "asked", po::value<std::string>(), "write the asked pairs (user,chosen,rejected,round)");
+      "active selection: bald (information gain about z) | entropy (VPL's expected posterior "
+      "entropy) | random")("asked", po::value<std::string>(),
+                           "write the asked pairs (user,chosen,rejected,round)");
 }
 
 bool RunAdaptActive(const po::variables_map& vm, const Model& model, const Dataset& ds,
@@ -51,7 +52,8 @@ void AddExperimentActiveOptions(po::options_description& desc) {
                      "unseen: also compare active query selection with random selection for "
                      "N questions per held-out user (vpl)")(
       "criterion", po::value<std::string>()->default_value(d.criterion),
-      "active selection: entropy (expected posterior entropy) | bald | random");
+      "active selection: bald (information gain about z) | entropy (VPL's expected posterior "
+      "entropy) | random");
 }
 
 std::unique_ptr<UnseenExtra> ExperimentActiveExtra(const po::variables_map& vm,
