@@ -1,10 +1,12 @@
 // prefmix adapt: the user step for (new) users from all their pairs in a dataset, shared
 // parameters frozen; writes /users/ids and /users/latent. With --online the pairs are consumed
 // one at a time (DESIGN.md section 5 order) by the family's online user step, and --json writes
-// the prequential metrics: every pair predicted from the user's earlier pairs only.
+// the prequential metrics: every pair predicted from the user's earlier pairs only. With
+// --active N --pool POOL.csv the pairs asked are chosen by active selection (apps/adapt_active.h).
 #include <chrono>
 #include <iostream>
 
+#include "apps/adapt_active.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
@@ -32,11 +34,12 @@ int RunAdapt(int argc, char** argv) {
       "min-group-users", po::value<int>()->default_value(5),
       "with --json: per_group lists groups with at least this many users");
   AddCommonOptions(desc);
+  AddAdaptActiveOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(
           argc, argv,
           "usage: prefmix adapt --model-file MODEL --data NEW.h5 --out USERS.h5 [--online "
-          "[--online-estimator E] [--json OUT.json]]",
+          "[--online-estimator E] [--json OUT.json] | --active N --pool POOL.csv]",
           desc, vm))
     return 0;
   Require(vm, "model-file");
@@ -48,6 +51,8 @@ int RunAdapt(int argc, char** argv) {
                       "only for the online user step)");
   PREFMIX_CHECK_INPUT(online || vm["online-estimator"].defaulted(),
                       "--online-estimator: needs --online");
+  PREFMIX_CHECK_INPUT(!online || (vm["active"].as<int>() == 0 && !vm.count("pool")),
+                      "--online: cannot be combined with --active / --pool");
   const int min_group_users = vm["min-group-users"].as<int>();
   PREFMIX_CHECK_INPUT(min_group_users >= 1, "--min-group-users: ", min_group_users,
                       " must be >= 1");
@@ -90,7 +95,7 @@ int RunAdapt(int argc, char** argv) {
       opts["online_estimator"] = estimator;
       metrics["provenance"] = Provenance(vm, vm["data"].as<std::string>(), device, opts);
     }
-  } else {
+  } else if (!RunAdaptActive(vm, *model, ds, &lat)) {
     lat = model->Adapt(ds, ds.AllPairs(), ds.n_users(), device);
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "apps/adapt_active.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
@@ -60,6 +61,7 @@ int RunExperiment(int argc, char** argv) {
   AddModelOptions(desc);
   AddProtocolOptions(desc);
   AddCommonOptions(desc);
+  AddExperimentActiveOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv,
                         "usage: prefmix experiment --data D.h5 --model FAMILY --protocol P "
@@ -76,6 +78,7 @@ int RunExperiment(int argc, char** argv) {
   PREFMIX_CHECK_INPUT(!families.empty(), "--models: empty list");
   const std::string device = ApplyCommonOptions(vm);
   ProtocolOptions proto = ReadProtocolOptions(vm);
+  const auto active = ExperimentActiveExtra(vm, proto);
   std::vector<ModelOptions> mos;
   for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
   const std::string data = vm["data"].as<std::string>();
@@ -84,7 +87,7 @@ int RunExperiment(int argc, char** argv) {
   ProgressFn progress = quiet ? ProgressFn() : [](const std::string& s) { std::cerr << s << "\n"; };
   Json out = Json::Array();
   for (const auto& mo : mos) {
-    Json m = prefmix::RunExperiment(ds, mo, proto, progress);
+    Json m = prefmix::RunExperiment(ds, mo, proto, progress, active.get());
     Json opts = mo.ToJson();
     opts["protocol"] = proto.name;
     m["provenance"] = Provenance(vm, data, device, opts);

@@ -17,7 +17,8 @@ const char* kModelFlags[] = {
     "k",      "dim",      "epochs",         "lr",       "batch", "l2",       "arch",
     "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
     "router", "balance",  "sample-entropy", "ideal",    "loss"};
-}
+const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor"};
+}  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -74,6 +75,12 @@ void AddModelOptions(po::options_description& desc) {
       "micro: load-balancing weight of the routing entropy term")(
       "sample-entropy", po::bool_switch(),
       "micro: per-sample routing entropy (MiCRo's code) instead of the batch-mean entropy")(
+      "beta", po::value<double>()->default_value(d.beta),
+      "vpl: KL weight beta (< 0: family default 1e-4)")(
+      "anneal-period", po::value<int>()->default_value(d.anneal_period),
+      "vpl: cyclical cosine KL annealing period (optimizer steps)")(
+      "anneal-floor", po::value<double>()->default_value(d.anneal_floor, "0.1"),
+      "vpl: KL annealing floor in [0, 1]")(
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
       "loss", po::value<std::string>()->default_value(d.loss),
@@ -110,6 +117,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.router = vm["router"].as<std::string>();
   o.balance = vm["balance"].as<double>();
   o.sample_entropy = vm["sample-entropy"].as<bool>();
+  o.beta = vm["beta"].as<double>();
+  o.anneal_period = vm["anneal-period"].as<int>();
+  o.anneal_floor = vm["anneal-floor"].as<double>();
   o.ideal = vm["ideal"].as<std::string>();
   o.loss = vm["loss"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
@@ -131,7 +141,9 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
                       "' is not one of bt, hinge");
   PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
                       " must be a finite number >= 0");
-  for (const char* flag : kModelFlags) {
+  std::vector<const char*> flags(std::begin(kModelFlags), std::end(kModelFlags));
+  flags.insert(flags.end(), std::begin(kVplFlags), std::end(kVplFlags));
+  for (const char* flag : flags) {
     if (!vm.count(flag) || vm[flag].defaulted()) continue;
     if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;
     if (std::string(flag) == "sample-entropy" && !vm[flag].as<bool>()) continue;

@@ -61,7 +61,7 @@ Json RunSeen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
 }
 
 Json RunUnseen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
-               const ProtocolOptions& po, const ProgressFn& progress) {
+               const ProtocolOptions& po, const ProgressFn& progress, const UnseenExtra* extra) {
   Split s = MakeUnseenSplit(ds, all, po);
   PREFMIX_CHECK_INPUT(
       !s.heldout_users.empty(), ds.source, ": no held-out user has max --shots + 1 = ",
@@ -128,6 +128,7 @@ Json RunUnseen(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
   if (po.online) m["timing"]["online_seconds"] = online_s;
   m["params"] = model->Params();
   m["fit"] = rep.details;
+  if (extra && extra->run) m[extra->key] = extra->run(*model, ds, all, s);
   return m;
 }
 
@@ -231,11 +232,11 @@ Json OnlineCurve(const PairSet& stream, const std::vector<double>& prob, int max
 }
 
 Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
-                   const ProgressFn& progress) {
+                   const ProgressFn& progress, const UnseenExtra* extra) {
   ValidateProtocolOptions(protocol);
   PairSet all = ds.AllPairs();
   if (protocol.name == "seen") return RunSeen(ds, all, model, protocol, progress);
-  if (protocol.name == "unseen") return RunUnseen(ds, all, model, protocol, progress);
+  if (protocol.name == "unseen") return RunUnseen(ds, all, model, protocol, progress, extra);
   return RunSubsample(ds, all, model, protocol, progress);
 }
 

@@ -14,9 +14,18 @@ namespace prefmix {
 /// Progress callback: a short line per stage (the CLI prints it to stderr unless --quiet).
 using ProgressFn = std::function<void(const std::string&)>;
 
+/// Extra evaluation of the trained model under the unseen protocol (e.g. active query selection
+/// in personalization/active.h): gets the model, the dataset, all pairs and the split; its result
+/// is stored in the metrics under `key`.
+struct UnseenExtra {
+  std::string key;
+  std::function<Json(const Model&, const Dataset&, const PairSet&, const Split&)> run;
+};
+
 /// Runs the protocol; the metrics follow DESIGN.md section 7 (keys that do not apply omitted).
+/// `extra` (unseen protocol only, may be null) adds its result under extra->key.
 Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
-                   const ProgressFn& progress = nullptr);
+                   const ProgressFn& progress = nullptr, const UnseenExtra* extra = nullptr);
 
 /// The online curve (JSON key `online`): `stream` holds users' pairs grouped by user in the order
 /// they arrived, `prob` the probability given to each pair's observed label from the user's

@@ -32,6 +32,9 @@ Json ModelOptions::ToJson() const {
   j["router"] = router;
   j["balance"] = balance;
   j["sample_entropy"] = sample_entropy;
+  j["beta"] = beta;
+  j["anneal_period"] = anneal_period;
+  j["anneal_floor"] = anneal_floor;
   j["ideal"] = ideal;
   j["loss"] = loss;
   j["seed"] = static_cast<uint64_t>(seed);
@@ -64,6 +67,10 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("router")) o.router = j.at("router").str();
   if (j.contains("balance")) o.balance = j.at("balance").number();
   if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
+  if (j.contains("beta")) o.beta = j.at("beta").number();
+  if (j.contains("anneal_period"))
+    o.anneal_period = static_cast<int>(j.at("anneal_period").number());
+  if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
   if (j.contains("ideal")) o.ideal = j.at("ideal").str();
   if (j.contains("loss")) o.loss = j.at("loss").str();
   o.seed = static_cast<uint64_t>(j.at("seed").number());

@@ -37,6 +37,9 @@ struct ModelOptions {
   std::string router = "context";  ///< micro: router input, context | attributes | features
   double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
   bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
+  double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
+  int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
+  double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
   std::string ideal = "Pw";        ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
   std::string loss = "bt";         ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
   uint64_t seed = 1;

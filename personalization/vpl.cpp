@@ -1,0 +1,644 @@
+// Family `vpl`: see personalization/vpl.h for the model. LibTorch + Adam (weight decay), early
+// stopping on the validation log loss, latent size chosen on validation (--dim 0), then a refit
+// on train + validation for the selected number of epochs.
+#include "personalization/vpl.h"
+
+#include <malloc.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/math.h"
+#include "core/metrics.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "core/serialize.h"
+#include "core/threads.h"
+
+namespace prefmix::personalization {
+
+double CosineAnneal(int64_t step, int64_t period, double floor) {
+  PREFMIX_ASSERT(period >= 1, "vpl: annealing period must be >= 1");
+  const double s = static_cast<double>(step % period) / static_cast<double>(period);
+  const double y = (std::cos(M_PI * (s - 1.0)) + 1.0) / 2.0;
+  return floor + (1.0 - floor) * y;
+}
+
+namespace {
+
+/// KL(N(mu, exp(logvar)) || N(0, I)) per row: -1/2 sum_d (1 + logvar - mu^2 - exp(logvar)).
+torch::Tensor KlRows(const torch::Tensor& mu, const torch::Tensor& logvar) {
+  return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1);
+}
+
+torch::Tensor FromMatrix(const RowMatrixF& m) {
+  return torch::from_blob(const_cast<float*>(m.data()), {m.rows(), m.cols()},
+                          torch::TensorOptions().dtype(torch::kFloat32))
+      .clone();
+}
+
+RowMatrixF ToMatrix(const torch::Tensor& t) {
+  auto c = t.detach().contiguous().to(torch::kFloat32);
+  RowMatrixF m(c.size(0), c.dim() > 1 ? c.size(1) : 1);
+  if (m.size()) std::memcpy(m.data(), c.data_ptr<float>(), sizeof(float) * m.size());
+  return m;
+}
+
+torch::Tensor ItemTensor(const Dataset& ds) {
+  return torch::from_blob(const_cast<float*>(ds.items.data()), {ds.n_items(), ds.dim()},
+                          torch::TensorOptions().dtype(torch::kFloat32));
+}
+
+torch::Tensor LongTensor(const std::vector<int64_t>& v) {
+  return torch::from_blob(const_cast<int64_t*>(v.data()), {(int64_t)v.size()},
+                          torch::TensorOptions().dtype(torch::kLong))
+      .clone();
+}
+
+torch::Tensor Leaky(const torch::Tensor& x) { return torch::leaky_relu(x, 0.2); }
+
+struct VplNetImpl : torch::nn::Module {
+  VplNetImpl(int64_t d, int64_t h, int64_t l, bool linear_decoder)
+      : d_(d),
+        h_(h),
+        l_(l),
+        linear_(linear_decoder),
+        pair1(register_module("pair1", torch::nn::Linear(2 * d, h))),
+        pair2(register_module("pair2", torch::nn::Linear(h, h))),
+        pair3(register_module("pair3", torch::nn::Linear(h, h))),
+        q(register_module("q", torch::nn::Linear(h, h))),
+        k(register_module("k", torch::nn::Linear(h, h))),
+        v(register_module("v", torch::nn::Linear(h, h))),
+        mu_head(register_module("mu_head", torch::nn::Linear(h, l))),
+        prec_head(register_module("prec_head", torch::nn::Linear(h, l))),
+        dec1(nullptr),
+        dec2(nullptr),
+        dec3(nullptr),
+        dec_lin(nullptr) {
+    if (linear_) {
+      dec_lin = register_module("dec_lin", torch::nn::Linear(l, d));
+    } else {
+      dec1 = register_module("dec1", torch::nn::Linear(d + l, h));
+      dec2 = register_module("dec2", torch::nn::Linear(h, h));
+      dec3 = register_module("dec3", torch::nn::Linear(h, 1));
+    }
+  }
+
+  /// ea, eb [S, M, D] (preferred first), mask [S, M] (1 = a real pair): mu, logvar [S, L].
+  std::pair<torch::Tensor, torch::Tensor> Encode(const torch::Tensor& ea, const torch::Tensor& eb,
+                                                 const torch::Tensor& mask) {
+    const int64_t S = ea.size(0), M = ea.size(1);
+    if (M == 0) return {torch::zeros({S, l_}), torch::zeros({S, l_})};
+    auto p = pair3(Leaky(pair2(Leaky(pair1(torch::cat({ea, eb}, -1))))));  // [S, M, H]
+    // Small sets (training: <= 8 pairs) use broadcast products instead of batched GEMMs: one
+    // BLAS call per set of 8 x 8 costs far more than the arithmetic. Large batches of wide
+    // encodings (adaptation, D = 768) use the GEMMs: the broadcast tensor [S, M, M, H] would be
+    // hundreds of MB.
+    const bool small = M <= 16 && S * M * M * h_ <= (int64_t{1} << 22);
+    auto qp = q(p), kp = k(p), vp = v(p);
+    auto scores = (small ? (qp.unsqueeze(2) * kp.unsqueeze(1)).sum(-1)
+                         : torch::matmul(qp, kp.transpose(1, 2))) /
+                  std::sqrt((double)h_);  // [S, M, M]
+    // Padded keys get -1e9 (not -inf: a set with no pair at all stays finite; its rows are
+    // masked out below anyway).
+    scores = scores.masked_fill(mask.unsqueeze(1) < 0.5, -1e9);
+    auto att = torch::softmax(scores, -1);
+    auto o =
+        small ? (att.unsqueeze(-1) * vp.unsqueeze(1)).sum(2) : torch::matmul(att, vp);  // [S, M, H]
+    auto m = mu_head(o);
+    auto lam = torch::softplus(prec_head(o)) * mask.unsqueeze(-1);  // [S, M, L]
+    auto prec = 1 + lam.sum(1);
+    auto mu = (lam * m).sum(1) / prec;
+    return {mu, -torch::log(prec)};
+  }
+
+  /// r(e, z) for rows e [N, D], z [N, L]: [N].
+  torch::Tensor Decode(const torch::Tensor& e, const torch::Tensor& z) {
+    if (linear_) return (e * dec_lin(z)).sum(-1);
+    return dec3(Leaky(dec2(Leaky(dec1(torch::cat({e, z}, -1)))))).reshape({-1});
+  }
+
+  int64_t d_, h_, l_;
+  bool linear_;
+  torch::nn::Linear pair1, pair2, pair3, q, k, v, mu_head, prec_head, dec1, dec2, dec3, dec_lin;
+};
+TORCH_MODULE(VplNet);
+
+/// Padded index tensors of a batch of context sets.
+struct SetTensors {
+  torch::Tensor a, b, mask;  // [S, M] long, long, float
+};
+
+SetTensors Pad(const std::vector<const ContextSet*>& sets) {
+  int64_t M = 0;
+  for (const auto* s : sets) M = std::max<int64_t>(M, (int64_t)s->size());
+  const int64_t S = (int64_t)sets.size();
+  SetTensors t;
+  if (M == 0 || S == 0) {
+    t.a = torch::zeros({S, M}, torch::kLong);
+    t.b = torch::zeros({S, M}, torch::kLong);
+    t.mask = torch::zeros({S, M});
+    return t;
+  }
+  std::vector<int64_t> a(S * M, 0), b(S * M, 0);
+  std::vector<float> mask(S * M, 0.0f);
+  for (int64_t i = 0; i < S; ++i)
+    for (size_t j = 0; j < sets[i]->size(); ++j) {
+      a[i * M + j] = (*sets[i])[j].chosen;
+      b[i * M + j] = (*sets[i])[j].rejected;
+      mask[i * M + j] = 1.0f;
+    }
+  auto L = torch::TensorOptions().dtype(torch::kLong);
+  t.a = torch::from_blob(a.data(), {S, M}, L).clone();
+  t.b = torch::from_blob(b.data(), {S, M}, L).clone();
+  t.mask =
+      torch::from_blob(mask.data(), {S, M}, torch::TensorOptions().dtype(torch::kFloat32)).clone();
+  return t;
+}
+
+PairSet Concat(const PairSet& a, const PairSet& b) {
+  PairSet c = a;
+  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
+  return c;
+}
+
+ContextPair Oriented(const PairSet& p, size_t j) {
+  return p.label[j] > 0.5f ? ContextPair{p.first[j], p.second[j]}
+                           : ContextPair{p.second[j], p.first[j]};
+}
+
+class VplModel : public Model, public AmortizedPosteriorModel {
+ public:
+  explicit VplModel(const ModelOptions& o) {
+    PREFMIX_CHECK_INPUT(o.dim >= 0, "--dim: ", o.dim, " must be >= 0 (0: chosen on validation)");
+    PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
+    PREFMIX_CHECK_INPUT(o.arch == "linear" || o.arch == "mlp", "--arch: '", o.arch,
+                        "' is not one of linear, mlp (vpl's decoder)");
+    PREFMIX_CHECK_INPUT(std::isfinite(o.beta), "--beta: ", o.beta, " is not a finite number");
+    PREFMIX_CHECK_INPUT(o.anneal_period >= 1, "--anneal-period: ", o.anneal_period,
+                        " must be >= 1");
+    PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1,
+                        "--anneal-floor: ", o.anneal_floor, " is not in [0, 1]");
+    PREFMIX_CHECK_INPUT(o.device == "cpu", "--device ", o.device,
+                        ": vpl trains and encodes with LibTorch, which is CPU-only in this build; "
+                        "use --device cpu");
+  }
+  std::string Family() const override { return "vpl"; }
+  int LatentDim() const override { return static_cast<int>(latent_); }
+  Eigen::VectorXf PopulationLatent() const override { return Eigen::VectorXf::Zero(latent_); }
+
+  FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
+    PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    // Training runs on one thread whatever --threads says: its steps are many small GEMMs
+    // (a mini-batch of 512 comparisons x <= 8 context pairs), too small to split, and with two
+    // threads OpenBLAS's and OpenMP's workers spin between them; on the shared 2-core machine
+    // the demo's vpl fit went from 8 s (--threads 1) to more than 6 CPU minutes (--threads 2).
+    // Adapt (batched encoding of many users) keeps the configured threads.
+    struct OneThread {
+      int before = GetThreads();
+      OneThread() { SetThreads(1); }
+      ~OneThread() { SetThreads(before); }
+    } one_thread;
+    auto t0 = std::chrono::steady_clock::now();
+    dim = ds.dim();
+    embedding_model = ds.embedding_model;
+    hidden_ = options_.hidden;
+    const int max_epochs = options_.epochs > 0 ? options_.epochs : 200;
+    FitReport rep;
+    int epochs = max_epochs;
+    std::vector<int64_t> grid =
+        options_.dim > 0 ? std::vector<int64_t>{options_.dim} : std::vector<int64_t>{4, 8, 16};
+    const double l2 = options_.l2 >= 0 ? options_.l2 : 1e-3;
+    if (!valid.empty()) {
+      double best = INFINITY;
+      Json curve = Json::Array();
+      for (int64_t L : grid) {
+        latent_ = L;
+        int be = 0;
+        const double v = Train(ds, train, &valid, l2, max_epochs, &be);
+        Json e = Json::Object();
+        e["latent"] = L;
+        e["valid_log_loss"] = v;
+        e["epochs"] = be;
+        curve.push_back(e);
+        if (v < best) {
+          best = v;
+          best_latent_ = L;
+          epochs = std::max(be, 1);
+        }
+      }
+      latent_ = best_latent_;
+      rep.details["selection"] = curve;
+      if (options_.refit) {
+        Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
+      } else if (best_latent_ != grid.back()) {
+        // The net holds the last grid point's best-validation parameters; retrain the selected
+        // size (seeded, so this is the selection run again). Skipped when they are the same.
+        int be = 0;
+        Train(ds, train, &valid, l2, max_epochs, &be);
+      }
+    } else {
+      latent_ = grid.back();
+      Train(ds, train, nullptr, l2, max_epochs, nullptr);
+    }
+    const PairSet all = options_.refit ? Concat(train, valid) : train;
+    RowMatrixF lat = Encode(ds, UserContextSets(all, ds.n_users(), kMaxContext)).mu;
+    // Active units: latent dimensions whose mu varies across users (posterior-collapse guard).
+    std::vector<char> has(ds.n_users(), 0);
+    for (int32_t u : all.user) has[u] = 1;
+    Eigen::VectorXd mean = Eigen::VectorXd::Zero(latent_), sq = mean;
+    int64_t n = 0;
+    for (int64_t u = 0; u < ds.n_users(); ++u) {
+      if (!has[u]) continue;
+      Eigen::VectorXd x = lat.row(u).transpose().cast<double>();
+      mean += x;
+      sq += x.cwiseAbs2();
+      ++n;
+    }
+    Json var = Json::Array();
+    int active = 0;
+    for (int64_t d = 0; d < latent_; ++d) {
+      const double m = n ? mean[d] / n : 0, v = n ? sq[d] / n - m * m : 0;
+      var.push_back(v);
+      active += v > kActiveUnitVariance;
+    }
+    SetTrainLatents(ds, lat);
+    rep.details["latent"] = latent_;
+    rep.details["hidden"] = hidden_;
+    rep.details["l2"] = l2;
+    rep.details["beta"] = Beta();
+    rep.details["epochs"] = epochs;
+    rep.details["active_units"] = active;
+    rep.details["latent_variance"] = var;
+    rep.epochs_run = epochs;
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+
+  RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                   const std::string& device) const override {
+    PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
+                        ": vpl encodes with LibTorch, which is CPU-only in this build; use "
+                        "--device cpu");
+    return Encode(ds, UserContextSets(support, n_users, kMaxContext)).mu;
+  }
+
+  std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                  const RowMatrixF& latents) const override {
+    RowMatrixF z(pairs.size(), latent_);
+    for (size_t j = 0; j < pairs.size(); ++j) z.row(j) = latents.row(pairs.user[j]);
+    return PairProbWithLatent(ds, pairs.first, pairs.second, z);
+  }
+
+  RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
+    const RowMatrixF r = RawRewards(ds, latents);
+    const int64_t n = ds.n_items();
+    std::vector<int64_t> ref(n);
+    std::iota(ref.begin(), ref.end(), 0);
+    if (n > kScoreReference) {
+      Rng rng(DeriveSeed(options_.seed, 0x5e0));
+      for (int64_t i = 0; i < kScoreReference; ++i)
+        std::swap(ref[i], ref[i + (int64_t)rng.Below(n - i)]);
+      ref.resize(kScoreReference);
+    }
+    RowMatrixF out(r.rows(), n);
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index u = 0; u < r.rows(); ++u)
+      for (int64_t i = 0; i < n; ++i) {
+        double s = 0;
+        int64_t c = 0;
+        for (int64_t e : ref) {
+          if (e == i) continue;
+          s += math::Sigmoid(static_cast<double>(r(u, i)) - r(u, e));
+          ++c;
+        }
+        out(u, i) = c ? static_cast<float>(s / c) : 0.5f;
+      }
+    return out;
+  }
+
+  Json Params() const override {
+    Json j = Json::Object();
+    int64_t n = 0;
+    for (const auto& p : Net()->parameters()) n += p.numel();
+    j["shared"] = n;
+    j["per_user"] = latent_;
+    return j;
+  }
+
+  void SavePayload(std::ostream& os) const override {
+    {
+      // The sizes first: LoadBase checks the latents' width against LatentDim().
+      cereal::PortableBinaryOutputArchive ar(os);
+      ar(latent_, hidden_);
+    }
+    SaveBase(os);
+    cereal::PortableBinaryOutputArchive ar(os);
+    std::vector<RowMatrixF> params;
+    for (const auto& p : Net()->parameters()) {
+      auto c = p.detach().contiguous().reshape({-1});
+      RowMatrixF m(1, c.numel());
+      std::memcpy(m.data(), c.data_ptr<float>(), sizeof(float) * c.numel());
+      params.push_back(m);
+    }
+    ar(params);
+  }
+
+  void LoadPayload(std::istream& is) override {
+    {
+      cereal::PortableBinaryInputArchive ar(is);
+      ar(latent_, hidden_);
+    }
+    PREFMIX_CHECK_INPUT(latent_ >= 1 && latent_ <= 65536 && hidden_ >= 1 && hidden_ <= 65536,
+                        "model file: vpl latent size ", latent_, " / hidden size ", hidden_,
+                        " out of range");
+    LoadBase(is);
+    cereal::PortableBinaryInputArchive ar(is);
+    std::vector<RowMatrixF> params;
+    ar(params);
+    Build();
+    auto ps = net_->parameters();
+    PREFMIX_CHECK_INPUT(ps.size() == params.size(), "model file: vpl has ", params.size(),
+                        " parameter tensors, expected ", ps.size());
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      PREFMIX_CHECK_INPUT(params[i].size() == ps[i].numel(), "model file: vpl parameter ", i,
+                          " has ", params[i].size(), " values, expected ", ps[i].numel());
+      std::memcpy(ps[i].data_ptr<float>(), params[i].data(), sizeof(float) * params[i].size());
+    }
+    PREFMIX_CHECK_INPUT(train_latents_.cols() == latent_ || train_latents_.rows() == 0,
+                        "model file: vpl training latents have ", train_latents_.cols(),
+                        " columns, expected ", latent_);
+  }
+
+  // --- AmortizedPosteriorModel ---
+  Posterior Encode(const Dataset& ds, const std::vector<ContextSet>& sets) const override {
+    torch::NoGradGuard ng;
+    auto net = Net();
+    net->eval();
+    const torch::Tensor E = ItemTensor(ds);
+    Posterior out;
+    out.mu.resize(sets.size(), latent_);
+    out.logvar.resize(sets.size(), latent_);
+    // Chunks bound the [S, M, M] attention scores.
+    const size_t chunk = 1024;
+    for (size_t s0 = 0; s0 < sets.size(); s0 += chunk) {
+      const size_t s1 = std::min(sets.size(), s0 + chunk);
+      std::vector<const ContextSet*> ptr;
+      for (size_t s = s0; s < s1; ++s) {
+        for (const auto& c : sets[s])
+          PREFMIX_CHECK_INPUT(c.chosen >= 0 && c.chosen < ds.n_items() && c.rejected >= 0 &&
+                                  c.rejected < ds.n_items(),
+                              ds.source, ": context pair (", c.chosen, ", ", c.rejected,
+                              ") is out of range for ", ds.n_items(), " items");
+        ptr.push_back(&sets[s]);
+      }
+      auto [mu, lv] = EncodeTensors(net, E, Pad(ptr));
+      out.mu.middleRows(s0, s1 - s0) = ToMatrix(mu);
+      out.logvar.middleRows(s0, s1 - s0) = ToMatrix(lv);
+    }
+    return out;
+  }
+
+  std::vector<double> PairProbWithLatent(const Dataset& ds, const std::vector<int32_t>& a,
+                                         const std::vector<int32_t>& b,
+                                         const RowMatrixF& z) const override {
+    PREFMIX_ASSERT(a.size() == b.size() && (int64_t)a.size() == z.rows() && z.cols() == latent_,
+                   "vpl: PairProbWithLatent shapes");
+    torch::NoGradGuard ng;
+    auto net = Net();
+    net->eval();
+    const torch::Tensor E = ItemTensor(ds);
+    std::vector<double> out(a.size());
+    const size_t chunk = 1 << 16;
+    for (size_t j0 = 0; j0 < a.size(); j0 += chunk) {
+      const size_t j1 = std::min(a.size(), j0 + chunk);
+      std::vector<int64_t> ia(a.begin() + j0, a.begin() + j1), ib(b.begin() + j0, b.begin() + j1);
+      auto zt = FromMatrix(z.middleRows(j0, j1 - j0));
+      auto m = net->Decode(E.index_select(0, LongTensor(ia)), zt) -
+               net->Decode(E.index_select(0, LongTensor(ib)), zt);
+      auto p = torch::sigmoid(m.to(torch::kDouble)).contiguous();
+      std::memcpy(out.data() + j0, p.data_ptr<double>(), sizeof(double) * (j1 - j0));
+    }
+    return out;
+  }
+
+  RowMatrixF RawRewards(const Dataset& ds, const RowMatrixF& z) const override {
+    torch::NoGradGuard ng;
+    auto net = Net();
+    net->eval();
+    const torch::Tensor E = ItemTensor(ds);
+    const int64_t n = ds.n_items();
+    RowMatrixF out(z.rows(), n);
+    for (Eigen::Index u = 0; u < z.rows(); ++u) {
+      auto zt = FromMatrix(z.row(u)).expand({n, latent_});
+      out.row(u) = ToMatrix(net->Decode(E, zt).reshape({1, n}));
+    }
+    return out;
+  }
+
+  double TrainingLoss(const Dataset& ds, const PairSet& pairs,
+                      const std::vector<ContextSet>& contexts, double kl_weight,
+                      const RowMatrixF* fixed_z, uint64_t seed) const override {
+    PREFMIX_ASSERT(contexts.size() == pairs.size(), "vpl: one context set per pair");
+    torch::NoGradGuard ng;
+    auto net = Net();
+    net->eval();
+    std::vector<const ContextSet*> ptr;
+    for (const auto& c : contexts) ptr.push_back(&c);
+    torch::manual_seed(seed);
+    return LossTensor(net, ItemTensor(ds), ToTensors(pairs), Pad(ptr), kl_weight,
+                      fixed_z ? FromMatrix(*fixed_z) : torch::Tensor())
+        .item<double>();
+  }
+
+ private:
+  struct PairTensors {
+    torch::Tensor first, second, label, weight;
+  };
+
+  static PairTensors ToTensors(const PairSet& p) {
+    PairTensors t;
+    std::vector<int64_t> f(p.first.begin(), p.first.end()), s(p.second.begin(), p.second.end());
+    t.first = LongTensor(f);
+    t.second = LongTensor(s);
+    const int64_t n = (int64_t)p.size();
+    auto F = torch::TensorOptions().dtype(torch::kFloat32);
+    t.label = torch::from_blob(const_cast<float*>(p.label.data()), {n}, F).clone();
+    t.weight = torch::from_blob(const_cast<float*>(p.weight.data()), {n}, F).clone();
+    return t;
+  }
+
+  static std::pair<torch::Tensor, torch::Tensor> EncodeTensors(VplNet net, const torch::Tensor& E,
+                                                               const SetTensors& s) {
+    const int64_t S = s.a.size(0), M = s.a.size(1), D = E.size(1);
+    auto ea = E.index_select(0, s.a.reshape({-1})).reshape({S, M, D});
+    auto eb = E.index_select(0, s.b.reshape({-1})).reshape({S, M, D});
+    return net->Encode(ea, eb, s.mask);
+  }
+
+  /// Weighted BT loss of the pairs under z (sampled from q(z | C) unless fixed_z is defined)
+  /// plus kl_weight * mean KL.
+  static torch::Tensor LossTensor(VplNet net, const torch::Tensor& E, const PairTensors& p,
+                                  const SetTensors& ctx, double kl_weight,
+                                  const torch::Tensor& fixed_z) {
+    auto [mu, logvar] = EncodeTensors(net, E, ctx);
+    torch::Tensor z =
+        fixed_z.defined() ? fixed_z : mu + torch::exp(0.5 * logvar) * torch::randn_like(mu);
+    auto margin =
+        net->Decode(E.index_select(0, p.first), z) - net->Decode(E.index_select(0, p.second), z);
+    auto bt = torch::binary_cross_entropy_with_logits(margin, p.label, p.weight, {},
+                                                      torch::Reduction::Sum) /
+              p.weight.sum();
+    if (kl_weight == 0) return bt;
+    return bt + kl_weight * KlRows(mu, logvar).mean();
+  }
+
+  double Beta() const { return options_.beta >= 0 ? options_.beta : 1e-4; }
+
+  VplNet Net() const {
+    PREFMIX_ASSERT(!net_.is_empty(), "vpl model used before training/loading");
+    return net_;
+  }
+
+  void Build() {
+    torch::manual_seed(options_.seed);
+    net_ = VplNet(dim, hidden_, latent_, options_.arch == "linear");
+  }
+
+  /// Training context sets: for each pair j, 2-8 other pairs of its user (fewer when the user
+  /// has fewer), drawn without replacement.
+  static std::vector<ContextSet> SampleContexts(const PairSet& p,
+                                                const std::vector<std::vector<size_t>>& by,
+                                                Rng* rng) {
+    std::vector<ContextSet> out(p.size());
+    std::vector<size_t> pool;
+    for (const auto& idx : by) {
+      if (idx.empty()) continue;
+      for (size_t j : idx) {
+        pool.clear();
+        for (size_t i : idx)
+          if (i != j) pool.push_back(i);
+        const int hi = std::min<int>(kMaxTrainContext, (int)pool.size());
+        const int lo = std::min<int>(kMinTrainContext, hi);
+        const int m = lo + (int)rng->Below(hi - lo + 1);
+        for (int t = 0; t < m; ++t) {
+          std::swap(pool[t], pool[t + rng->Below(pool.size() - t)]);
+          out[j].push_back(Oriented(p, pool[t]));
+        }
+      }
+    }
+    return out;
+  }
+
+  /// Trains from a fresh seeded init for at most `epochs`; with `valid`, keeps the parameters of
+  /// the epoch with the best validation log loss (z = mu from the user's training pairs) and
+  /// returns it.
+  double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
+               int* best_epoch) {
+    // Every step allocates and frees the same few-MB activations; glibc's default serves them
+    // with mmap/munmap, i.e. fresh zeroed pages (page faults) on every step. Keep them in the
+    // heap instead.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    Build();
+    const double lr = options_.lr > 0 ? options_.lr : 3e-3;
+    torch::optim::AdamW opt(net_->parameters(), torch::optim::AdamWOptions(lr).weight_decay(l2));
+    const torch::Tensor E = ItemTensor(ds);
+    const int64_t n = (int64_t)tr.size();
+    const int64_t batch = options_.batch > 0 ? options_.batch : 512;
+    const PairTensors pt = ToTensors(tr);
+    const auto by = tr.ByUser(ds.n_users());
+    Rng rng(DeriveSeed(options_.seed, 0x791));
+    const std::vector<ContextSet> va_ctx =
+        va ? UserContextSets(tr, ds.n_users(), kMaxContext) : std::vector<ContextSet>();
+    const double beta = Beta();
+    double best = INFINITY;
+    int since = 0;
+    int64_t step = 0;
+    std::vector<torch::Tensor> best_state;
+    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 11);
+    for (int ep = 1; ep <= epochs; ++ep) {
+      net_->train();
+      const auto ctx = SampleContexts(tr, by, &rng);
+      torch::Tensor order = torch::randperm(n, gen, torch::kLong);
+      const int64_t* ord = order.data_ptr<int64_t>();
+      for (int64_t b0 = 0; b0 < n; b0 += batch) {
+        const int64_t b1 = std::min(n, b0 + batch);
+        auto idx = order.slice(0, b0, b1);
+        std::vector<const ContextSet*> ptr;
+        for (int64_t i = b0; i < b1; ++i) ptr.push_back(&ctx[ord[i]]);
+        PairTensors bp{pt.first.index_select(0, idx), pt.second.index_select(0, idx),
+                       pt.label.index_select(0, idx), pt.weight.index_select(0, idx)};
+        const double w = beta * CosineAnneal(step++, options_.anneal_period, options_.anneal_floor);
+        opt.zero_grad();
+        auto loss = LossTensor(net_, E, bp, Pad(ptr), w, torch::Tensor());
+        loss.backward();
+        opt.step();
+      }
+      if (!va) continue;
+      net_->eval();
+      const double v = LogLoss(PredictProb(ds, *va, Encode(ds, va_ctx).mu), va->label);
+      PREFMIX_CHECK_INPUT(std::isfinite(v), "vpl: training diverged (validation loss ", v,
+                          " at epoch ", ep, "); lower --lr");
+      if (v < best - 1e-7) {
+        best = v;
+        since = 0;
+        if (best_epoch) *best_epoch = ep;
+        best_state.clear();
+        for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
+      } else if (++since >= options_.patience) {
+        break;
+      }
+    }
+    if (va && !best_state.empty()) {
+      torch::NoGradGuard ng;
+      auto ps = net_->parameters();
+      for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(best_state[i]);
+    }
+    net_->eval();
+    for (const auto& p : net_->parameters())
+      PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
+                          "vpl: training diverged (non-finite parameters); lower --lr");
+    return best;
+  }
+
+  VplNet net_{nullptr};
+  int64_t latent_ = 0;
+  int64_t hidden_ = 64;
+  int64_t best_latent_ = 0;
+};
+
+const bool kRegistered = RegisterFamily(
+    {"vpl",
+     "VPL: variational user latent z ~ q(z | context pairs) from a pair encoder + self-attention "
+     "(precision-weighted pooling), reward decoder MLP([e; z]); amortized adaptation",
+     {"dim", "epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit", "beta",
+      "anneal_period", "anneal_floor"},
+     [](const ModelOptions& o) { return std::make_unique<VplModel>(o); }});
+
+}  // namespace
+
+std::vector<double> GaussianKl(const Posterior& q) {
+  torch::NoGradGuard ng;
+  auto kl = KlRows(FromMatrix(q.mu).to(torch::kDouble), FromMatrix(q.logvar).to(torch::kDouble))
+                .contiguous();
+  return std::vector<double>(kl.data_ptr<double>(), kl.data_ptr<double>() + kl.numel());
+}
+
+std::vector<ContextSet> UserContextSets(const PairSet& pairs, int64_t n_users, int max_pairs) {
+  std::vector<ContextSet> sets(n_users);
+  for (size_t j = 0; j < pairs.size(); ++j) {
+    const int32_t u = pairs.user[j];
+    PREFMIX_ASSERT(u >= 0 && u < n_users, "vpl: pair user out of range");
+    if ((int)sets[u].size() < max_pairs) sets[u].push_back(Oriented(pairs, j));
+  }
+  return sets;
+}
+
+}  // namespace prefmix::personalization

@@ -1,0 +1,92 @@
+#pragma once
+// Family `vpl` (Variational Preference Learning, PAPERS.md section 2) on cached embeddings.
+//
+// Encoder q(z | C) over a user's labelled context pairs C = {(a_j > b_j)}:
+//   p_j = MLP([e_a; e_b])           Linear(2D, H) -> LeakyReLU(0.2) -> Linear(H, H) -> LeakyReLU
+//                                    -> Linear(H, H)   (VPL's pair encoder, H = --hidden)
+//   o_j = (softmax(Q K' / sqrt(H)) V)_j   single-head self-attention over the set (no positions,
+//                                          padded entries masked out)
+//   m_j = W_mu o_j,  lambda_j = softplus(W_lambda o_j)   per-pair mean and precision [L]
+//   precision-weighted (product-of-experts) pooling with the prior N(0, I) as one expert:
+//   1 / sigma^2 = 1 + sum_j lambda_j,   mu = sigma^2 * sum_j lambda_j m_j,   log sigma^2 = -log(1 +
+//   sum_j lambda_j).
+// Why not VPL's mean pooling with mu, log sigma^2 clamped to [-1, 1]: that posterior does not
+// tighten as context pairs are added, and VPL trains on samples projected to a sphere of radius
+// sqrt(L) while it evaluates with the raw mu (two scales). Here the posterior is a product of
+// Gaussian experts, so sigma shrinks with every pair (never grows), the empty set gives the prior
+// (cold start: z = 0), and training samples z = mu + sigma * eps, evaluation uses z = mu: one
+// scale for both.
+// Decoder r(e, z) = MLP([e; z]): Linear(D + L, H) -> LeakyReLU -> Linear(H, H) -> LeakyReLU ->
+// Linear(H, 1); P(a > b | z) = sigmoid(r(a, z) - r(b, z)).
+// Loss per comparison: -log sigmoid(r(a, z) - r(b, z)) + beta * anneal(t) * KL(q(z | C) || N(0,
+// I)), anneal = cyclical cosine (VPL's Annealer: rises from `floor` to 1 over `period` optimizer
+// steps, then restarts). Each training comparison gets a context set of 2-8 *other* training pairs
+// of the same user (fewer when the user has fewer), resampled every epoch. Inference: z = mu. Seen
+// users: encoded from their training pairs (at most kMaxContext); new users (`Adapt`): their k
+// support pairs, batched, no gradient steps. Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
+// S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
+// when there are more): in [0, 1] per user, same order as r.
+#include <cstdint>
+#include <vector>
+
+#include "core/dataset.h"
+
+namespace prefmix::personalization {
+
+/// At most this many context pairs are encoded per user (the first ones) at evaluation.
+constexpr int kMaxContext = 64;
+/// Smallest and largest training context set (VPL's 2-8 pairs).
+constexpr int kMinTrainContext = 2;
+constexpr int kMaxTrainContext = 8;
+/// Reference items of the normalised Score() when the dataset has more items.
+constexpr int64_t kScoreReference = 1024;
+/// A latent dimension is "active" when its variance across users' mu exceeds this.
+constexpr double kActiveUnitVariance = 0.01;
+
+/// A labelled pair, preferred item first (rows of the dataset's items).
+struct ContextPair {
+  int32_t chosen = 0;
+  int32_t rejected = 0;
+};
+
+/// One context set per user / per query.
+using ContextSet = std::vector<ContextPair>;
+
+/// Diagonal Gaussian posteriors, one row per context set: mean and log variance [n_sets, L].
+struct Posterior {
+  RowMatrixF mu;
+  RowMatrixF logvar;
+};
+
+/// VPL's cyclical cosine annealing weight at optimizer step `step` (0-based):
+/// floor + (1 - floor) * (cos(pi * (s / period - 1)) + 1) / 2, s = step mod period.
+double CosineAnneal(int64_t step, int64_t period, double floor);
+
+/// KL(N(mu, diag exp(logvar)) || N(0, I)) of every row, computed by the same code as the loss.
+std::vector<double> GaussianKl(const Posterior& q);
+
+/// The per-user context sets of `pairs` (each oriented preferred-first by its label): the first
+/// `max_pairs` pairs of every user 0..n_users-1 (an empty set for users without pairs).
+std::vector<ContextSet> UserContextSets(const PairSet& pairs, int64_t n_users, int max_pairs);
+
+/// What active query selection and the tests need from a model with an amortized posterior.
+class AmortizedPosteriorModel {
+ public:
+  virtual ~AmortizedPosteriorModel() = default;
+  /// q(z | C) for every context set (no gradient steps; batched).
+  virtual Posterior Encode(const Dataset& ds, const std::vector<ContextSet>& sets) const = 0;
+  /// P(a_j > b_j | z_j) for each j, z_j = row j of z.
+  virtual std::vector<double> PairProbWithLatent(const Dataset& ds, const std::vector<int32_t>& a,
+                                                 const std::vector<int32_t>& b,
+                                                 const RowMatrixF& z) const = 0;
+  /// Raw decoder rewards r(e, z) of every item for each latent row [z.rows(), n_items].
+  virtual RowMatrixF RawRewards(const Dataset& ds, const RowMatrixF& z) const = 0;
+  /// The training objective on `pairs` with context set contexts[j] for pair j:
+  /// mean_j w_j (-log sigmoid(+-(r(a_j, z_j) - r(b_j, z_j)))) / mean w + kl_weight * mean_j KL_j.
+  /// z_j is the reparameterised sample (seeded by `seed`), or row j of *fixed_z when given.
+  virtual double TrainingLoss(const Dataset& ds, const PairSet& pairs,
+                              const std::vector<ContextSet>& contexts, double kl_weight,
+                              const RowMatrixF* fixed_z, uint64_t seed) const = 0;
+};
+
+}  // namespace prefmix::personalization

@@ -1,0 +1,555 @@
+// vpl (variational user latents, amortized encoder) and active query selection: the KL term
+// against Monte Carlo, the loss with z fixed against the decoder's BT loss, permutation
+// invariance and tightening of the posterior, save/load, support-only adaptation, the VPL-SPO
+// score normalisation, the CLI, and the recovery bars on the groups preset.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/experiment.h"
+#include "core/h5io.h"
+#include "core/math.h"
+#include "core/metrics.h"
+#include "core/model.h"
+#include "core/protocol.h"
+#include "core/rng.h"
+#include "core/threads.h"
+#include "data/generate.h"
+#include "mixture/em_bt.h"
+#include "personalization/active.h"
+#include "personalization/vpl.h"
+#include "tests/test_util.h"
+
+namespace prefmix {
+namespace {
+
+using personalization::AmortizedPosteriorModel;
+using personalization::ContextSet;
+using personalization::Posterior;
+
+ModelOptions VplOptions(uint64_t seed) {
+  ModelOptions o;
+  o.family = "vpl";
+  o.seed = seed;
+  o.epochs = 0;  // family default
+  o.lr = 0;      // family default
+  return o;
+}
+
+/// A small groups dataset for the unit tests (fast to fit).
+Dataset SmallGroups(uint64_t seed) {
+  auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
+  g.seed = seed;
+  g.n_users = 60;
+  g.pairs_per_user = 16;
+  g.n_items = 120;
+  g.dim = 6;
+  return data::Generate(g);
+}
+
+/// A briefly trained small model (parameters away from their init).
+std::unique_ptr<Model> SmallModel(const Dataset& ds, uint64_t seed) {
+  ModelOptions o = VplOptions(seed);
+  o.dim = 3;
+  o.hidden = 16;
+  o.epochs = 4;
+  auto m = MakeModel(o);
+  PairSet all = ds.AllPairs(), valid;
+  m->Fit(ds, all, valid);
+  return m;
+}
+
+const AmortizedPosteriorModel& Amortized(const Model& m) {
+  const auto* a = dynamic_cast<const AmortizedPosteriorModel*>(&m);
+  if (!a) throw std::runtime_error("vpl is not an AmortizedPosteriorModel");
+  return *a;
+}
+
+TEST(VplTest, CosineAnnealIsCyclicalFromFloorToOne) {
+  EXPECT_DOUBLE_EQ(personalization::CosineAnneal(0, 100, 0.1), 0.1);
+  EXPECT_NEAR(personalization::CosineAnneal(50, 100, 0.1), 0.1 + 0.9 * 0.5, 1e-12);
+  EXPECT_NEAR(personalization::CosineAnneal(99, 100, 0.1), 1.0, 1e-3);
+  EXPECT_DOUBLE_EQ(personalization::CosineAnneal(100, 100, 0.1), 0.1);  // restarts
+  EXPECT_NEAR(personalization::CosineAnneal(125, 100, 0.0),
+              personalization::CosineAnneal(25, 100, 0.0), 1e-15);
+  for (int s = 1; s < 100; ++s)
+    EXPECT_GE(personalization::CosineAnneal(s, 100, 0.2),
+              personalization::CosineAnneal(s - 1, 100, 0.2));
+}
+
+TEST(VplTest, KlMatchesMonteCarlo) {
+  Posterior q;
+  q.mu.resize(2, 3);
+  q.logvar.resize(2, 3);
+  q.mu << 0.5f, -1.2f, 0.0f, 2.0f, 0.3f, -0.7f;
+  q.logvar << -0.5f, -2.0f, 0.3f, -1.0f, 0.0f, -3.0f;
+  const std::vector<double> kl = personalization::GaussianKl(q);
+  Rng rng(7);
+  const int n = 400000;
+  for (int r = 0; r < 2; ++r) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; ++i) {
+      double v = 0;  // log q(z) - log p(z)
+      for (int d = 0; d < 3; ++d) {
+        const double sd = std::exp(0.5 * q.logvar(r, d)), e = rng.Normal();
+        const double z = q.mu(r, d) + sd * e;
+        v += -0.5 * e * e - std::log(sd) + 0.5 * z * z;
+      }
+      s += v;
+      s2 += v * v;
+    }
+    const double mean = s / n, se = std::sqrt((s2 / n - mean * mean) / n);
+    std::printf("row %d: KL %.5f  Monte Carlo %.5f +- %.5f\n", r, kl[r], mean, se);
+    EXPECT_NEAR(kl[r], mean, 4 * se);
+  }
+  // The closed form itself on a hand value: mu = 1, sigma^2 = 1 -> 1/2.
+  Posterior one;
+  one.mu = RowMatrixF::Constant(1, 1, 1.0f);
+  one.logvar = RowMatrixF::Zero(1, 1);
+  EXPECT_NEAR(personalization::GaussianKl(one)[0], 0.5, 1e-12);
+}
+
+TEST(VplTest, LossWithFixedZEqualsDecoderBtLoss) {
+  Dataset ds = SmallGroups(3);
+  auto m = SmallModel(ds, 3);
+  const auto& am = Amortized(*m);
+  PairSet pairs = ds.AllPairs().Subset({0, 1, 2, 5, 9, 20, 33});
+  pairs.label[2] = 0.0f;  // a pair whose second item won
+  pairs.weight[4] = 2.5f;
+  std::vector<ContextSet> ctx(pairs.size());
+  for (size_t j = 0; j < pairs.size(); ++j)
+    for (int i = 0; i < (int)j % 4 + 1; ++i)
+      ctx[j].push_back({(int32_t)(i + 3), (int32_t)(j + 40)});
+  RowMatrixF z(pairs.size(), m->LatentDim());
+  Rng rng(5);
+  for (Eigen::Index i = 0; i < z.size(); ++i) z.data()[i] = (float)rng.Normal();
+  const auto p = am.PairProbWithLatent(ds, pairs.first, pairs.second, z);
+  double bt = 0, w = 0;
+  for (size_t j = 0; j < pairs.size(); ++j) {
+    const double pj = pairs.label[j] > 0.5f ? p[j] : 1 - p[j];
+    bt -= pairs.weight[j] * std::log(pj);
+    w += pairs.weight[j];
+  }
+  bt /= w;
+  const double loss0 = am.TrainingLoss(ds, pairs, ctx, 0.0, &z, 1);
+  EXPECT_NEAR(loss0, bt, 1e-5 * std::max(1.0, bt));
+  // With a KL weight the loss adds exactly weight * mean KL of q(z | C_j).
+  const auto kl = personalization::GaussianKl(am.Encode(ds, ctx));
+  const double mean_kl = std::accumulate(kl.begin(), kl.end(), 0.0) / kl.size();
+  EXPECT_GT(mean_kl, 0);
+  EXPECT_NEAR(am.TrainingLoss(ds, pairs, ctx, 0.3, &z, 1), bt + 0.3 * mean_kl, 1e-5);
+  // Sampled z differs from the fixed one (the reparameterised path is really used).
+  EXPECT_NE(am.TrainingLoss(ds, pairs, ctx, 0.0, nullptr, 1), loss0);
+}
+
+TEST(VplTest, EncoderIsPermutationInvariantAndTightens) {
+  Dataset ds = SmallGroups(4);
+  auto m = SmallModel(ds, 4);
+  const auto& am = Amortized(*m);
+  ContextSet set;
+  for (int i = 0; i < 8; ++i) set.push_back({(int32_t)(7 * i % 120), (int32_t)(11 * i + 1)});
+  std::vector<ContextSet> sets = {set};
+  ContextSet perm = set;
+  std::reverse(perm.begin(), perm.end());
+  sets.push_back(perm);
+  std::swap(perm[1], perm[5]);
+  std::swap(perm[0], perm[3]);
+  sets.push_back(perm);
+  // Growing prefixes of the set, and the empty set.
+  for (int k = 0; k <= 8; ++k) sets.push_back(ContextSet(set.begin(), set.begin() + k));
+  const Posterior q = am.Encode(ds, sets);
+  for (int s = 1; s < 3; ++s)
+    for (Eigen::Index d = 0; d < q.mu.cols(); ++d) {
+      EXPECT_NEAR(q.mu(s, d), q.mu(0, d), 1e-5);
+      EXPECT_NEAR(q.logvar(s, d), q.logvar(0, d), 1e-5);
+    }
+  for (Eigen::Index d = 0; d < q.mu.cols(); ++d) {
+    EXPECT_EQ(q.mu(3, d), 0.0f);  // the empty set is the prior N(0, I)
+    EXPECT_EQ(q.logvar(3, d), 0.0f);
+    for (int k = 1; k <= 8; ++k) EXPECT_LE(q.logvar(3 + k, d), q.logvar(3 + k - 1, d) + 1e-6);
+    EXPECT_LT(q.logvar(11, d), 0.0f);
+  }
+  // Padding inside a batch does not change a set's posterior.
+  const Posterior alone = am.Encode(ds, {ContextSet(set.begin(), set.begin() + 2)});
+  for (Eigen::Index d = 0; d < q.mu.cols(); ++d) EXPECT_NEAR(alone.mu(0, d), q.mu(5, d), 1e-5);
+}
+
+TEST(VplTest, SaveLoadGivesIdenticalScores) {
+  Dataset ds = SmallGroups(5);
+  auto m = SmallModel(ds, 5);
+  const std::string path = testing::TestDir() + "/vpl.pfmx";
+  SaveModel(*m, path);
+  auto back = LoadModel(path);
+  EXPECT_EQ(back->Family(), "vpl");
+  EXPECT_EQ(back->LatentDim(), m->LatentDim());
+  const RowMatrixF lat = m->TrainLatents();
+  EXPECT_EQ(back->TrainLatents(), lat);
+  EXPECT_EQ(back->Score(ds, lat.topRows(5)), m->Score(ds, lat.topRows(5)));
+  PairSet all = ds.AllPairs();
+  EXPECT_EQ(back->PredictProb(ds, all, lat), m->PredictProb(ds, all, lat));
+  EXPECT_EQ(back->Adapt(ds, all, ds.n_users(), "cpu"), m->Adapt(ds, all, ds.n_users(), "cpu"));
+  // A truncated file fails with a clear error.
+  std::string bytes = testing::ReadFile(path);
+  std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  EXPECT_THROW(LoadModel(path), Error);
+}
+
+TEST(VplTest, ScoreIsVplSpoNormalisationAndKeepsTheOrder) {
+  Dataset ds = SmallGroups(6);
+  auto m = SmallModel(ds, 6);
+  const auto& am = Amortized(*m);
+  const RowMatrixF lat = m->TrainLatents().topRows(3);
+  const RowMatrixF s = m->Score(ds, lat), r = am.RawRewards(ds, lat);
+  for (int u = 0; u < 3; ++u) {
+    for (int64_t i = 0; i < ds.n_items(); ++i) {
+      EXPECT_GE(s(u, i), 0.0f);
+      EXPECT_LE(s(u, i), 1.0f);
+      for (int64_t k = 0; k < ds.n_items(); k += 7)
+        if (r(u, i) > r(u, k) + 1e-4f) EXPECT_GT(s(u, i), s(u, k));
+    }
+    // Hand value for item 0: mean over the other items of sigmoid(r_0 - r_e).
+    double ref = 0;
+    for (int64_t e = 1; e < ds.n_items(); ++e) ref += math::Sigmoid((double)r(u, 0) - r(u, e));
+    EXPECT_NEAR(s(u, 0), ref / (ds.n_items() - 1), 1e-5);
+  }
+}
+
+TEST(VplTest, AdaptationReadsOnlyTheSupport) {
+  Dataset ds = SmallGroups(7);
+  auto m = SmallModel(ds, 7);
+  ProtocolOptions po;
+  po.name = "unseen";
+  po.shots = {4};
+  Split s = MakeUnseenSplit(ds, ds.AllPairs(), po);
+  const PairSet all = ds.AllPairs();
+  const PairSet support = UnseenSupport(all, s, 4);
+  const RowMatrixF a = m->Adapt(ds, support, ds.n_users(), "cpu");
+  // Flip every query pair in a copy of the data: the support's latents do not move.
+  Dataset flipped = ds;
+  for (const auto& idx : s.heldout_pairs)
+    for (size_t i = 4; i < idx.size(); ++i)
+      std::swap(flipped.cmp_chosen[idx[i]], flipped.cmp_rejected[idx[i]]);
+  const RowMatrixF b =
+      m->Adapt(flipped, UnseenSupport(flipped.AllPairs(), s, 4), ds.n_users(), "cpu");
+  EXPECT_EQ(a, b);
+  // Users without support pairs get the prior mean (cold start).
+  const RowMatrixF cold = m->Adapt(ds, PairSet(), 3, "cpu");
+  EXPECT_TRUE(cold.isZero());
+  EXPECT_THROW(m->Adapt(ds, support, ds.n_users(), "cuda"), Error);
+}
+
+TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
+  Dataset ds = SmallGroups(8);
+  auto m = SmallModel(ds, 8);
+  const auto& am = Amortized(*m);
+  for (const std::string crit : {"entropy", "bald", "random"}) {
+    std::vector<personalization::ActiveUser> users(4);
+    for (int u = 0; u < 4; ++u)
+      for (int i = 0; i < 6; ++i) {
+        users[u].pool_a.push_back((int32_t)(10 * u + i));
+        users[u].pool_b.push_back((int32_t)(60 + 10 * u + i));
+      }
+    auto flipped = users;
+    int calls = 0;
+    std::vector<std::vector<int>> revealed(4);
+    personalization::ActiveOptions o;
+    o.queries = 3;
+    o.criterion = crit;
+    auto order = personalization::SelectQueries(am, ds, &users, o, [&](size_t u, size_t i) {
+      ++calls;
+      revealed[u].push_back((int)i);
+      return i % 2 == 0;
+    });
+    EXPECT_EQ(calls, 12) << crit;
+    for (int u = 0; u < 4; ++u) {
+      EXPECT_EQ(order[u], revealed[u]) << crit;  // only the picked pair is revealed
+      EXPECT_EQ(users[u].context.size(), 3u);
+      std::vector<int> sorted = order[u];
+      std::sort(sorted.begin(), sorted.end());
+      EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end()) << "asked twice";
+    }
+    // The first pick cannot depend on labels not yet revealed.
+    auto order2 = personalization::SelectQueries(am, ds, &flipped, o,
+                                                 [](size_t, size_t i) { return i % 2 == 1; });
+    for (int u = 0; u < 4; ++u) EXPECT_EQ(order2[u][0], order[u][0]) << crit;
+  }
+}
+
+TEST(VplTest, ExperimentJsonReportsActiveUnitsAndValidates) {
+  const std::string dir = testing::TestDir();
+  WriteDataset(SmallGroups(9), dir + "/d.h5");
+  auto r = testing::RunCli("experiment --data " + dir + "/d.h5 --model vpl --dim 3 --hidden 16 " +
+                               "--epochs 3 --protocol unseen --shots 1,4 --active 3 --json " + dir +
+                               "/m.json --quiet",
+                           dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Json j = Json::Parse(testing::ReadFile(dir + "/m.json"));
+  ASSERT_TRUE(j.at("fit").contains("active_units"));
+  EXPECT_GE(j.at("fit").at("active_units").number(), 0);
+  EXPECT_LE(j.at("fit").at("active_units").number(), 3);
+  EXPECT_EQ(j.at("active").at("curve").items().size(), 4u);
+  EXPECT_EQ(j.at("active").at("criterion").str(), "bald");  // the default
+  testing::ExpectValidMetrics(dir + "/m.json");
+  // --active outside the unseen protocol is a usage error.
+  r = testing::RunCli(
+      "experiment --data " + dir + "/d.h5 --model vpl --active 3 --json " + dir + "/n.json", dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--active needs --protocol unseen"), std::string::npos) << r.err;
+}
+
+TEST(VplTest, CliAdaptActiveWithPool) {
+  const std::string dir = testing::TestDir();
+  Dataset ds = SmallGroups(10);
+  WriteDataset(ds, dir + "/d.h5");
+  auto r = testing::RunCli("train --data " + dir + "/d.h5 --model vpl --dim 3 --hidden 16 " +
+                               "--epochs 3 --out " + dir + "/m.pfmx --quiet",
+                           dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ofstream pool(dir + "/pool.csv");
+  pool << "user,chosen,rejected\n";
+  for (int u = 0; u < 3; ++u)
+    for (int i = 0; i < 5; ++i) pool << ds.user_ids[u] << "," << (i + u) << "," << (50 + i) << "\n";
+  pool.close();
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/u.h5 --active 2 --pool " + dir + "/pool.csv --asked " + dir +
+                          "/asked.csv --quiet",
+                      dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(testing::Exists(dir + "/u.h5"));
+  EXPECT_EQ(testing::Lines(testing::ReadFile(dir + "/asked.csv")), 1 + 3 * 2);
+  // Bad pool: unknown user, out-of-range item -> exit 1 naming file, line and value.
+  std::ofstream(dir + "/bad.csv") << "user,chosen,rejected\nnobody,1,2\n";
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/v.h5 --active 2 --pool " + dir + "/bad.csv",
+                      dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("bad.csv: line 2, field 'user': 'nobody'"), std::string::npos) << r.err;
+  EXPECT_FALSE(testing::Exists(dir + "/v.h5"));
+  std::ofstream(dir + "/bad2.csv") << "user,chosen,rejected\n" << ds.user_ids[0] << ",1,999\n";
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/v.h5 --active 2 --pool " + dir + "/bad2.csv",
+                      dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("field 'rejected': '999'"), std::string::npos) << r.err;
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/v.h5 --active 2",
+                      dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--pool"), std::string::npos) << r.err;
+  // The online user step and active selection are two ways to consume pairs: refused together.
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/v.h5 --online --active 2 --pool " + dir + "/pool.csv",
+                      dir);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--online: cannot be combined with --active"), std::string::npos) << r.err;
+  EXPECT_FALSE(testing::Exists(dir + "/v.h5"));
+}
+
+/// Lloyd's k-means with k-means++ starts (best of `restarts` by inertia).
+std::vector<int> KMeans(const RowMatrixF& x, int K, uint64_t seed, int restarts = 10) {
+  const Eigen::Index n = x.rows();
+  Rng rng(seed);
+  std::vector<int> best;
+  double best_in = INFINITY;
+  for (int r = 0; r < restarts; ++r) {
+    RowMatrixF c(K, x.cols());
+    c.row(0) = x.row(rng.Below(n));
+    for (int k = 1; k < K; ++k) {
+      std::vector<double> d(n);
+      double tot = 0;
+      for (Eigen::Index i = 0; i < n; ++i) {
+        double m = INFINITY;
+        for (int j = 0; j < k; ++j) m = std::min(m, (double)(x.row(i) - c.row(j)).squaredNorm());
+        d[i] = m;
+        tot += m;
+      }
+      double t = rng.Uniform() * tot;
+      Eigen::Index pick = n - 1;
+      for (Eigen::Index i = 0; i < n; ++i)
+        if ((t -= d[i]) <= 0) {
+          pick = i;
+          break;
+        }
+      c.row(k) = x.row(pick);
+    }
+    std::vector<int> lab(n, 0);
+    double inertia = 0;
+    for (int it = 0; it < 100; ++it) {
+      inertia = 0;
+      for (Eigen::Index i = 0; i < n; ++i) {
+        double m = INFINITY;
+        for (int k = 0; k < K; ++k) {
+          const double dd = (x.row(i) - c.row(k)).squaredNorm();
+          if (dd < m) {
+            m = dd;
+            lab[i] = k;
+          }
+        }
+        inertia += m;
+      }
+      RowMatrixF nc = RowMatrixF::Zero(K, x.cols());
+      std::vector<int> cnt(K, 0);
+      for (Eigen::Index i = 0; i < n; ++i) {
+        nc.row(lab[i]) += x.row(i);
+        ++cnt[lab[i]];
+      }
+      for (int k = 0; k < K; ++k)
+        if (cnt[k])
+          nc.row(k) /= (float)cnt[k];
+        else
+          nc.row(k) = c.row(k);
+      if ((nc - c).squaredNorm() < 1e-12) break;
+      c = nc;
+    }
+    if (inertia < best_in) {
+      best_in = inertia;
+      best = lab;
+    }
+  }
+  return best;
+}
+
+int SeedsFromEnv(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v ? std::max(1, std::atoi(v)) : dflt;
+}
+
+/// One recovery run on a groups dataset: the seen protocol (accuracy vs oracle, k-means on the
+/// training users' mu vs the planted groups) and the unseen protocol with 8 shots (accuracy vs
+/// oracle, and, with `active`, the default criterion's (bald) curve against random selection for 8
+/// questions, the code path of `prefmix experiment --protocol unseen --shots 8 --active 8`).
+struct Recovery {
+  double seen, oracle, unseen, unseen_oracle, ari;
+  int latent, active_units;
+  Json active;
+};
+
+Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, bool active) {
+  Recovery r;
+  ProtocolOptions po;
+  po.seed = seed;
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
+  auto model = MakeModel(mo);
+  FitReport rep = model->Fit(ds, s.train, s.valid);
+  Json m = PairMetrics(ds, s.test, model->PredictProb(ds, s.test, model->TrainLatents()),
+                       po.min_group_users);
+  r.seen = m.at("accuracy").number();
+  r.oracle = m.at("oracle_accuracy").number();
+  r.ari = mixture::AdjustedRandIndex(KMeans(model->TrainLatents(), 3, seed), ds.truth_user_group);
+  r.latent = (int)rep.details.at("latent").number();
+  r.active_units = (int)rep.details.at("active_units").number();
+  ProtocolOptions pu = po;
+  pu.name = "unseen";
+  pu.shots = {8};
+  UnseenExtra extra{"active",
+                    [&](const Model& m, const Dataset& d, const PairSet& all, const Split& sp) {
+                      personalization::ActiveOptions ao;
+                      ao.queries = 8;
+                      ao.seed = seed;
+                      return personalization::ActiveCurve(m, d, all, sp, 8, ao);
+                    }};
+  Json u = RunExperiment(ds, mo, pu, nullptr, active ? &extra : nullptr);
+  r.unseen = u.at("accuracy").number();
+  r.unseen_oracle = u.at("oracle_accuracy").number();
+  if (active) r.active = u.at("active");
+  std::printf(
+      "seed %d: seen %.4f oracle %.4f (%+.4f)  unseen@8 %.4f oracle %.4f (%+.4f)  ARI %.3f  "
+      "latent %d active units %d\n",
+      (int)seed, r.seen, r.oracle, r.seen - r.oracle, r.unseen, r.unseen_oracle,
+      r.unseen - r.unseen_oracle, r.ari, r.latent, r.active_units);
+  return r;
+}
+
+// A guard for the suite (about 10 s per seed on one core): the groups preset with a short
+// schedule (the demo's budget: latent 4, hidden 32, 40 epochs, lr 0.01, no refit) on seeds 1-4.
+// The bars need the full schedule (DISABLED_GroupsPresetSeeds1To10 below); the guard's
+// are looser: seen within 4 points of the oracle and unseen@8 within 5 on every seed, k-means on
+// mu recovering the planted groups (ARI >= 0.8) on at least 3 of the 4 (seed 4 merges two groups
+// under this schedule: ARI 0.44). A collapsed posterior (every user the same z) fails all of
+// them: it scores like a single BT model (0.79 on seed 1) and k-means on mu finds no groups.
+TEST(VplRecoveryTest, GroupsPresetShortScheduleGuard) {
+  SetThreads(1);
+  int clustered = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
+    g.seed = seed;
+    Dataset ds = data::Generate(g);
+    ModelOptions mo = VplOptions(seed);
+    mo.dim = 4;
+    mo.hidden = 32;
+    mo.epochs = 40;
+    mo.lr = 0.01;
+    mo.refit = false;
+    const Recovery r = RunRecovery(ds, mo, seed, false);
+    EXPECT_GE(r.seen, r.oracle - 0.04) << "seed " << seed;
+    EXPECT_GE(r.unseen, r.unseen_oracle - 0.05) << "seed " << seed;
+    EXPECT_GE(r.active_units, 2) << "seed " << seed;  // 3 groups need 2 directions
+    clustered += r.ari >= 0.8;
+  }
+  EXPECT_GE(clustered, 3);
+}
+
+// The acceptance on the groups preset (300 users x 40 pairs, 1,000 items, D = 24): seen
+// accuracy within 2 points of the oracle, unseen users with 8 context pairs within 3 points,
+// k-means on the users' mu recovers the planted groups with ARI >= 0.8, on >= 90% of seeds; and
+// the active (entropy) vs random curve for 8 questions, mean over seeds. Family defaults except
+// a fixed latent size of 8 (--dim 0 would select among 4, 8, 16: 3x the time). Minutes per seed
+// on one core, hence DISABLED in the suite; run it with
+//   PREFMIX_VPL_SEEDS=10 build/prefmix_tests --gtest_also_run_disabled_tests \
+//     --gtest_filter='VplRecoveryTest.DISABLED_*'
+// (PREFMIX_VPL_SEED_FROM = the first seed, default 1). Figures: bench/RESULTS.md section 7.
+TEST(VplRecoveryTest, DISABLED_GroupsPresetSeeds1To10) {
+  // One thread for torch and OpenBLAS: OpenBLAS's own pool (2 threads) spins in sched_yield
+  // between the many small GEMMs and starves on a shared machine.
+  SetThreads(1);
+  const int n = SeedsFromEnv("PREFMIX_VPL_SEEDS", 10);
+  const int first = SeedsFromEnv("PREFMIX_VPL_SEED_FROM", 1);
+  int ok = 0;
+  std::vector<double> mean_rem, mean_rnd;
+  for (int seed = first; seed < first + n; ++seed) {
+    auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
+    g.seed = (uint64_t)seed;
+    Dataset ds = data::Generate(g);
+    ModelOptions mo = VplOptions((uint64_t)seed);
+    mo.dim = 8;
+    const Recovery r = RunRecovery(ds, mo, (uint64_t)seed, true);
+    const auto& curve = r.active.at("curve").items();
+    if (mean_rem.empty()) mean_rem.assign(curve.size(), 0), mean_rnd.assign(curve.size(), 0);
+    std::printf("seed %d active %s (remaining / random):", seed,
+                r.active.at("criterion").str().c_str());
+    for (size_t q = 0; q < curve.size(); ++q) {
+      const double a = curve[q].at("accuracy_remaining").number();
+      const double b = curve[q].at("random_accuracy_remaining").number();
+      mean_rem[q] += a / n;
+      mean_rnd[q] += b / n;
+      std::printf(" %d:%.4f/%.4f", (int)curve[q].at("queries").number(), a, b);
+    }
+    std::printf("\n");
+    const bool pass =
+        r.seen >= r.oracle - 0.02 && r.unseen >= r.unseen_oracle - 0.03 && r.ari >= 0.8;
+    std::printf("seed %d: %s\n", seed, pass ? "ok" : "MISS");
+    std::fflush(stdout);
+    ok += pass;
+  }
+  std::printf("mean over %d seeds, accuracy on the remaining pairs (active / random):", n);
+  int match = -1;
+  for (size_t q = 0; q < mean_rem.size(); ++q) {
+    std::printf(" %d:%.4f/%.4f", (int)q, mean_rem[q], mean_rnd[q]);
+    if (match < 0 && mean_rem[q] >= mean_rnd.back()) match = (int)q;
+  }
+  std::printf("\nactive reaches random's %d-query accuracy with %d queries\n",
+              (int)mean_rem.size() - 1, match);
+  std::printf("%d/%d seeds meet all three bars\n", ok, n);
+  EXPECT_GE(ok, (9 * n + 9) / 10);
+  EXPECT_GE(match, 0);
+  EXPECT_LE(match, 5);
+}
+
+}  // namespace
+}  // namespace prefmix
