@@ -245,6 +245,45 @@ PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, co
   return f;
 }
 
+/// One pass over a user's pairs for the linear link at w: returns f(w) and writes its gradient g
+/// and the negative Hessian on the face F = {k : w_k > 0} (its indices to F, their count to *m),
+/// A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (lower triangle, leading dimension kMaxK), with
+/// one exp and one log1p per pair.
+PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* offset,
+                                                 const float* weight, int64_t n, int K,
+                                                 const double* w, const float* w0, double lambda,
+                                                 int* F, int* m_out, double* g, double* H) {
+  int m = 0;
+  for (int k = 0; k < K; ++k)
+    if (w[k] > 0) F[m++] = k;
+  *m_out = m;
+  double f = 0;
+  for (int k = 0; k < K; ++k) {
+    const double dk = w[k] - (w0 ? w0[k] : 1.0 / K);
+    f -= 0.5 * lambda * dk * dk;
+    g[k] = -lambda * dk;
+  }
+  for (int a = 0; a < m; ++a)
+    for (int b = 0; b <= a; ++b) H[a * kMaxK + b] = a == b ? lambda : 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    double x = offset ? offset[j] : 0.0;
+    const float* qj = q + j * K;
+    for (int k = 0; k < K; ++k) x += w[k] * qj[k];
+    const double c = weight ? weight[j] : 1.0, e = exp(-fabs(x));
+    const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
+    f += c * ((x < 0 ? x : 0.0) - log1p(e));
+    const double r = c * (1.0 - s);
+    for (int k = 0; k < K; ++k) g[k] += r * qj[k];
+    const double h = c * s * (1.0 - s);
+    if (h <= 0) continue;
+    for (int a = 0; a < m; ++a) {
+      const double ha = h * qj[F[a]];
+      for (int b = 0; b <= a; ++b) H[a * kMaxK + b] += ha * qj[F[b]];
+    }
+  }
+  return f;
+}
+
 /// Maximises the linear-link objective
 ///   f(w) = sum_j c_j log sigma(b_j + w.q_j) - lambda/2 |w - w0|^2   over the simplex
 /// by a primal active-set Newton method: on the face F = {k : w_k > 0} it takes the Newton step
@@ -269,40 +308,16 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
   }
   if (L <= 1e-12) L = 1e-12;
   ProjectSimplex(w, K);
-  double g[kMaxK], d[kMaxK], y2[kMaxK], wn[kMaxK], H[kMaxK * kMaxK];
-  int F[kMaxK];
+  // Two sets of (gradient, face, Hessian): the current point's and the trial point's; a trial
+  // point's full pass is what the Armijo test reads, and an accepted trial becomes the current
+  // point without another pass.
+  double gbuf[2][kMaxK], Hbuf[2][kMaxK * kMaxK], d[kMaxK], y2[kMaxK], wn[kMaxK];
+  int Fbuf[2][kMaxK];
+  double *g = gbuf[0], *gn = gbuf[1], *H = Hbuf[0], *Hn = Hbuf[1];
+  int *F = Fbuf[0], *Fn = Fbuf[1], m = 0, mn = 0;
   SimplexSolveInfo info{0.0, 0.0, 0};
-  double f = 0;
+  double f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
   for (int it = 0;; ++it) {
-    int m = 0;
-    for (int k = 0; k < K; ++k)
-      if (w[k] > 0) F[m++] = k;
-    // One pass: f, its gradient g and the negative Hessian on the face,
-    // A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (lower triangle), one exp per pair.
-    f = 0;
-    for (int k = 0; k < K; ++k) {
-      const double dk = w[k] - (w0 ? w0[k] : 1.0 / K);
-      f -= 0.5 * lambda * dk * dk;
-      g[k] = -lambda * dk;
-    }
-    for (int a = 0; a < m; ++a)
-      for (int b = 0; b <= a; ++b) H[a * kMaxK + b] = a == b ? lambda : 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-      double x = offset ? offset[j] : 0.0;
-      const float* qj = q + j * K;
-      for (int k = 0; k < K; ++k) x += w[k] * qj[k];
-      const double c = weight ? weight[j] : 1.0, e = exp(-fabs(x));
-      const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
-      f += c * ((x < 0 ? x : 0.0) - log1p(e));
-      const double r = c * (1.0 - s);
-      for (int k = 0; k < K; ++k) g[k] += r * qj[k];
-      const double h = c * s * (1.0 - s);
-      if (h <= 0) continue;
-      for (int a = 0; a < m; ++a) {
-        const double ha = h * qj[F[a]];
-        for (int b = 0; b <= a; ++b) H[a * kMaxK + b] += ha * qj[F[b]];
-      }
-    }
     info.objective = f;
     info.residual = SimplexKktResidual(w, g, K, L);
     if (info.residual < tol || it >= max_iter) break;
@@ -348,6 +363,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
       const double fp =
           LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
       if (!(fp > f)) break;
+      f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
     } else if (m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
       // The face is stationary (the Newton step would gain less than f's rounding): let the
       // best coordinate off the face enter (KKT: g_k <= nu).
@@ -364,8 +380,9 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
       if (enter < 0) break;  // KKT holds up to rounding
       // Move mass along the projected gradient, which lets the entering coordinate in.
       LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+      f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
     } else {
-      // Longest feasible step, then Armijo backtracking.
+      // Longest feasible step, then Armijo backtracking; each trial is a full pass.
       double alpha = 1.0;
       int block = -1;
       for (int a = 0; a < m; ++a)
@@ -376,26 +393,39 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
       double fn = f;
       for (int ls = 0; ls < 60; ++ls) {
         for (int k = 0; k < K; ++k) wn[k] = w[k];
-        for (int a = 0; a < m; ++a) wn[F[a]] = w[F[a]] + alpha * d[a];
+        for (int a = 0; a < m; ++a) {
+          const double v = w[F[a]] + alpha * d[a];
+          wn[F[a]] = v > 0 ? v : 0.0;
+        }
         if (block >= 0 && ls == 0) wn[block] = 0.0;
-        fn = LinearObjective(q, offset, weight, n, K, wn, w0, lambda, nullptr);
+        double z = 0;
+        for (int k = 0; k < K; ++k) z += wn[k];
+        for (int k = 0; k < K; ++k) wn[k] /= z;
+        fn = LinearFullPass(q, offset, weight, n, K, wn, w0, lambda, Fn, &mn, gn, Hn);
         if (fn >= f + 1e-4 * alpha * slope) break;
         alpha *= 0.5;
         block = -1;
       }
       if (fn >= f) {
-        double z = 0;
-        for (int k = 0; k < K; ++k) {
-          w[k] = wn[k] > 0 ? wn[k] : 0.0;
-          z += w[k];
-        }
-        for (int k = 0; k < K; ++k) w[k] /= z;
+        for (int k = 0; k < K; ++k) w[k] = wn[k];
+        f = fn;
+        double* t = g;
+        g = gn;
+        gn = t;
+        t = H;
+        H = Hn;
+        Hn = t;
+        int* ti = F;
+        F = Fn;
+        Fn = ti;
+        m = mn;
       } else {
         // The Newton model failed (a singular Hessian where margins saturate): fall back to a
         // projected-gradient step, which always ascends.
         const double fp =
             LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
         if (!(fp > f)) break;  // no ascent left at machine precision
+        f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
       }
     }
   }
