@@ -122,6 +122,33 @@ PREFMIX_HOST_DEVICE inline double LinearObjective(const float* q, const float* o
   return f;
 }
 
+/// A Lipschitz bound of the linear link's gradient: L = 1/4 sum_j c_j |q_j|^2 + lambda (at
+/// least 1e-12); the step 1/L of its projected-gradient steps and KKT residual.
+PREFMIX_HOST_DEVICE inline double LinearLipschitz(const float* q, const float* weight, int64_t n,
+                                                  int K, double lambda) {
+  double L = lambda;
+  for (int64_t j = 0; j < n; ++j) {
+    double c = weight ? weight[j] : 1.0, s = 0;
+    for (int k = 0; k < K; ++k) s += (double)q[j * K + k] * q[j * K + k];
+    L += 0.25 * c * s;
+  }
+  return L <= 1e-12 ? 1e-12 : L;
+}
+
+/// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
+/// L |w - P(w + g/L)|_inf; zero exactly at a maximiser of a concave objective.
+PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, const double* g, int K,
+                                                     double L) {
+  double pr[kMaxK], res = 0;
+  for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
+  ProjectSimplex(pr, K);
+  for (int k = 0; k < K; ++k) {
+    const double d = fabs(pr[k] - w[k]) * L;
+    res = d > res ? d : res;
+  }
+  return res;
+}
+
 /// Result of one simplex solve.
 struct SimplexSolveInfo {
   double objective;
@@ -135,13 +162,7 @@ struct SimplexSolveInfo {
 PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
     const float* q, const float* offset, const float* weight, int64_t n, int K, const float* w0,
     double lambda, int max_iter, double tol, double* w) {
-  double L = lambda;
-  for (int64_t j = 0; j < n; ++j) {
-    double c = weight ? weight[j] : 1.0, s = 0;
-    for (int k = 0; k < K; ++k) s += (double)q[j * K + k] * q[j * K + k];
-    L += 0.25 * c * s;
-  }
-  if (L <= 1e-12) L = 1e-12;
+  const double L = LinearLipschitz(q, weight, n, K, lambda);
   ProjectSimplex(w, K);
   double y[kMaxK], g[kMaxK], wn[kMaxK], t = 1.0;
   for (int k = 0; k < K; ++k) y[k] = w[k];
@@ -167,32 +188,11 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
     fw = fn;
     // KKT residual at the current iterate.
     LinearObjective(q, offset, weight, n, K, w, w0, lambda, g);
-    double pr[kMaxK], res = 0;
-    for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
-    ProjectSimplex(pr, K);
-    for (int k = 0; k < K; ++k) {
-      double d = fabs(pr[k] - w[k]) * L;
-      res = d > res ? d : res;
-    }
-    info.residual = res;
-    if (res < tol) break;
+    info.residual = SimplexKktResidual(w, g, K, L);
+    if (info.residual < tol) break;
   }
   info.objective = fw;
   return info;
-}
-
-/// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
-/// L |w - P(w + g/L)|_inf; zero exactly at a maximiser of a concave objective.
-PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, const double* g, int K,
-                                                     double L) {
-  double pr[kMaxK], res = 0;
-  for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
-  ProjectSimplex(pr, K);
-  for (int k = 0; k < K; ++k) {
-    const double d = fabs(pr[k] - w[k]) * L;
-    res = d > res ? d : res;
-  }
-  return res;
 }
 
 /// Solves A x = b in place for a symmetric positive definite n x n matrix A (row-major, leading
@@ -300,13 +300,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
                                                                int K, const float* w0,
                                                                double lambda, int max_iter,
                                                                double tol, double* w) {
-  double L = lambda;
-  for (int64_t j = 0; j < n; ++j) {
-    double c = weight ? weight[j] : 1.0, s = 0;
-    for (int k = 0; k < K; ++k) s += (double)q[j * K + k] * q[j * K + k];
-    L += 0.25 * c * s;
-  }
-  if (L <= 1e-12) L = 1e-12;
+  const double L = LinearLipschitz(q, weight, n, K, lambda);
   ProjectSimplex(w, K);
   // Two sets of (gradient, face, Hessian): the current point's and the trial point's; a trial
   // point's full pass is what the Armijo test reads, and an accepted trial becomes the current
