@@ -1,7 +1,9 @@
 #include "apps/cli_common.h"
 
 #include <omp.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -59,6 +61,18 @@ std::string ApplyCommonOptions(const po::variables_map& vm) {
 
 void Require(const po::variables_map& vm, const char* name) {
   PREFMIX_CHECK_INPUT(vm.count(name), "missing required option --", name, " (see --help)");
+}
+
+void CreateOutputDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
+                      dir, "': ", ec.message());
+}
+
+ProgressFn StderrProgress(const po::variables_map& vm) {
+  if (vm["quiet"].as<bool>() || !isatty(2)) return ProgressFn();
+  return [](const std::string& s) { std::cerr << s << "\n"; };
 }
 
 }  // namespace prefmix::apps

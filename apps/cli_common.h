@@ -24,6 +24,7 @@ void Require(const po::variables_map& vm, const char* name);
 
 }  // namespace prefmix::apps
 
+#include "core/experiment.h"
 #include "core/json.h"
 #include "core/model.h"
 #include "core/protocol.h"
@@ -46,5 +47,9 @@ Json Provenance(const po::variables_map& vm, const std::string& data_path,
                 const std::string& device, const Json& options);
 /// Writes JSON atomically to `path`, or to stdout when path is "-".
 void WriteJson(const Json& j, const std::string& path);
+/// Creates the --out directory (and its parents) or throws prefmix::Error naming it.
+void CreateOutputDir(const std::string& dir);
+/// Progress lines on stderr, or none with --quiet or when stderr is not a terminal.
+ProgressFn StderrProgress(const po::variables_map& vm);
 
 }  // namespace prefmix::apps

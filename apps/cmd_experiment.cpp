@@ -83,8 +83,7 @@ int RunExperiment(int argc, char** argv) {
   for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
   const std::string data = vm["data"].as<std::string>();
   Dataset ds = ReadDataset(data);
-  const bool quiet = vm["quiet"].as<bool>() || !isatty(2);
-  ProgressFn progress = quiet ? ProgressFn() : [](const std::string& s) { std::cerr << s << "\n"; };
+  const ProgressFn progress = StderrProgress(vm);
   Json out = Json::Array();
   for (const auto& mo : mos) {
     Json m = prefmix::RunExperiment(ds, mo, proto, progress, active.get());

@@ -90,10 +90,7 @@ int RenderOnly(const std::string& json_path, const std::string& dir) {
                       ": field 'format' is not \"prefmix.fairness\" (not a fairness.json)");
   for (const char* key : {"dataset", "protocol", "groupings", "bootstrap", "models"})
     PREFMIX_CHECK_INPUT(f.contains(key), "--from-json: ", json_path, ": missing field '", key, "'");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
-                      dir, "': ", ec.message());
+  CreateOutputDir(dir);
   std::vector<std::string> warnings;
   const std::string gnuplot = FindGnuplot();
   const std::string html = FairnessReportHtml(f, gnuplot, &warnings);
@@ -154,12 +151,8 @@ int RunFairness(int argc, char** argv) {
   const std::string dir = vm["out"].as<std::string>();
   Dataset ds = ReadDataset(data);
   const auto groupings = FairnessGroupings(ds, fo.by);  // checks --by before any training
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
-                      dir, "': ", ec.message());
-  const bool quiet = vm["quiet"].as<bool>() || !isatty(2);
-  ProgressFn progress = quiet ? ProgressFn() : [](const std::string& s) { std::cerr << s << "\n"; };
+  CreateOutputDir(dir);
+  const ProgressFn progress = StderrProgress(vm);
   ModelHook hook = [&](const Model& m, const Dataset& d2) {
     return SelectionHook(m, d2, groupings, proto.min_group_users, proto.seed);
   };
@@ -180,7 +173,7 @@ int RunFairness(int argc, char** argv) {
     std::cerr << "note: gnuplot not found (Debian: gnuplot-nox); report.html has tables only\n";
   WriteJson(out, dir + "/fairness.json");
   WriteTextFileAtomic(dir + "/report.html", html);
-  if (!quiet) std::cerr << "wrote " << dir << "/fairness.json and " << dir << "/report.html\n";
+  if (progress) std::cerr << "wrote " << dir << "/fairness.json and " << dir << "/report.html\n";
   return 0;
 }
 

@@ -46,12 +46,8 @@ int RunGridExperiment(int argc, char** argv) {
   std::vector<ModelOptions> mos;
   for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
   const std::string dir = vm["out"].as<std::string>();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  PREFMIX_CHECK_INPUT(!ec && std::filesystem::is_directory(dir), "--out: cannot create directory '",
-                      dir, "': ", ec.message());
-  const bool quiet = vm["quiet"].as<bool>() || !isatty(2);
-  ProgressFn progress = quiet ? ProgressFn() : [](const std::string& s) { std::cerr << s << "\n"; };
+  CreateOutputDir(dir);
+  const ProgressFn progress = StderrProgress(vm);
   Json table = RunGrid(spec, mos, progress);
   Json opts = Json::Object();
   Json fams = Json::Array();
