@@ -28,6 +28,22 @@ PREFMIX_HOST_DEVICE inline double LogSigmoid(double x) {
   return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
 }
 
+/// log sigma(x) in single precision for the GPU's E-step, which is bound by memory bandwidth
+/// only if it is not bound by double-precision transcendentals: on a CUDA device the hardware
+/// exp2 / log2 approximations (__expf, __logf; absolute error below 1e-6 per pair), elsewhere
+/// the double formula rounded to float (the CPU twin used by tests).
+PREFMIX_HOST_DEVICE inline float LogSigmoidFast(float x) {
+#if defined(__CUDA_ARCH__)
+  // Two special-function-unit operations per call: exp2 and log2. log1p(t) for small t by its
+  // series (error below t^4 / 4 < 3e-9), where log(1 + t) would lose t's low bits.
+  const float t = __expf(-fabsf(x));
+  const float l1p = t < 0.01f ? t * (1.0f - t * (0.5f - t * (1.0f / 3.0f))) : __logf(1.0f + t);
+  return fminf(x, 0.0f) - l1p;
+#else
+  return static_cast<float>(LogSigmoid(x));
+#endif
+}
+
 /// sigma(x), stable for large |x|.
 PREFMIX_HOST_DEVICE inline double Sigmoid(double x) {
   if (x >= 0) return 1.0 / (1.0 + exp(-x));
@@ -51,8 +67,10 @@ PREFMIX_HOST_DEVICE inline double BtLossAndGrad(double x, double y, double* grad
 }
 
 /// Euclidean projection of v[0..K) onto the probability simplex (Duchi et al. 2008), in place.
+/// KM is the capacity of the scratch arrays (K <= KM).
+template <int KM = kMaxK>
 PREFMIX_HOST_DEVICE inline void ProjectSimplex(double* v, int K) {
-  double s[kMaxK];
+  double s[KM];
   for (int i = 0; i < K; ++i) s[i] = v[i];
   for (int i = 1; i < K; ++i) {  // insertion sort, descending (K is small)
     double x = s[i];
@@ -137,11 +155,12 @@ PREFMIX_HOST_DEVICE inline double LinearLipschitz(const float* q, const float* w
 
 /// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
 /// L |w - P(w + g/L)|_inf; zero exactly at a maximiser of a concave objective.
+template <int KM = kMaxK>
 PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, const double* g, int K,
                                                      double L) {
-  double pr[kMaxK], res = 0;
+  double pr[KM], res = 0;
   for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
-  ProjectSimplex(pr, K);
+  ProjectSimplex<KM>(pr, K);
   for (int k = 0; k < K; ++k) {
     const double d = fabs(pr[k] - w[k]) * L;
     res = d > res ? d : res;
@@ -195,44 +214,53 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
   return info;
 }
 
-/// Solves A x = b in place for a symmetric positive definite n x n matrix A (row-major, leading
-/// dimension kMaxK, lower triangle used and overwritten by its Cholesky factor). A pivot that
-/// is not positive is replaced by `floor` (the matrix is regularised, never NaN).
-PREFMIX_HOST_DEVICE inline void CholeskySolve(double* A, int n, double floor, double* b) {
-  for (int j = 0; j < n; ++j) {
-    double d = A[j * kMaxK + j];
-    for (int p = 0; p < j; ++p) d -= A[j * kMaxK + p] * A[j * kMaxK + p];
-    d = d > floor ? sqrt(d) : sqrt(floor);
-    A[j * kMaxK + j] = d;
-    for (int i = j + 1; i < n; ++i) {
-      double s = A[i * kMaxK + j];
-      for (int p = 0; p < j; ++p) s -= A[i * kMaxK + p] * A[j * kMaxK + p];
-      A[i * kMaxK + j] = s / d;
-    }
-  }
+/// Index of (a, b), b <= a, in a packed row-major lower triangle.
+PREFMIX_HOST_DEVICE constexpr int Tri(int a, int b) { return a * (a + 1) / 2 + b; }
+
+/// Solves L L' x = b in place with a packed lower-triangular factor L (as CholeskySolve leaves).
+PREFMIX_HOST_DEVICE inline void CholeskySolveFactored(const double* L, int n, double* b) {
   for (int i = 0; i < n; ++i) {  // L y = b
     double s = b[i];
-    for (int p = 0; p < i; ++p) s -= A[i * kMaxK + p] * b[p];
-    b[i] = s / A[i * kMaxK + i];
+    for (int p = 0; p < i; ++p) s -= L[Tri(i, p)] * b[p];
+    b[i] = s / L[Tri(i, i)];
   }
   for (int i = n - 1; i >= 0; --i) {  // L' x = y
     double s = b[i];
-    for (int p = i + 1; p < n; ++p) s -= A[p * kMaxK + i] * b[p];
-    b[i] = s / A[i * kMaxK + i];
+    for (int p = i + 1; p < n; ++p) s -= L[Tri(p, i)] * b[p];
+    b[i] = s / L[Tri(i, i)];
   }
+}
+
+/// Solves A x = b in place for a symmetric positive definite n x n matrix A given as its packed
+/// lower triangle (Tri), which is overwritten by its Cholesky factor. A pivot that is not
+/// positive is replaced by `floor` (the matrix is regularised, never NaN).
+PREFMIX_HOST_DEVICE inline void CholeskySolve(double* A, int n, double floor, double* b) {
+  for (int j = 0; j < n; ++j) {
+    double d = A[Tri(j, j)];
+    for (int p = 0; p < j; ++p) d -= A[Tri(j, p)] * A[Tri(j, p)];
+    d = d > floor ? sqrt(d) : sqrt(floor);
+    A[Tri(j, j)] = d;
+    for (int i = j + 1; i < n; ++i) {
+      double t = A[Tri(i, j)];
+      for (int p = 0; p < j; ++p) t -= A[Tri(i, p)] * A[Tri(j, p)];
+      A[Tri(i, j)] = t / d;
+    }
+  }
+  CholeskySolveFactored(A, n, b);
 }
 
 /// One projected-gradient step of the linear link from w towards P(w + g/L), backtracked until
 /// f does not decrease (with L a Lipschitz bound of the gradient the full step already
 /// ascends). Updates w and returns the new f (or f when no ascent is left).
+template <int KM = kMaxK>
 PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, const float* offset,
                                                               const float* weight, int64_t n, int K,
                                                               const float* w0, double lambda,
                                                               double L, const double* g, double f,
                                                               double* w) {
-  double step[kMaxK], wn[kMaxK];
+  double step[KM], wn[KM];
   for (int k = 0; k < K; ++k) step[k] = w[k] + g[k] / L;
-  ProjectSimplex(step, K);
+  ProjectSimplex<KM>(step, K);
   double alpha = 1.0;
   for (int ls = 0; ls < 40; ++ls, alpha *= 0.5) {
     for (int k = 0; k < K; ++k) wn[k] = w[k] + alpha * (step[k] - w[k]);
@@ -247,7 +275,7 @@ PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, co
 
 /// One pass over a user's pairs for the linear link at w: returns f(w) and writes its gradient g
 /// and the negative Hessian on the face F = {k : w_k > 0} (its indices to F, their count to *m),
-/// A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (lower triangle, leading dimension kMaxK), with
+/// A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (packed lower triangle, Tri), with
 /// one exp and one log1p per pair.
 PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* offset,
                                                  const float* weight, int64_t n, int K,
@@ -264,7 +292,7 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
     g[k] = -lambda * dk;
   }
   for (int a = 0; a < m; ++a)
-    for (int b = 0; b <= a; ++b) H[a * kMaxK + b] = a == b ? lambda : 0.0;
+    for (int b = 0; b <= a; ++b) H[Tri(a, b)] = a == b ? lambda : 0.0;
   for (int64_t j = 0; j < n; ++j) {
     double x = offset ? offset[j] : 0.0;
     const float* qj = q + j * K;
@@ -278,7 +306,7 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
     if (h <= 0) continue;
     for (int a = 0; a < m; ++a) {
       const double ha = h * qj[F[a]];
-      for (int b = 0; b <= a; ++b) H[a * kMaxK + b] += ha * qj[F[b]];
+      for (int b = 0; b <= a; ++b) H[Tri(a, b)] += ha * qj[F[b]];
     }
   }
   return f;
@@ -295,33 +323,34 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
 /// L = 1/4 sum_j c_j |q_j|^2 + lambda), is below tol. Quadratic convergence near the solution,
 /// typically 3-8 iterations from the uniform start. w holds the start on entry (projected
 /// first) and the solution on exit.
+template <int KM = kMaxK>
 PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, const float* offset,
                                                                const float* weight, int64_t n,
                                                                int K, const float* w0,
                                                                double lambda, int max_iter,
                                                                double tol, double* w) {
   const double L = LinearLipschitz(q, weight, n, K, lambda);
-  ProjectSimplex(w, K);
+  ProjectSimplex<KM>(w, K);
   // Two sets of (gradient, face, Hessian): the current point's and the trial point's; a trial
   // point's full pass is what the Armijo test reads, and an accepted trial becomes the current
   // point without another pass.
-  double gbuf[2][kMaxK], Hbuf[2][kMaxK * kMaxK], d[kMaxK], y2[kMaxK], wn[kMaxK];
-  int Fbuf[2][kMaxK];
+  double gbuf[2][KM], Hbuf[2][KM * (KM + 1) / 2], d[KM], y2[KM], wn[KM];
+  int Fbuf[2][KM];
   double *g = gbuf[0], *gn = gbuf[1], *H = Hbuf[0], *Hn = Hbuf[1];
   int *F = Fbuf[0], *Fn = Fbuf[1], m = 0, mn = 0;
   SimplexSolveInfo info{0.0, 0.0, 0};
   double f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
   for (int it = 0;; ++it) {
     info.objective = f;
-    info.residual = SimplexKktResidual(w, g, K, L);
+    info.residual = SimplexKktResidual<KM>(w, g, K, L);
     if (info.residual < tol || it >= max_iter) break;
     info.iterations = it + 1;
     // A relative ridge keeps the factorisation finite where saturated margins leave A
     // (near-)singular; the ratio test below then bounds the long steps along its null space.
     double trace = 0;
-    for (int a = 0; a < m; ++a) trace += H[a * kMaxK + a];
+    for (int a = 0; a < m; ++a) trace += H[Tri(a, a)];
     const double ridge = 1e-9 * (trace / (m > 0 ? m : 1)) + 1e-300;
-    for (int a = 0; a < m; ++a) H[a * kMaxK + a] += ridge;
+    for (int a = 0; a < m; ++a) H[Tri(a, a)] += ridge;
     const double floor = ridge;
     // d = A^-1 g_F - nu A^-1 1 with nu chosen so that 1'd = 0.
     for (int a = 0; a < m; ++a) {
@@ -329,17 +358,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
       y2[a] = 1.0;
     }
     CholeskySolve(H, m, floor, d);
-    // H now holds the factor; solve for the second right-hand side with it.
-    for (int i = 0; i < m; ++i) {
-      double s = y2[i];
-      for (int p = 0; p < i; ++p) s -= H[i * kMaxK + p] * y2[p];
-      y2[i] = s / H[i * kMaxK + i];
-    }
-    for (int i = m - 1; i >= 0; --i) {
-      double s = y2[i];
-      for (int p = i + 1; p < m; ++p) s -= H[p * kMaxK + i] * y2[p];
-      y2[i] = s / H[i * kMaxK + i];
-    }
+    CholeskySolveFactored(H, m, y2);  // H now holds the factor
     double s1 = 0, s2 = 0;
     for (int a = 0; a < m; ++a) {
       s1 += d[a];
@@ -355,7 +374,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
     if (!(fabs(slope) <= 1.7e308) || !(dmax <= 1.7e308)) {  // NaN or inf
       // The Newton system overflowed: a projected-gradient step instead.
       const double fp =
-          LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+          LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
       if (!(fp > f)) break;
       f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
     } else if (m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
@@ -373,7 +392,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
         }
       if (enter < 0) break;  // KKT holds up to rounding
       // Move mass along the projected gradient, which lets the entering coordinate in.
-      LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+      LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
       f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
     } else {
       // Longest feasible step, then Armijo backtracking; each trial is a full pass.
@@ -400,7 +419,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
         alpha *= 0.5;
         block = -1;
       }
-      if (fn >= f) {
+      if (fn > f) {  // strict: a step that gains nothing (f flat to rounding) must not repeat
         for (int k = 0; k < K; ++k) w[k] = wn[k];
         f = fn;
         double* t = g;
@@ -414,10 +433,11 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
         Fn = ti;
         m = mn;
       } else {
-        // The Newton model failed (a singular Hessian where margins saturate): fall back to a
-        // projected-gradient step, which always ascends.
+        // The Newton model failed (a singular Hessian where margins saturate, or a face that is
+        // stationary to rounding while the KKT residual is not small): a projected-gradient
+        // step, which ascends and lets coordinates off the face enter.
         const double fp =
-            LinearProjectedGradientStep(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+            LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
         if (!(fp > f)) break;  // no ascent left at machine precision
         f = LinearFullPass(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
       }

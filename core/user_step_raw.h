@@ -35,57 +35,114 @@ struct UserStepArgs {
   int* iterations = nullptr;    ///< [n_users]
 };
 
-/// Solves user u's problem and writes its outputs.
-PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
+/// CPU vs CUDA parity tolerances, shared by the GoogleTest parity tests and the standalone
+/// device check: objective |cuda - cpu| <= tol (1 + |cpu|) and weights max-abs <= kParityLatentTol.
+/// The CUDA loglik link computes log sigma in single precision (math::LogSigmoidFast; sums in
+/// double), hence 1e-5; the iterative links run the same double-precision code as the CPU, and
+/// FMA contraction moves only the last bits (1e-7).
+constexpr double kParityObjectiveTol[4] = {1e-5, 1e-7, 1e-7, 1e-7};
+constexpr double kParityLatentTol = 1e-4;
+
+/// Writes user u's outputs from its solution v.
+PREFMIX_HOST_DEVICE inline void WriteUser(const UserStepArgs& a, int64_t u, const double* v,
+                                          double objective, double residual, int iterations) {
   const int K = a.K;
-  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
-  const float* q = a.q + b * K;
-  const float* off = a.offset ? a.offset + b : nullptr;
-  const float* wt = a.weight ? a.weight + b : nullptr;
-  double v[math::kMaxK] = {};
-  double objective = 0, residual = 0;
-  int iterations = 0;
-  if (a.link == kLoglik) {
-    math::UserLoglik(q, wt, n, K, a.prior, v);
-    double m = v[0];
-    for (int k = 0; k < K; ++k) {
-      if (a.loglik) a.loglik[u * K + k] = static_cast<float>(v[k]);
-      m = v[k] > m ? v[k] : m;
-    }
-    double z = 0;
-    for (int k = 0; k < K; ++k) z += exp(v[k] - m);
-    objective = m + log(z);
-    math::Posterior(v, K, a.hard != 0);
-  } else if (a.link == kMixture) {  // init rows are the per-user prior centres
-    float centre[math::kMaxK];
-    for (int k = 0; k < K; ++k) {
-      centre[k] = a.init ? a.init[u * K + k] : a.prior ? a.prior[k] : 1.0f / K;
-      v[k] = centre[k];
-    }
-    const math::MixtureSolveInfo info =
-        math::SolveMixtureSimplex(q, wt, n, K, centre, a.lambda, a.max_iter, a.tol, v);
-    objective = info.objective;
-    residual = info.residual;
-    iterations = info.iterations;
-  } else if (a.link == kNormalized) {
-    const math::SimplexSolveInfo info = math::SolveNormalizedSimplex(
-        q, off, wt, n, K, a.gram, a.scale, a.norm_eps, a.prior, a.lambda, a.max_iter, a.tol, v,
-        a.logits ? a.logits + u * K : nullptr);
-    objective = info.objective;
-    residual = info.residual;
-    iterations = info.iterations;
-  } else {
-    for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
-    const math::SimplexSolveInfo info =
-        math::SolveLinearSimplex(q, off, wt, n, K, a.prior, a.lambda, a.max_iter, a.tol, v);
-    objective = info.objective;
-    residual = info.residual;
-    iterations = info.iterations;
-  }
   for (int k = 0; k < K; ++k) a.latent[u * K + k] = static_cast<float>(v[k]);
   a.objective[u] = objective;
   if (a.residual) a.residual[u] = residual;
   if (a.iterations) a.iterations[u] = iterations;
+}
+
+/// The loglik link for user u (exact, double precision).
+PREFMIX_HOST_DEVICE inline void SolveLoglikUser(const UserStepArgs& a, int64_t u) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double v[math::kMaxK] = {};
+  math::UserLoglik(a.q + b * K, a.weight ? a.weight + b : nullptr, n, K, a.prior, v);
+  double m = v[0];
+  for (int k = 0; k < K; ++k) {
+    if (a.loglik) a.loglik[u * K + k] = static_cast<float>(v[k]);
+    m = v[k] > m ? v[k] : m;
+  }
+  double z = 0;
+  for (int k = 0; k < K; ++k) z += exp(v[k] - m);
+  math::Posterior(v, K, a.hard != 0);
+  WriteUser(a, u, v, m + log(z), 0.0, 0);
+}
+
+/// The linear link for user u, with scratch arrays of capacity KM >= K.
+template <int KM>
+PREFMIX_HOST_DEVICE inline void SolveLinearUser(const UserStepArgs& a, int64_t u) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double v[KM];
+  for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
+  const math::SimplexSolveInfo info = math::SolveLinearSimplex<KM>(
+      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
+      a.prior, a.lambda, a.max_iter, a.tol, v);
+  WriteUser(a, u, v, info.objective, info.residual, info.iterations);
+}
+
+/// The smallest linear-link capacity that holds K (4, 8, 16 or 32).
+PREFMIX_HOST_DEVICE inline int LinearCapacity(int K) {
+  return K <= 4 ? 4 : K <= 8 ? 8 : K <= 16 ? 16 : 32;
+}
+
+/// The mixture link for user u (init rows are the per-user prior centres).
+PREFMIX_HOST_DEVICE inline void SolveMixtureUser(const UserStepArgs& a, int64_t u) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double v[math::kMaxK];
+  float centre[math::kMaxK];
+  for (int k = 0; k < K; ++k) {
+    centre[k] = a.init ? a.init[u * K + k] : a.prior ? a.prior[k] : 1.0f / K;
+    v[k] = centre[k];
+  }
+  const math::MixtureSolveInfo info = math::SolveMixtureSimplex(
+      a.q + b * K, a.weight ? a.weight + b : nullptr, n, K, centre, a.lambda, a.max_iter, a.tol, v);
+  WriteUser(a, u, v, info.objective, info.residual, info.iterations);
+}
+
+/// The normalized link for user u.
+PREFMIX_HOST_DEVICE inline void SolveNormalizedUser(const UserStepArgs& a, int64_t u) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double v[math::kMaxK];
+  const math::SimplexSolveInfo info = math::SolveNormalizedSimplex(
+      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
+      a.gram, a.scale, a.norm_eps, a.prior, a.lambda, a.max_iter, a.tol, v,
+      a.logits ? a.logits + u * K : nullptr);
+  WriteUser(a, u, v, info.objective, info.residual, info.iterations);
+}
+
+/// Solves user u's problem and writes its outputs (the CPU loop's entry point).
+PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
+  switch (a.link) {
+    case kLoglik:
+      SolveLoglikUser(a, u);
+      return;
+    case kMixture:
+      SolveMixtureUser(a, u);
+      return;
+    case kNormalized:
+      SolveNormalizedUser(a, u);
+      return;
+    default:
+      switch (LinearCapacity(a.K)) {
+        case 4:
+          SolveLinearUser<4>(a, u);
+          return;
+        case 8:
+          SolveLinearUser<8>(a, u);
+          return;
+        case 16:
+          SolveLinearUser<16>(a, u);
+          return;
+        default:
+          SolveLinearUser<32>(a, u);
+          return;
+      }
+  }
 }
 
 }  // namespace prefmix::raw

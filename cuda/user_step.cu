@@ -1,7 +1,7 @@
 // CUDA implementation of core's user-step contract (core/user_step.h): copies a problem to the
-// device and runs the kernels of cuda/user_step_kernels.cuh (a warp per user for the loglik
-// link, a thread per user running the CPU loop's own code, raw::SolveUser, for the iterative
-// links). Registered with core at static-initialisation time.
+// device and runs the kernels of cuda/user_step_kernels.cuh (a thread per user and component
+// for the loglik link, in single precision; a thread per user running the CPU loop's own code
+// for the iterative links). Registered with core at static-initialisation time.
 #include <cuda_runtime.h>
 
 #include <vector>

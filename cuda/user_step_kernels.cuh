@@ -2,13 +2,17 @@
 // CUDA kernels of the user step on raw device pointers (core/user_step_raw.h). Dependency-free
 // (CUDA runtime + core/math.h), so that the device check in bench/device/ builds on a GPU
 // machine without Debian packages.
-//  - loglik (em-bt's E-step; one pass, memory-bound): one warp per user. Lanes are split into
-//    P = floor(32 / K) pair slots of K lanes; lane (p, k) sums c_j log sigma(q_jk) over the
-//    user's pairs j = p, p + P, ..., so each step of the warp reads P consecutive rows of q
-//    (P K consecutive floats: coalesced). The slots are summed in shared memory and the K
-//    lanes of slot 0 form the posterior.
-//  - linear / mixture / normalized (iterative, compute-bound, per-user state of K <= 32
-//    doubles): one thread per user running raw::SolveUser, the same code as the CPU loop.
+//  - loglik (em-bt's E-step; one pass, memory-bound): one thread per (user, component). A block
+//    holds U_b = floor(256 / K) users; thread (u, k) sums c_j log sigma(q_jk) over the user's
+//    pairs (the K threads of a user read each row of q together), the block's shared memory
+//    gives each user's max and normaliser, and each thread writes its own posterior entry
+//    (coalesced). log sigma is computed in single precision with the hardware exp2 / log2
+//    (math::LogSigmoidFast) and summed in float with Kahan compensation; the exact
+//    double-precision variant (the CPU's formula) is kept for comparison (`exact_loglik`).
+//  - linear (iterative, compute-bound): one thread per user running raw::SolveLinearUser, the
+//    CPU loop's own code, instantiated with scratch arrays of capacity 4, 8, 16 or 32 (the
+//    smallest that holds K), so that the per-thread state stays small.
+//  - mixture / normalized: one thread per user running the CPU loop's code.
 #include <cuda_runtime.h>
 
 #include "core/math.h"
@@ -16,65 +20,132 @@
 
 namespace prefmix::cuda {
 
-/// Warps per block of the loglik kernel.
-constexpr int kWarpsPerBlock = 8;
-/// Threads per block of the per-thread kernel.
+/// Threads per block of the loglik kernel (rounded down to a multiple of K).
+constexpr int kLoglikBlock = 256;
+/// Threads per block of the per-thread kernels.
 constexpr int kThreadsPerBlock = 64;
 
-__global__ void UserStepThreadKernel(raw::UserStepArgs a) {
-  const int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (u < a.n_users) raw::SolveUser(a, u);
+template <bool kExact>
+__global__ void LoglikColumnKernel(raw::UserStepArgs a, int users_per_block) {
+  extern __shared__ double
+      sh[];  // [blockDim.x] log-likelihoods, [U_b] max, [U_b] sum, [U_b] argmax
+  double* mx = sh + blockDim.x;
+  double* zs = mx + users_per_block;
+  int* best = reinterpret_cast<int*>(zs + users_per_block);
+  const int K = a.K, t = threadIdx.x, lu = t / K, c = t - lu * K;
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * users_per_block + lu;
+  const bool active = lu < users_per_block && u < a.n_users;
+  double l = 0;
+  if (active) {
+    const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+    const float* qc = a.q + b * K + c;
+    const float* wt = a.weight ? a.weight + b : nullptr;
+    l = a.prior ? a.prior[c] : 0.0;
+    if (kExact) {
+      for (int64_t j = 0; j < n; ++j)
+        l += (wt ? static_cast<double>(__ldg(wt + j)) : 1.0) * math::LogSigmoid(__ldg(qc + j * K));
+    } else {  // compensated (Kahan) float sum: float adds, about double's accuracy for k <= 1e4
+      float sum = 0.0f, comp = 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        const float v = math::LogSigmoidFast(__ldg(qc + j * K));
+        const float y = (wt ? __ldg(wt + j) * v : v) - comp, t2 = sum + y;
+        comp = (t2 - sum) - y;
+        sum = t2;
+      }
+      l += sum;
+    }
+  }
+  sh[t] = l;
+  __syncthreads();
+  if (active && c == 0) {
+    const double* v = sh + lu * K;
+    double m = v[0];
+    int bi = 0;
+    for (int k = 1; k < K; ++k)
+      if (v[k] > m) {  // ties go to the lowest index, as math::Posterior
+        m = v[k];
+        bi = k;
+      }
+    double z = 0;
+    for (int k = 0; k < K; ++k)
+      z += kExact ? exp(v[k] - m) : static_cast<double>(__expf(static_cast<float>(v[k] - m)));
+    mx[lu] = m;
+    zs[lu] = z;
+    best[lu] = bi;
+    a.objective[u] = m + log(z);
+    if (a.residual) a.residual[u] = 0;
+    if (a.iterations) a.iterations[u] = 0;
+  }
+  __syncthreads();
+  if (active) {
+    if (a.loglik) a.loglik[u * K + c] = static_cast<float>(l);
+    double p;
+    if (a.hard)
+      p = c == best[lu] ? 1.0 : 0.0;
+    else
+      p = (kExact ? exp(l - mx[lu]) : static_cast<double>(__expf(static_cast<float>(l - mx[lu])))) /
+          zs[lu];
+    a.latent[u * K + c] = static_cast<float>(p);
+  }
 }
 
-__global__ void LoglikWarpKernel(raw::UserStepArgs a) {
-  __shared__ double part[kWarpsPerBlock][32];
-  __shared__ double ll[kWarpsPerBlock][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t u = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-  if (u >= a.n_users) return;  // the whole warp leaves together
-  const int K = a.K, P = 32 / K, k = lane % K, p = lane / K;
-  const int64_t b = a.offsets[u], e = a.offsets[u + 1];
-  double acc = 0;
-  if (p < P)
-    for (int64_t j = b + p; j < e; j += P) {
-      const double c = a.weight ? a.weight[j] : 1.0;
-      acc += c * math::LogSigmoid(a.q[j * K + k]);
-    }
-  part[warp][lane] = acc;
-  __syncwarp();
-  if (lane < K) {
-    double l = a.prior ? a.prior[lane] : 0.0;
-    for (int s = 0; s < P; ++s) l += part[warp][s * K + lane];
-    ll[warp][lane] = l;
-  }
-  __syncwarp();
-  if (lane < K) {
-    double v[math::kMaxK];
-    for (int c = 0; c < K; ++c) v[c] = ll[warp][c];
-    double m = v[0];
-    for (int c = 1; c < K; ++c) m = v[c] > m ? v[c] : m;
-    double z = 0;
-    for (int c = 0; c < K; ++c) z += exp(v[c] - m);
-    if (a.loglik) a.loglik[u * K + lane] = static_cast<float>(v[lane]);
-    if (lane == 0) {
-      a.objective[u] = m + log(z);
-      if (a.residual) a.residual[u] = 0;
-      if (a.iterations) a.iterations[u] = 0;
-    }
-    math::Posterior(v, K, a.hard != 0);
-    a.latent[u * K + lane] = static_cast<float>(v[lane]);
-  }
+template <int KM>
+__global__ void LinearThreadKernel(raw::UserStepArgs a) {
+  const int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (u < a.n_users) raw::SolveLinearUser<KM>(a, u);
+}
+
+__global__ void MixtureThreadKernel(raw::UserStepArgs a) {
+  const int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (u < a.n_users) raw::SolveMixtureUser(a, u);
+}
+
+__global__ void NormalizedThreadKernel(raw::UserStepArgs a) {
+  const int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (u < a.n_users) raw::SolveNormalizedUser(a, u);
 }
 
 /// Launches the user step for device-resident args on `stream` (no synchronisation).
-inline cudaError_t LaunchUserStep(const raw::UserStepArgs& a, cudaStream_t stream = 0) {
+/// `exact_loglik` selects the double-precision log sigma for the loglik link (slower; the
+/// default single-precision one agrees to raw::kParityObjectiveTol).
+inline cudaError_t LaunchUserStep(const raw::UserStepArgs& a, cudaStream_t stream = 0,
+                                  bool exact_loglik = false) {
   if (a.n_users <= 0) return cudaSuccess;
-  if (a.link == raw::kLoglik) {
-    const int64_t blocks = (a.n_users + kWarpsPerBlock - 1) / kWarpsPerBlock;
-    LoglikWarpKernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(a);
-  } else {
-    const int64_t blocks = (a.n_users + kThreadsPerBlock - 1) / kThreadsPerBlock;
-    UserStepThreadKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, stream>>>(a);
+  const unsigned per_thread_blocks =
+      static_cast<unsigned>((a.n_users + kThreadsPerBlock - 1) / kThreadsPerBlock);
+  switch (a.link) {
+    case raw::kLoglik: {
+      const int upb = kLoglikBlock / a.K > 0 ? kLoglikBlock / a.K : 1;
+      const unsigned blocks = static_cast<unsigned>((a.n_users + upb - 1) / upb);
+      const size_t shmem = static_cast<size_t>(upb) * a.K * sizeof(double) +
+                           static_cast<size_t>(upb) * (2 * sizeof(double) + sizeof(int));
+      if (exact_loglik)
+        LoglikColumnKernel<true><<<blocks, upb * a.K, shmem, stream>>>(a, upb);
+      else
+        LoglikColumnKernel<false><<<blocks, upb * a.K, shmem, stream>>>(a, upb);
+      break;
+    }
+    case raw::kMixture:
+      MixtureThreadKernel<<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+      break;
+    case raw::kNormalized:
+      NormalizedThreadKernel<<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+      break;
+    default:
+      switch (raw::LinearCapacity(a.K)) {
+        case 4:
+          LinearThreadKernel<4><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+          break;
+        case 8:
+          LinearThreadKernel<8><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+          break;
+        case 16:
+          LinearThreadKernel<16><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+          break;
+        default:
+          LinearThreadKernel<32><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+          break;
+      }
   }
   return cudaGetLastError();
 }
