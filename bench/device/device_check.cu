@@ -251,8 +251,29 @@ const Variant kVariants[] = {{"loglik", 0, false},
 
 int main(int argc, char** argv) {
   bool bench = true;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--parity-only") == 0) bench = false;
+  std::string only;  // --link NAME: one variant only (loglik, loglik-f64, linear, ...)
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--parity-only") == 0) {
+      bench = false;
+    } else if (std::strcmp(argv[i], "--link") == 0 && i + 1 < argc) {
+      only = argv[++i];
+      bool known = false;
+      for (const Variant& v : kVariants) known |= only == v.name;
+      if (!known) {
+        std::fprintf(stderr,
+                     "device_check: --link %s is not one of loglik, loglik-f64, linear, "
+                     "mixture, normalized\n",
+                     only.c_str());
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "device_check: unknown argument '%s' (usage: device_check "
+                   "[--parity-only] [--link NAME])\n",
+                   argv[i]);
+      return 2;
+    }
+  }
   int n_dev = 0;
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
     std::printf("device_check: no CUDA device on this machine; nothing to check (skipped)\n");
@@ -276,6 +297,7 @@ int main(int argc, char** argv) {
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100})
         for (double margin : {1.0, 30.0}) {
+          if (!only.empty() && only != var.name) continue;
           const int link = var.link;
           // 2,000 users (1,000 for the slow mixture / normalized links: the GPU runs a case's
           // users as that many threads, far below occupancy).
@@ -314,6 +336,7 @@ int main(int argc, char** argv) {
   for (const Variant& var : kVariants)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100}) {
+        if (!only.empty() && only != var.name) continue;
         const int link = var.link;
         // About 256 MB of q for the one-pass link, 32 MB for the iterative ones.
         const int64_t floats = link == 0 ? (int64_t{64} << 20) : (int64_t{8} << 20);
