@@ -3,6 +3,7 @@
 // CPU loop (core/user_step.cpp), the CUDA kernels (cuda/user_step_kernels.cuh) and the
 // dependency-free device check (bench/device/), which builds with CUDA + CMake alone.
 #include <cstdint>
+#include <type_traits>
 
 #include "core/math.h"
 
@@ -83,9 +84,18 @@ PREFMIX_HOST_DEVICE inline void SolveLinearUser(const UserStepArgs& a, int64_t u
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 
-/// The smallest linear-link capacity that holds K (4, 8, 16 or 32).
-PREFMIX_HOST_DEVICE inline int LinearCapacity(int K) {
-  return K <= 4 ? 4 : K <= 8 ? 8 : K <= 16 ? 16 : 32;
+/// Calls f(std::integral_constant<int, KM>{}) with the smallest linear-link scratch capacity KM
+/// (4, 8, 16 or 32) that holds K: the one dispatch of the CPU loop and the CUDA launcher.
+template <typename F>
+PREFMIX_HOST_DEVICE inline void WithLinearCapacity(int K, F&& f) {
+  if (K <= 4)
+    f(std::integral_constant<int, 4>{});
+  else if (K <= 8)
+    f(std::integral_constant<int, 8>{});
+  else if (K <= 16)
+    f(std::integral_constant<int, 16>{});
+  else
+    f(std::integral_constant<int, 32>{});
 }
 
 /// The mixture link for user u (init rows are the per-user prior centres).
@@ -128,20 +138,7 @@ PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
       SolveNormalizedUser(a, u);
       return;
     default:
-      switch (LinearCapacity(a.K)) {
-        case 4:
-          SolveLinearUser<4>(a, u);
-          return;
-        case 8:
-          SolveLinearUser<8>(a, u);
-          return;
-        case 16:
-          SolveLinearUser<16>(a, u);
-          return;
-        default:
-          SolveLinearUser<32>(a, u);
-          return;
-      }
+      WithLinearCapacity(a.K, [&](auto km) { SolveLinearUser<decltype(km)::value>(a, u); });
   }
 }
 

@@ -132,20 +132,10 @@ inline cudaError_t LaunchUserStep(const raw::UserStepArgs& a, cudaStream_t strea
       NormalizedThreadKernel<<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
       break;
     default:
-      switch (raw::LinearCapacity(a.K)) {
-        case 4:
-          LinearThreadKernel<4><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
-          break;
-        case 8:
-          LinearThreadKernel<8><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
-          break;
-        case 16:
-          LinearThreadKernel<16><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
-          break;
-        default:
-          LinearThreadKernel<32><<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
-          break;
-      }
+      raw::WithLinearCapacity(a.K, [&](auto km) {
+        LinearThreadKernel<decltype(km)::value>
+            <<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
+      });
   }
   return cudaGetLastError();
 }
