@@ -50,6 +50,9 @@ int RunExperiment(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)  // models x blocks x repeats: apps/cmd_grid.cpp
     if (std::string(argv[i]) == "--grid" || std::string(argv[i]).rfind("--grid=", 0) == 0)
       return RunGridExperiment(argc, argv);
+  for (int i = 1; i < argc; ++i)  // one table from several grid runs: apps/cmd_grid.cpp
+    if (std::string(argv[i]) == "--merge" || std::string(argv[i]).rfind("--merge=", 0) == 0)
+      return RunGridMerge(argc, argv);
   po::options_description desc("experiment options");
   desc.add_options()("data", po::value<std::string>(), "dataset file (.h5)")(
       "model", po::value<std::string>(), "family (bt, lowrank, ...)")(
@@ -57,7 +60,8 @@ int RunExperiment(int argc, char** argv) {
       "json", po::value<std::string>(), "metrics output (.json, or - for stdout)")(
       "grid", po::value<std::string>(),
       "grid file: models x blocks x repeats into --out DIR (see prefmix experiment --grid G "
-      "--help)");
+      "--help)")("merge", po::value<std::string>(),
+                 "comma-separated grid table.json files: one table into --out DIR");
   AddModelOptions(desc);
   AddProtocolOptions(desc);
   AddCommonOptions(desc);

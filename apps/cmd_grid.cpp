@@ -1,9 +1,13 @@
 // prefmix experiment --grid grid.ini --out DIR: models x blocks x repeats in one run, written as
 // DIR/table.md, DIR/table.csv and DIR/table.json (data/schema/grid.schema.json).
+// prefmix experiment --merge A/table.json,B/table.json --out DIR: one table from grid runs that
+// split the repeats (first-repeat) or the families between them.
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -54,6 +58,50 @@ int RunGridExperiment(int argc, char** argv) {
   for (const auto& mo : mos) fams.push_back(mo.ToJson());
   opts["models"] = fams;
   opts["grid"] = grid;
+  table["provenance"] = Provenance(vm, "", device, opts);
+  WriteJson(table, dir + "/table.json");
+  WriteTextFileAtomic(dir + "/table.md", GridMarkdown(table));
+  WriteTextFileAtomic(dir + "/table.csv", GridCsv(table));
+  return 0;
+}
+
+int RunGridMerge(int argc, char** argv) {
+  po::options_description desc("experiment --merge options");
+  desc.add_options()("merge", po::value<std::string>(),
+                     "comma-separated grid tables (DIR/table.json of prefmix experiment --grid)")(
+      "out", po::value<std::string>(), "output directory (created if needed)");
+  AddCommonOptions(desc);
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv,
+                        "usage: prefmix experiment --merge A/table.json,B/table.json --out DIR\n\n"
+                        "Blocks match by name (same dataset and protocol); a repeat found twice "
+                        "must carry the same figures; every row needs the same repeats.",
+                        desc, vm))
+    return 0;
+  Require(vm, "merge");
+  Require(vm, "out");
+  const std::string device = ApplyCommonOptions(vm);
+  const std::vector<std::string> files = SplitList(vm["merge"].as<std::string>());
+  PREFMIX_CHECK_INPUT(!files.empty(), "--merge: no table given");
+  std::vector<Json> tables;
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    PREFMIX_CHECK_INPUT(in, "--merge: cannot open '", f, "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+      tables.push_back(Json::Parse(ss.str()));
+    } catch (const Error& e) {
+      throw Error(Cat("--merge: ", f, ": ", e.what()));
+    }
+  }
+  Json table = MergeGridTables(tables, files);  // validates before anything is written
+  const std::string dir = vm["out"].as<std::string>();
+  CreateOutputDir(dir);
+  Json opts = Json::Object();
+  Json jf = Json::Array();
+  for (const auto& f : files) jf.push_back(f);
+  opts["merge"] = jf;
   table["provenance"] = Provenance(vm, "", device, opts);
   WriteJson(table, dir + "/table.json");
   WriteTextFileAtomic(dir + "/table.md", GridMarkdown(table));

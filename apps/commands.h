@@ -15,4 +15,5 @@ int RunDemo(int argc, char** argv);
 int RunFairness(int argc, char** argv);
 /// `experiment --grid`: called by RunExperiment when --grid is given (apps/cmd_grid.cpp).
 int RunGridExperiment(int argc, char** argv);
+int RunGridMerge(int argc, char** argv);
 }  // namespace prefmix::apps

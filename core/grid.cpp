@@ -96,6 +96,10 @@ bool ApplyProtocolKey(const std::string& file, const std::string& where, const s
     p->test_pairs = ToInt(file, where, key, v);
   } else if (key == "repeats") {
     p->repeats = ToInt(file, where, key, v);
+  } else if (key == "first-repeat") {
+    p->first_repeat = ToInt(file, where, key, v);
+    PREFMIX_CHECK_INPUT(p->first_repeat >= 0, file, ": ", where,
+                        " key 'first-repeat': ", p->first_repeat, " is negative");
   } else if (key == "valid-fraction") {
     p->valid_fraction = ToDouble(file, where, key, v);
   } else if (key == "min-group-users") {
@@ -112,18 +116,79 @@ bool ApplyProtocolKey(const std::string& file, const std::string& where, const s
 
 const char* kKnownKeys =
     "data, protocol, test-fraction, unseen-fraction, shots, users, train-pairs, test-pairs, "
-    "repeats, valid-fraction, min-group-users, seed (top level also: models, closure)";
+    "repeats, first-repeat, valid-fraction, min-group-users, seed (top level also: models, "
+    "closure)";
 
-/// Per repeat figures of one model on one block.
+/// Per repeat figures of one model on one block. tau / pooled are empty or one per repeat.
 struct Cell {
+  std::string model;
+  bool baseline = false;  ///< the transitive-closure row: never the best, no test against it
+  std::vector<int64_t> repeat;
   std::vector<double> acc, ll, tau, pooled, seconds;
 };
+
+/// The block's rows: summaries, the Wilcoxon test against the best family (highest mean
+/// accuracy among the non-baseline rows), per-repeat figures. Returns the best family's name.
+std::string BlockRows(const std::vector<Cell>& cells, Json* rows_out) {
+  size_t best = cells.size();
+  for (size_t i = 0; i < cells.size(); ++i)
+    if (!cells[i].baseline && (best == cells.size() || Mean(cells[i].acc) > Mean(cells[best].acc)))
+      best = i;
+  PREFMIX_CHECK_INPUT(best < cells.size(), "grid: a block has no model row");
+  Json rows = Json::Array();
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const Cell& c = cells[i];
+    Json row = Json::Object();
+    row["model"] = c.model;
+    if (c.baseline) row["baseline"] = true;
+    row["accuracy"] = Mean(c.acc);
+    row["accuracy_std"] = Std(c.acc);
+    row["log_loss"] = Mean(c.ll);
+    row["log_loss_std"] = Std(c.ll);
+    if (!c.tau.empty()) {
+      row["tau"] = Mean(c.tau);
+      row["tau_std"] = Std(c.tau);
+      row["pooled_tau"] = Mean(c.pooled);
+    }
+    row["seconds_per_run"] = Mean(c.seconds);
+    if (i == best) {
+      row["best"] = true;
+    } else {
+      PairedTest t = WilcoxonSignedRank(cells[best].acc, c.acc);
+      Json v = Json::Object();
+      v["model"] = cells[best].model;
+      v["test"] = "wilcoxon-signed-rank";
+      v["mean_accuracy_diff"] = t.mean_diff;
+      v["p_value"] = t.p_value;
+      v["n_nonzero"] = t.n;
+      row["vs_best"] = v;
+    }
+    Json reps = Json::Array();
+    for (size_t r = 0; r < c.acc.size(); ++r) {
+      Json e = Json::Object();
+      e["repeat"] = c.repeat[r];
+      e["accuracy"] = c.acc[r];
+      e["log_loss"] = c.ll[r];
+      if (r < c.tau.size()) {
+        e["tau"] = c.tau[r];
+        e["pooled_tau"] = c.pooled[r];
+      }
+      e["seconds"] = c.seconds[r];
+      reps.push_back(e);
+    }
+    row["repeats"] = reps;
+    rows.push_back(row);
+  }
+  *rows_out = rows;
+  return cells[best].model;
+}
 
 Json ProtocolJson(const ProtocolOptions& p) {
   Json j = Json::Object();
   j["name"] = p.name;
   j["seed"] = static_cast<uint64_t>(p.seed);
   j["repeats"] = p.repeats;
+  if (p.first_repeat != 0) j["first_repeat"] = p.first_repeat;
   if (p.name == "subsample") {
     j["users"] = p.users;
     j["train_pairs"] = p.train_pairs;
@@ -229,10 +294,15 @@ Json RunGrid(const GridSpec& spec, const std::vector<ModelOptions>& models,
     const bool unseen = po.name == "unseen", subsample = po.name == "subsample";
     const bool closure = spec.closure && ds.has_rankings();
     std::vector<Cell> cells(models.size() + (closure ? 1 : 0));
+    for (size_t i = 0; i < models.size(); ++i) cells[i].model = models[i].family;
+    if (closure) {
+      cells.back().model = "closure";
+      cells.back().baseline = true;
+    }
     std::vector<int> shots = po.shots;
     std::sort(shots.begin(), shots.end());
     shots.erase(std::unique(shots.begin(), shots.end()), shots.end());
-    for (int r = 0; r < po.repeats; ++r) {
+    for (int r = po.first_repeat; r < po.first_repeat + po.repeats; ++r) {
       ProtocolOptions pr = po;
       if (!subsample) pr.seed = po.seed + static_cast<uint64_t>(r);
       Split s = unseen      ? MakeUnseenSplit(ds, all, pr)
@@ -266,6 +336,7 @@ Json RunGrid(const GridSpec& spec, const std::vector<ModelOptions>& models,
         UserStats check;
         check.Add(test, prob, ds.n_users());  // refuses NaN / out-of-range probabilities
         Cell& c = cells[i];
+        c.repeat.push_back(r);
         c.acc.push_back(Accuracy(prob, test.label));
         c.ll.push_back(LogLoss(prob, test.label));
         c.seconds.push_back(secs);
@@ -279,8 +350,9 @@ Json RunGrid(const GridSpec& spec, const std::vector<ModelOptions>& models,
           }
         }
         if (progress)
-          progress(Cat("[", b.name, "] ", mo.family, ": repeat ", r + 1, "/", po.repeats,
-                       " accuracy ", c.acc.back(), " (", secs, " s)"));
+          progress(Cat("[", b.name, "] ", mo.family, ": repeat ", r + 1, "/",
+                       po.first_repeat + po.repeats, " accuracy ", c.acc.back(), " (", secs,
+                       " s)"));
       }
       if (closure) {
         auto t0 = std::chrono::steady_clock::now();
@@ -288,71 +360,202 @@ Json RunGrid(const GridSpec& spec, const std::vector<ModelOptions>& models,
         for (size_t j = 0; j < s.valid.size() && !unseen; ++j) known.PushFrom(s.valid, j);
         auto prob = TransitiveClosurePredict(known, test, ds.n_users());
         Cell& c = cells.back();
+        c.repeat.push_back(r);
         c.acc.push_back(Accuracy(prob, test.label));
         c.ll.push_back(LogLoss(prob, test.label));
         c.seconds.push_back(Since(t0));
       }
     }
-    // The best model = highest mean accuracy among the families (not the baseline).
-    size_t best = 0;
-    for (size_t i = 1; i < models.size(); ++i)
-      if (Mean(cells[i].acc) > Mean(cells[best].acc)) best = i;
-    Json rows = Json::Array();
-    for (size_t i = 0; i < cells.size(); ++i) {
-      const Cell& c = cells[i];
-      const bool is_closure = i == models.size();
-      Json row = Json::Object();
-      row["model"] = is_closure ? std::string("closure") : models[i].family;
-      if (is_closure) row["baseline"] = true;
-      row["accuracy"] = Mean(c.acc);
-      row["accuracy_std"] = Std(c.acc);
-      row["log_loss"] = Mean(c.ll);
-      row["log_loss_std"] = Std(c.ll);
-      if (!c.tau.empty()) {
-        row["tau"] = Mean(c.tau);
-        row["tau_std"] = Std(c.tau);
-        row["pooled_tau"] = Mean(c.pooled);
-      }
-      row["seconds_per_run"] = Mean(c.seconds);
-      if (i == best) {
-        row["best"] = true;
-      } else {
-        PairedTest t = WilcoxonSignedRank(cells[best].acc, c.acc);
-        Json v = Json::Object();
-        v["model"] = models[best].family;
-        v["test"] = "wilcoxon-signed-rank";
-        v["mean_accuracy_diff"] = t.mean_diff;
-        v["p_value"] = t.p_value;
-        v["n_nonzero"] = t.n;
-        row["vs_best"] = v;
-      }
-      Json reps = Json::Array();
-      for (size_t r = 0; r < c.acc.size(); ++r) {
-        Json e = Json::Object();
-        e["repeat"] = static_cast<int64_t>(r);
-        e["accuracy"] = c.acc[r];
-        e["log_loss"] = c.ll[r];
-        if (r < c.tau.size()) {
-          e["tau"] = c.tau[r];
-          e["pooled_tau"] = c.pooled[r];
-        }
-        e["seconds"] = c.seconds[r];
-        reps.push_back(e);
-      }
-      row["repeats"] = reps;
-      rows.push_back(row);
-    }
+    Json rows;
+    const std::string best = BlockRows(cells, &rows);
     Json bj = Json::Object();
     bj["name"] = b.name;
     bj["data"] = b.data;
     bj["dataset_sha256"] = FileSha256(b.data);
     bj["n_users"] = ds.n_users();
     bj["protocol"] = ProtocolJson(po);
-    bj["best"] = models[best].family;
+    bj["best"] = best;
     bj["rows"] = rows;
     blocks.push_back(bj);
   }
   out["blocks"] = blocks;
+  return out;
+}
+
+Json MergeGridTables(const std::vector<Json>& tables, const std::vector<std::string>& sources) {
+  PREFMIX_CHECK_INPUT(!tables.empty() && tables.size() == sources.size(),
+                      "grid merge: no table to merge");
+  struct Block {
+    Json head;           // name, data, dataset_sha256, n_users, protocol of the first table
+    std::string origin;  // the file the block was first seen in
+    std::vector<Cell> cells;
+  };
+  std::vector<Block> blocks;
+  std::vector<std::string> model_order;
+  // The protocol without the keys a split grid may vary.
+  auto protocol_key = [](const Json& p) {
+    Json k = Json::Object();
+    for (const auto& [name, v] : p.members())
+      if (name != "repeats" && name != "first_repeat") k[name] = v;
+    return k.Dump(-1);
+  };
+  auto need = [](const Json& j, const char* key, const std::string& file, const std::string& at) {
+    PREFMIX_CHECK_INPUT(j.is_object() && j.contains(key), file, ": ", at, ": missing field '", key,
+                        "'");
+    return &j.at(key);
+  };
+  for (size_t f = 0; f < tables.size(); ++f) {
+    const Json& t = tables[f];
+    const std::string& file = sources[f];
+    PREFMIX_CHECK_INPUT(t.is_object() && t.contains("format") && t.at("format").is_string() &&
+                            t.at("format").str() == "prefmix.grid",
+                        file, ": field 'format' is not \"prefmix.grid\" (not a grid table.json)");
+    for (const auto& b : need(t, "blocks", file, "table")->items()) {
+      const std::string name = need(b, "name", file, "block")->str();
+      const std::string at = Cat("block [", name, "]");
+      Block* dst = nullptr;
+      for (auto& x : blocks)
+        if (x.head.at("name").str() == name) dst = &x;
+      if (!dst) {
+        blocks.push_back(Block{});
+        dst = &blocks.back();
+        dst->origin = file;
+        dst->head = Json::Object();
+        for (const char* key : {"name", "data", "dataset_sha256", "n_users", "protocol"})
+          dst->head[key] = *need(b, key, file, at);
+      } else {
+        const std::string sha = need(b, "dataset_sha256", file, at)->str();
+        PREFMIX_CHECK_INPUT(sha == dst->head.at("dataset_sha256").str(), file, ": ", at,
+                            ": field 'dataset_sha256' ", sha.substr(0, 12), "... differs from ",
+                            dst->origin, "'s ", dst->head.at("dataset_sha256").str().substr(0, 12),
+                            "... (not the same dataset)");
+        const std::string p = protocol_key(*need(b, "protocol", file, at));
+        PREFMIX_CHECK_INPUT(p == protocol_key(dst->head.at("protocol")), file, ": ", at,
+                            ": field 'protocol' ", p, " differs from ", dst->origin, "'s ",
+                            protocol_key(dst->head.at("protocol")),
+                            " (only repeats and first_repeat may differ)");
+      }
+      for (const auto& row : need(b, "rows", file, at)->items()) {
+        const std::string model = need(row, "model", file, at)->str();
+        const bool baseline = row.contains("baseline") && row.at("baseline").boolean();
+        const std::string rat = Cat(at, " model ", model);
+        Cell* c = nullptr;
+        for (auto& x : dst->cells)
+          if (x.model == model) c = &x;
+        if (!c) {
+          dst->cells.push_back(Cell{});
+          c = &dst->cells.back();
+          c->model = model;
+          c->baseline = baseline;
+          if (!baseline &&
+              std::find(model_order.begin(), model_order.end(), model) == model_order.end())
+            model_order.push_back(model);
+        }
+        for (const auto& e : need(row, "repeats", file, rat)->items()) {
+          const double rr = need(e, "repeat", file, rat)->number();
+          const double acc = need(e, "accuracy", file, rat)->number();
+          const double ll = need(e, "log_loss", file, rat)->number();
+          PREFMIX_CHECK_INPUT(
+              rr >= 0 && rr == std::floor(rr) && std::isfinite(acc) && std::isfinite(ll), file,
+              ": ", rat, ": repeat ", rr, " has accuracy ", acc, " and log loss ", ll,
+              " (a repeat index >= 0 and finite figures)");
+          const int64_t r = static_cast<int64_t>(rr);
+          auto it = std::find(c->repeat.begin(), c->repeat.end(), r);
+          if (it != c->repeat.end()) {
+            // The same repeat twice: the same split and seed give the same figures, so an
+            // identical copy is dropped; different figures cannot both be right.
+            const size_t i = it - c->repeat.begin();
+            PREFMIX_CHECK_INPUT(c->acc[i] == acc && c->ll[i] == ll, file, ": ", rat, ": repeat ", r,
+                                " has accuracy ", acc, " and log loss ", ll,
+                                ", but an earlier table has ", c->acc[i], " and ", c->ll[i],
+                                " for the same repeat");
+            continue;
+          }
+          const bool has_tau = e.contains("tau");
+          PREFMIX_CHECK_INPUT(c->repeat.empty() || has_tau == !c->tau.empty(), file, ": ", rat,
+                              ": repeat ", r, (has_tau ? " has" : " lacks"),
+                              " Kendall tau, unlike the model's other repeats");
+          c->repeat.push_back(r);
+          c->acc.push_back(acc);
+          c->ll.push_back(ll);
+          c->seconds.push_back(need(e, "seconds", file, rat)->number());
+          if (has_tau) {
+            c->tau.push_back(e.at("tau").number());
+            c->pooled.push_back(need(e, "pooled_tau", file, rat)->number());
+          }
+        }
+      }
+    }
+  }
+  Json out = Json::Object();
+  out["format"] = "prefmix.grid";
+  out["format_version"] = 1;
+  Json names = Json::Array();
+  for (const auto& m : model_order) names.push_back(m);
+  out["models"] = names;
+  Json jblocks = Json::Array();
+  for (Block& b : blocks) {
+    // Repeats in index order, and every row over the same repeats: the test pairs them.
+    for (Cell& c : b.cells) {
+      std::vector<size_t> order(c.repeat.size());
+      std::iota(order.begin(), order.end(), size_t{0});
+      std::sort(order.begin(), order.end(),
+                [&](size_t x, size_t y) { return c.repeat[x] < c.repeat[y]; });
+      Cell s = c;
+      for (size_t i = 0; i < order.size(); ++i) {
+        s.repeat[i] = c.repeat[order[i]];
+        s.acc[i] = c.acc[order[i]];
+        s.ll[i] = c.ll[order[i]];
+        s.seconds[i] = c.seconds[order[i]];
+        if (!c.tau.empty()) {
+          s.tau[i] = c.tau[order[i]];
+          s.pooled[i] = c.pooled[order[i]];
+        }
+      }
+      c = s;
+    }
+    // Families in first-seen order, baselines last.
+    std::stable_sort(b.cells.begin(), b.cells.end(),
+                     [](const Cell& x, const Cell& y) { return !x.baseline && y.baseline; });
+    const std::string name = b.head.at("name").str();
+    const Cell& first = b.cells[0];
+    for (const Cell& c : b.cells) {
+      auto has = [](const Cell& x, int64_t r) {
+        return std::find(x.repeat.begin(), x.repeat.end(), r) != x.repeat.end();
+      };
+      for (int64_t r : first.repeat)
+        PREFMIX_CHECK_INPUT(has(c, r), "grid merge: block [", name, "]: model ", c.model,
+                            " lacks repeat ", r, ", which ", first.model,
+                            " has (every row needs the same repeats for the paired test)");
+      for (int64_t r : c.repeat)
+        PREFMIX_CHECK_INPUT(has(first, r), "grid merge: block [", name, "]: model ", c.model,
+                            " has repeat ", r, ", which ", first.model,
+                            " lacks (every row needs the same repeats for the paired test)");
+    }
+    Json rows;
+    const std::string best = BlockRows(b.cells, &rows);
+    Json bj = b.head;
+    Json p = Json::Object();
+    for (const auto& [key, v] : b.head.at("protocol").members())
+      if (key != "first_repeat") p[key] = v;
+    p["repeats"] = static_cast<int64_t>(b.cells[0].repeat.size());
+    if (b.cells[0].repeat.front() != 0) p["first_repeat"] = b.cells[0].repeat.front();
+    bj["protocol"] = p;
+    bj["best"] = best;
+    bj["rows"] = rows;
+    jblocks.push_back(bj);
+  }
+  out["blocks"] = jblocks;
+  Json from = Json::Array();
+  for (size_t f = 0; f < tables.size(); ++f) {
+    Json m = Json::Object();
+    m["file"] = sources[f];
+    const Json& t = tables[f];
+    if (t.contains("provenance") && t.at("provenance").contains("commit"))
+      m["commit"] = t.at("provenance").at("commit");
+    from.push_back(m);
+  }
+  out["merged_from"] = from;
   return out;
 }
 

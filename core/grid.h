@@ -13,8 +13,10 @@
 //   train-pairs = 5
 //   test-pairs = 25
 // Protocol keys: protocol, test-fraction, unseen-fraction, shots, users, train-pairs,
-// test-pairs, repeats, valid-fraction, min-group-users, seed. Repeat r of a block uses the
-// block's split r (subsample) or seed + r (seen, unseen); the model seed is seed + r.
+// test-pairs, repeats, first-repeat, valid-fraction, min-group-users, seed. Repeat r of a block
+// uses the block's split r (subsample) or seed + r (seen, unseen); the model seed is seed + r.
+// A block runs repeats first-repeat .. first-repeat + repeats - 1 (first-repeat defaults to 0),
+// so one grid can be split across processes and its tables merged (MergeGridTables).
 #include <string>
 #include <vector>
 
@@ -47,6 +49,14 @@ GridSpec ReadGridFile(const std::string& path, const ProtocolOptions& defaults);
 /// family. Returns the table JSON (data/schema/grid.schema.json, without provenance).
 Json RunGrid(const GridSpec& spec, const std::vector<ModelOptions>& models,
              const ProgressFn& progress = nullptr);
+
+/// Merges grid tables (table.json files of runs that split a grid by first-repeat, or ran
+/// different families on the same blocks) into one table with recomputed summaries and tests.
+/// Blocks match by name and must share the dataset (SHA-256) and protocol (repeats and
+/// first_repeat aside); a (block, model, repeat) found twice must carry identical figures; every
+/// row of a merged block must cover the same repeats. `sources` names each table in errors and in
+/// the output's `merged_from`. Throws prefmix::Error naming the file, block, model and value.
+Json MergeGridTables(const std::vector<Json>& tables, const std::vector<std::string>& sources);
 
 /// The table as GitHub markdown: one row per model, per block "accuracy / log loss / tau" with
 /// the Wilcoxon p against the block's best model and seconds per run.

@@ -16,10 +16,11 @@ struct ProtocolOptions {
   double test_fraction = 0.2;    ///< seen: share of each user's pairs held out (rounded down)
   double unseen_fraction = 0.2;  ///< unseen: share of users held out entirely
   std::vector<int> shots = {1, 2, 5, 10, 20};  ///< unseen: support sizes (0 = cold start)
-  int users = 100;              ///< subsample: users drawn per repeat (0: all eligible)
-  int train_pairs = 20;         ///< subsample: training pairs per user
-  int test_pairs = 25;          ///< subsample: test pairs per user
-  int repeats = 25;             ///< subsample: repeats
+  int users = 100;       ///< subsample: users drawn per repeat (0: all eligible)
+  int train_pairs = 20;  ///< subsample: training pairs per user
+  int test_pairs = 25;   ///< subsample: test pairs per user
+  int repeats = 25;      ///< subsample: repeats
+  int first_repeat = 0;  ///< grid: index of the block's first repeat (split a grid across runs)
   double valid_fraction = 0.2;  ///< share of each training user's pairs carved for validation
   int min_group_users = 5;      ///< per_group lists groups with at least this many users
   bool online = false;  ///< unseen: also run the online user step over each held-out user's pairs

@@ -531,5 +531,118 @@ TEST_F(FairnessCliTest, GridTableWithSignificance) {
   EXPECT_EQ(testing::Lines(ReadFile(dir_ + "/grid/table.csv")), 1 + 3 + 2);
 }
 
+TEST_F(FairnessCliTest, GridSplitByFirstRepeatMergesIntoTheWholeTable) {
+  // The whole grid in one run ...
+  const std::string block = "[rank-sub]\ndata = " + dir_ +
+                            "/r.h5\nprotocol = subsample\nusers = 40\ntrain-pairs = 10\n"
+                            "test-pairs = 5\n";
+  std::ofstream(dir_ + "/all.ini") << "models = bt,lowrank\nrepeats = 3\n" << block;
+  const std::string opts = " --k 3 --epochs 40 --quiet";
+  auto r = RunCli("experiment --grid " + dir_ + "/all.ini --out " + dir_ + "/all" + opts, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  // ... and split: bt's repeat 0, bt's repeats 1-2, lowrank's repeats 0-2 in three runs.
+  std::ofstream(dir_ + "/p1.ini") << "models = bt\nrepeats = 1\n" << block;
+  std::ofstream(dir_ + "/p2.ini") << "models = bt\nrepeats = 2\nfirst-repeat = 1\n" << block;
+  std::ofstream(dir_ + "/p3.ini") << "models = lowrank\nrepeats = 3\n" << block;
+  for (const char* p : {"p1", "p2", "p3"}) {
+    r = RunCli(Cat("experiment --grid ", dir_, "/", p, ".ini --out ", dir_, "/", p, opts), dir_);
+    ASSERT_EQ(r.rc, 0) << p << ": " << r.err;
+  }
+  Json p2 = Json::Parse(ReadFile(dir_ + "/p2/table.json"));
+  EXPECT_EQ(p2.at("blocks").items()[0].at("protocol").at("first_repeat").number(), 1);
+  EXPECT_EQ(p2.at("blocks")
+                .items()[0]
+                .at("rows")
+                .items()[0]
+                .at("repeats")
+                .items()[0]
+                .at("repeat")
+                .number(),
+            1);
+  const std::string parts =
+      dir_ + "/p3/table.json," + dir_ + "/p2/table.json," + dir_ + "/p1/table.json";
+  r = RunCli("experiment --merge " + parts + " --out " + dir_ + "/merged", dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ExpectValidAgainst("grid.schema.json", dir_ + "/merged/table.json");
+  Json whole = Json::Parse(ReadFile(dir_ + "/all/table.json"));
+  Json merged = Json::Parse(ReadFile(dir_ + "/merged/table.json"));
+  EXPECT_EQ(merged.at("merged_from").size(), 3u);
+  const Json& wb = whole.at("blocks").items()[0];
+  const Json& mb = merged.at("blocks").items()[0];
+  EXPECT_EQ(mb.at("best").str(), wb.at("best").str());
+  EXPECT_EQ(mb.at("protocol").at("repeats").number(), 3);
+  EXPECT_FALSE(mb.at("protocol").contains("first_repeat"));
+  ASSERT_EQ(mb.at("rows").size(), 3u);  // lowrank (first seen), bt, closure last
+  EXPECT_EQ(mb.at("rows").items()[2].at("model").str(), "closure");
+  for (const auto& wr : wb.at("rows").items()) {
+    const Json* mr = nullptr;
+    for (const auto& x : mb.at("rows").items())
+      if (x.at("model").str() == wr.at("model").str()) mr = &x;
+    ASSERT_NE(mr, nullptr) << wr.at("model").str();
+    // Figures are identical per repeat; summaries and tests are recomputed from them.
+    for (const char* key : {"accuracy", "log_loss", "tau", "pooled_tau"}) {
+      ASSERT_EQ(mr->contains(key), wr.contains(key)) << wr.at("model").str() << key;
+      if (wr.contains(key))
+        EXPECT_DOUBLE_EQ(mr->at(key).number(), wr.at(key).number()) << wr.at("model").str() << key;
+    }
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(mr->at("repeats").items()[i].at("repeat").number(), i);
+      EXPECT_EQ(mr->at("repeats").items()[i].at("accuracy").number(),
+                wr.at("repeats").items()[i].at("accuracy").number());
+    }
+    EXPECT_EQ(mr->contains("vs_best"), wr.contains("vs_best"));
+    if (wr.contains("vs_best"))
+      EXPECT_DOUBLE_EQ(mr->at("vs_best").at("p_value").number(),
+                       wr.at("vs_best").at("p_value").number());
+  }
+  // A repeat missing from one row: refused, nothing written.
+  r = RunCli("experiment --merge " + dir_ + "/p3/table.json," + dir_ + "/p2/table.json --out " +
+                 dir_ + "/bad1",
+             dir_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("model bt lacks repeat 0"), std::string::npos) << r.err;
+  EXPECT_FALSE(Exists(dir_ + "/bad1/table.json"));
+  // The same repeat with other figures: refused, naming the file and the repeat.
+  std::string text = ReadFile(dir_ + "/p1/table.json");
+  std::string acc = Cat("\"accuracy\": ", whole.at("blocks")
+                                              .items()[0]
+                                              .at("rows")
+                                              .items()[0]
+                                              .at("repeats")
+                                              .items()[0]
+                                              .at("accuracy")
+                                              .Dump());
+  while (!acc.empty() && std::isspace(static_cast<unsigned char>(acc.back()))) acc.pop_back();
+  // bt's row: its mean first, then its one repeat's figure, which is the one to change.
+  const size_t at = text.find(acc, text.find(acc) + 1);
+  ASSERT_NE(at, std::string::npos) << acc;
+  text.replace(at, acc.size(), "\"accuracy\": 0.123");
+  std::ofstream(dir_ + "/p1x.json") << text;
+  r = RunCli("experiment --merge " + dir_ + "/all/table.json," + dir_ + "/p1x.json --out " + dir_ +
+                 "/bad2",
+             dir_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("p1x.json: block [rank-sub] model bt: repeat 0 has accuracy 0.123"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(Exists(dir_ + "/bad2/table.json"));
+  // Another protocol under the same block name: refused.
+  std::ofstream(dir_ + "/p4.ini") << "models = bt\nrepeats = 1\n"
+                                  << std::string(block).replace(block.find("users = 40"), 10,
+                                                                "users = 30");
+  r = RunCli("experiment --grid " + dir_ + "/p4.ini --out " + dir_ + "/p4" + opts, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = RunCli("experiment --merge " + dir_ + "/all/table.json," + dir_ + "/p4/table.json --out " +
+                 dir_ + "/bad3",
+             dir_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("field 'protocol'"), std::string::npos) << r.err;
+  EXPECT_FALSE(Exists(dir_ + "/bad3/table.json"));
+  // Not a grid table.
+  r = RunCli("experiment --merge " + dir_ + "/r.h5 --out " + dir_ + "/bad4", dir_);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("r.h5"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace prefmix
