@@ -2,7 +2,7 @@
 # Issue 7's device check, for a GPU machine with the CUDA toolkit and CMake but no Debian
 # packages and no network: builds bench/device/ (CUDA + CMake only), runs the CPU vs CUDA parity
 # checks of every user-step link and the kernel benchmark, and prints one table.
-# Usage: bench/device_check.sh [--parity-only] [--link loglik|loglik-f64|linear|mixture|normalized]
+# Usage: bench/device_check.sh [--parity-only] [--link VARIANT]  (an unknown VARIANT lists them)
 # (build directory: build-device/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -23,6 +23,17 @@ namespace prefmix::math {
 /// Largest K the fixed-size user-step solvers handle.
 constexpr int kMaxK = 32;
 
+/// A scratch array with a stride: element i at p[i * s]. The linear solver's Hessians and
+/// gradients are indexed through their pointer type, so that the CPU passes plain arrays and a
+/// CUDA block passes its shared memory interleaved by thread (element i of thread t at
+/// sh[i * blockDim + t]: consecutive threads, consecutive words, no bank conflict).
+template <typename T>
+struct Strided {
+  T* p;
+  int s;
+  PREFMIX_HOST_DEVICE T& operator[](int i) const { return p[static_cast<int64_t>(i) * s]; }
+};
+
 /// log sigma(x) without overflow for any finite x.
 PREFMIX_HOST_DEVICE inline double LogSigmoid(double x) {
   return x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x));
@@ -42,6 +53,33 @@ PREFMIX_HOST_DEVICE inline float LogSigmoidFast(float x) {
 #else
   return static_cast<float>(LogSigmoid(x));
 #endif
+}
+
+/// log(1 + t) for t in [0, 1] as t P(t), P the degree-7 Chebyshev interpolant of log(1 + t) / t,
+/// evaluated in single precision: absolute error below 2.0e-7 and relative error below 3.2e-7
+/// over [0, 1] (tests/test_math.cpp), exact at t = 0, no special-function operation.
+PREFMIX_HOST_DEVICE inline float Log1pPoly01(float t) {
+  float p = -8.371152552e-03f;
+  p = p * t + 4.349389982e-02f;
+  p = p * t - 1.068500286e-01f;
+  p = p * t + 1.768747670e-01f;
+  p = p * t - 2.447477418e-01f;
+  p = p * t + 3.327192838e-01f;
+  p = p * t - 4.999717452e-01f;
+  p = p * t + 9.999997808e-01f;
+  return p * t;
+}
+
+/// log sigma(x) in single precision with one special-function operation (exp) and a polynomial
+/// log1p (Log1pPoly01): min(x, 0) - log(1 + e^-|x|). On a CUDA device exp is the hardware
+/// exp2 approximation (__expf); on the host, expf (the host tests of the formula).
+PREFMIX_HOST_DEVICE inline float LogSigmoidPoly(float x) {
+#if defined(__CUDA_ARCH__)
+  const float t = __expf(-fabsf(x));
+#else
+  const float t = expf(-fabsf(x));
+#endif
+  return fminf(x, 0.0f) - Log1pPoly01(t);
 }
 
 /// sigma(x), stable for large |x|.
@@ -155,9 +193,8 @@ PREFMIX_HOST_DEVICE inline double LinearLipschitz(const float* q, const float* w
 
 /// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
 /// L |w - P(w + g/L)|_inf; zero exactly at a maximiser of a concave objective.
-template <int KM = kMaxK>
-PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, const double* g, int K,
-                                                     double L) {
+template <int KM = kMaxK, typename GP = const double*>
+PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, GP g, int K, double L) {
   double pr[KM], res = 0;
   for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
   ProjectSimplex<KM>(pr, K);
@@ -218,7 +255,8 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
 PREFMIX_HOST_DEVICE constexpr int Tri(int a, int b) { return a * (a + 1) / 2 + b; }
 
 /// Solves L L' x = b in place with a packed lower-triangular factor L (as CholeskySolve leaves).
-PREFMIX_HOST_DEVICE inline void CholeskySolveFactored(const double* L, int n, double* b) {
+template <typename P>
+PREFMIX_HOST_DEVICE inline void CholeskySolveFactored(const P& L, int n, double* b) {
   for (int i = 0; i < n; ++i) {  // L y = b
     double s = b[i];
     for (int p = 0; p < i; ++p) s -= L[Tri(i, p)] * b[p];
@@ -234,7 +272,8 @@ PREFMIX_HOST_DEVICE inline void CholeskySolveFactored(const double* L, int n, do
 /// Solves A x = b in place for a symmetric positive definite n x n matrix A given as its packed
 /// lower triangle (Tri), which is overwritten by its Cholesky factor. A pivot that is not
 /// positive is replaced by `floor` (the matrix is regularised, never NaN).
-PREFMIX_HOST_DEVICE inline void CholeskySolve(double* A, int n, double floor, double* b) {
+template <typename P>
+PREFMIX_HOST_DEVICE inline void CholeskySolve(const P& A, int n, double floor, double* b) {
   for (int j = 0; j < n; ++j) {
     double d = A[Tri(j, j)];
     for (int p = 0; p < j; ++p) d -= A[Tri(j, p)] * A[Tri(j, p)];
@@ -252,12 +291,11 @@ PREFMIX_HOST_DEVICE inline void CholeskySolve(double* A, int n, double floor, do
 /// One projected-gradient step of the linear link from w towards P(w + g/L), backtracked until
 /// f does not decrease (with L a Lipschitz bound of the gradient the full step already
 /// ascends). Updates w and returns the new f (or f when no ascent is left).
-template <int KM = kMaxK>
+template <int KM = kMaxK, typename GP = const double*>
 PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, const float* offset,
                                                               const float* weight, int64_t n, int K,
                                                               const float* w0, double lambda,
-                                                              double L, const double* g, double f,
-                                                              double* w) {
+                                                              double L, GP g, double f, double* w) {
   double step[KM], wn[KM];
   for (int k = 0; k < K; ++k) step[k] = w[k] + g[k] / L;
   ProjectSimplex<KM>(step, K);
@@ -277,11 +315,11 @@ PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, co
 /// and the negative Hessian on the face F = {k : w_k > 0} (its indices to F, their count to *m),
 /// A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (packed lower triangle, Tri), with
 /// one exp and one log per pair.
-template <int KM = kMaxK>
+template <int KM = kMaxK, typename GP = double*, typename HP = double*>
 PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* offset,
                                                  const float* weight, int64_t n, int K,
                                                  const double* w, const float* w0, double lambda,
-                                                 int* F, int* m_out, double* g, double* H) {
+                                                 int* F, int* m_out, GP g, HP H) {
   int m = 0;
   for (int k = 0; k < K; ++k)
     if (w[k] > 0) F[m++] = k;
@@ -309,11 +347,11 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
     if (h <= 0) continue;
     double qf[KM];  // the row on the face, gathered once: the update below is contiguous
     for (int a = 0; a < m; ++a) qf[a] = qj[F[a]];
-    double* Ha = H;  // row a of the packed triangle
+    int row = 0;  // row a of the packed triangle starts at Tri(a, 0)
     for (int a = 0; a < m; ++a) {
       const double ha = h * qf[a];
-      for (int b = 0; b <= a; ++b) Ha[b] += ha * qf[b];
-      Ha += a + 1;
+      for (int b = 0; b <= a; ++b) H[row + b] += ha * qf[b];
+      row += a + 1;
     }
   }
   return f;
@@ -330,20 +368,21 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
 /// L = 1/4 sum_j c_j |q_j|^2 + lambda), is below tol. Quadratic convergence near the solution,
 /// typically 3-8 iterations from the uniform start. w holds the start on entry (projected
 /// first) and the solution on exit.
-template <int KM = kMaxK>
-PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, const float* offset,
-                                                               const float* weight, int64_t n,
-                                                               int K, const float* w0,
-                                                               double lambda, int max_iter,
-                                                               double tol, double* w) {
+/// This form takes the caller's scratch: two gradients (K each) and two packed Hessian triangles
+/// (K (K + 1) / 2 each), of pointer type GP / HP (double* or Strided<double>).
+template <int KM, typename GP, typename HP>
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
+    const float* q, const float* offset, const float* weight, int64_t n, int K, const float* w0,
+    double lambda, int max_iter, double tol, double* w, GP g0, GP g1, HP H0, HP H1) {
   const double L = LinearLipschitz(q, weight, n, K, lambda);
   ProjectSimplex<KM>(w, K);
   // Two sets of (gradient, face, Hessian): the current point's and the trial point's; a trial
   // point's full pass is what the Armijo test reads, and an accepted trial becomes the current
   // point without another pass.
-  double gbuf[2][KM], Hbuf[2][KM * (KM + 1) / 2], d[KM], y2[KM], wn[KM];
+  double d[KM], y2[KM], wn[KM];
   int Fbuf[2][KM];
-  double *g = gbuf[0], *gn = gbuf[1], *H = Hbuf[0], *Hn = Hbuf[1];
+  GP g = g0, gn = g1;
+  HP H = H0, Hn = H1;
   int *F = Fbuf[0], *Fn = Fbuf[1], m = 0, mn = 0;
   SimplexSolveInfo info{0.0, 0.0, 0};
   double f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
@@ -429,12 +468,12 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
       if (fn > f) {  // strict: a step that gains nothing (f flat to rounding) must not repeat
         for (int k = 0; k < K; ++k) w[k] = wn[k];
         f = fn;
-        double* t = g;
+        GP t = g;
         g = gn;
         gn = t;
-        t = H;
+        HP th = H;
         H = Hn;
-        Hn = t;
+        Hn = th;
         int* ti = F;
         F = Fn;
         Fn = ti;
@@ -451,6 +490,18 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
     }
   }
   return info;
+}
+
+/// SolveLinearSimplex with scratch arrays of capacity KM on the stack (the CPU loop's solver).
+template <int KM = kMaxK>
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, const float* offset,
+                                                               const float* weight, int64_t n,
+                                                               int K, const float* w0,
+                                                               double lambda, int max_iter,
+                                                               double tol, double* w) {
+  double gbuf[2][KM], Hbuf[2][KM * (KM + 1) / 2];
+  return SolveLinearSimplexWith<KM, double*, double*>(q, offset, weight, n, K, w0, lambda, max_iter,
+                                                      tol, w, gbuf[0], gbuf[1], Hbuf[0], Hbuf[1]);
 }
 
 /// Objective of the `normalized` link (to be minimised), in softmax coordinates w = softmax(o):

@@ -84,6 +84,22 @@ PREFMIX_HOST_DEVICE inline void SolveLinearUser(const UserStepArgs& a, int64_t u
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 
+/// The linear link for user u with the caller's scratch (two gradients of K, two packed
+/// Hessians of K (K + 1) / 2; double* or math::Strided<double>): the CUDA kernel that keeps
+/// them in shared memory.
+template <int KM, typename GP, typename HP>
+PREFMIX_HOST_DEVICE inline void SolveLinearUserWith(const UserStepArgs& a, int64_t u, GP g0, GP g1,
+                                                    HP H0, HP H1) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double v[KM];
+  for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
+  const math::SimplexSolveInfo info = math::SolveLinearSimplexWith<KM, GP, HP>(
+      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
+      a.prior, a.lambda, a.max_iter, a.tol, v, g0, g1, H0, H1);
+  WriteUser(a, u, v, info.objective, info.residual, info.iterations);
+}
+
 /// Calls f(std::integral_constant<int, KM>{}) with the smallest linear-link scratch capacity KM
 /// (4, 8, 16 or 32) that holds K: the one dispatch of the CPU loop and the CUDA launcher.
 template <typename F>

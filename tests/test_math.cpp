@@ -2,6 +2,7 @@
 // projection and the user-step solvers against float64 references; JSON and SHA-256.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -40,6 +41,33 @@ TEST(MathTest, LogSigmoidIsFiniteAtExtremeMargins) {
   }
   EXPECT_NEAR(math::LogSigmoid(-800.0), -800.0, 1e-9);
   EXPECT_NEAR(math::LogSigmoid(800.0), 0.0, 1e-12);
+}
+
+TEST(MathTest, PolynomialLog1pAndLogSigmoidMeetTheirStatedBounds) {
+  // Log1pPoly01: |t P(t) - log1p(t)| < 2.0e-7 and relative < 3.2e-7 on a fine grid of [0, 1].
+  double worst_abs = 0, worst_rel = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float t = static_cast<float>(i / 200000.0);
+    const double exact = std::log1p(static_cast<double>(t));
+    const double err = std::fabs(static_cast<double>(math::Log1pPoly01(t)) - exact);
+    worst_abs = std::max(worst_abs, err);
+    if (exact > 0) worst_rel = std::max(worst_rel, err / exact);
+  }
+  EXPECT_LT(worst_abs, 2.0e-7);
+  EXPECT_LT(worst_rel, 3.2e-7);
+  EXPECT_EQ(math::Log1pPoly01(0.0f), 0.0f);
+  // LogSigmoidPoly against the double formula: error below 3e-7 plus the float rounding of the
+  // result (1.2e-7 |log sigma|); finite and never positive at extreme margins.
+  for (int i = -40000; i <= 40000; ++i) {
+    const float x = static_cast<float>(i / 1000.0);
+    const double exact = math::LogSigmoid(static_cast<double>(x));
+    const double got = math::LogSigmoidPoly(x);
+    ASSERT_LE(std::fabs(got - exact), 3e-7 + 1.2e-7 * std::fabs(exact)) << x;
+  }
+  for (float x : {-1e30f, -88.0f, 88.0f, 1e30f}) {
+    EXPECT_TRUE(std::isfinite(math::LogSigmoidPoly(x))) << x;
+    EXPECT_LE(math::LogSigmoidPoly(x), 0.0f) << x;
+  }
 }
 
 TEST(MathTest, ProjectSimplexGivesTheClosestSimplexPoint) {

@@ -136,6 +136,50 @@ TEST(UserStepTest, LinearNewtonConvergesForEveryUserAtSaturatedMargins) {
   }
 }
 
+TEST(UserStepTest, LinearSolverWithStridedScratchIsTheSameSolver) {
+  // The CUDA linear kernel keeps each thread's gradients and Hessians in shared memory,
+  // interleaved by thread (math::Strided). Here a block of T "threads" shares one such buffer on
+  // the host: every user must get bit-identical outputs to the stack-scratch solver, read no
+  // slot but its own (the rest is NaN) and write none.
+  for (int K : {3, 10, 16}) {
+    UserStepProblem p = RandomProblem(K, 140, 30, K == 10 ? 30.0 : 1.5, true, 99 + K);
+    p.lambda = 0.5;
+    UserStepOptions o;
+    o.tol = 1e-6;
+    UserStepResult ref, got;
+    for (UserStepResult* r : {&ref, &got}) {
+      r->latent.resize(p.n_users, K);
+      r->objective.resize(p.n_users);
+      r->residual.resize(p.n_users);
+      r->iterations.resize(p.n_users);
+    }
+    const raw::UserStepArgs a = RawArgs(UserStepLink::kLinear, p, o, nullptr, &ref);
+    const raw::UserStepArgs b = RawArgs(UserStepLink::kLinear, p, o, nullptr, &got);
+    const int T = 7, tri = K * (K + 1) / 2, per = 2 * K + 2 * tri;
+    std::vector<double> sh(static_cast<size_t>(per) * T);
+    for (int64_t u = 0; u < p.n_users; ++u) {
+      raw::SolveUser(a, u);
+      std::fill(sh.begin(), sh.end(), std::nan(""));
+      const int t = static_cast<int>(u % T);
+      using S = math::Strided<double>;
+      const S g0{sh.data() + t, T}, g1{sh.data() + K * T + t, T}, H0{sh.data() + 2 * K * T + t, T},
+          H1{sh.data() + (2 * K + tri) * T + t, T};
+      raw::WithLinearCapacity(K, [&](auto km) {
+        raw::SolveLinearUserWith<decltype(km)::value, S, S>(b, u, g0, g1, H0, H1);
+      });
+      for (size_t i = 0; i < sh.size(); ++i)
+        if (static_cast<int>(i % T) != t) ASSERT_TRUE(std::isnan(sh[i])) << "wrote slot " << i;
+    }
+    for (int64_t u = 0; u < p.n_users; ++u) {
+      EXPECT_EQ(got.objective[u], ref.objective[u]) << "K=" << K << " user " << u;
+      EXPECT_EQ(got.residual[u], ref.residual[u]) << "K=" << K << " user " << u;
+      EXPECT_EQ(got.iterations[u], ref.iterations[u]) << "K=" << K << " user " << u;
+      for (int k = 0; k < K; ++k) EXPECT_EQ(got.latent(u, k), ref.latent(u, k));
+    }
+    EXPECT_GT(*std::max_element(ref.iterations.begin(), ref.iterations.end()), 2) << K;
+  }
+}
+
 /// pal-b's reward margin computed directly: s cos(z_a, a) - s cos(z_b, a), a = P'w.
 double DirectNormalizedJ(const std::vector<double>& za, const std::vector<double>& zb,
                          const std::vector<double>& P, int K, int d, double s, double eps,

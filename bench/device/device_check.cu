@@ -139,7 +139,8 @@ T* Upload(const std::vector<T>& v) {
 
 /// Runs the kernel `reps` times on device-resident data; returns the outputs of the last run
 /// and the median kernel time (cudaEvent, device time only).
-Outputs RunGpu(const Problem& p, int reps, bool exact, double* seconds) {
+Outputs RunGpu(const Problem& p, int reps, const prefmix::cuda::LaunchOptions& lo,
+               double* seconds) {
   UserStepArgs a = Args(p);
   a.offsets = Upload(p.offsets);
   a.q = Upload(p.q);
@@ -159,12 +160,12 @@ Outputs RunGpu(const Problem& p, int reps, bool exact, double* seconds) {
   cudaEvent_t e0, e1;
   CHECK(cudaEventCreate(&e0));
   CHECK(cudaEventCreate(&e1));
-  CHECK(prefmix::cuda::LaunchUserStep(a, 0, exact));  // warm-up
+  CHECK(prefmix::cuda::LaunchUserStep(a, 0, lo));  // warm-up
   CHECK(cudaDeviceSynchronize());
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) {
     CHECK(cudaEventRecord(e0));
-    CHECK(prefmix::cuda::LaunchUserStep(a, 0, exact));
+    CHECK(prefmix::cuda::LaunchUserStep(a, 0, lo));
     CHECK(cudaEventRecord(e1));
     CHECK(cudaEventSynchronize(e1));
     float ms = 0;
@@ -234,18 +235,53 @@ double DeviceBandwidth() {
   return bw[bw.size() / 2];
 }
 
-/// What is checked and timed: each link, plus loglik with the exact double-precision log sigma
-/// (the library's CUDA E-step uses the single-precision one).
+/// What is checked and timed: each link with the library's kernels, and the kernel variants
+/// (cuda/user_step_kernels.cuh) next to them.
+using prefmix::cuda::LaunchOptions;
+using prefmix::cuda::LinearKernel;
+using prefmix::cuda::LoglikKernel;
 struct Variant {
   const char* name;
   int link;
-  bool exact;
+  LaunchOptions launch;
+  bool exact() const { return launch.exact_loglik; }
+  /// The shared-memory linear kernels handle K <= 16.
+  bool Handles(int K) const {
+    return !(
+        link == 1 && K > 16 &&
+        (launch.linear == LinearKernel::kShared32 || launch.linear == LinearKernel::kShared64));
+  }
 };
-const Variant kVariants[] = {{"loglik", 0, false},
-                             {"loglik-f64", 0, true},
-                             {"linear", 1, false},
-                             {"mixture", 2, false},
-                             {"normalized", 3, false}};
+LaunchOptions Loglik(LoglikKernel k, bool exact = false) {
+  LaunchOptions o;
+  o.loglik = k;
+  o.exact_loglik = exact;
+  return o;
+}
+LaunchOptions Linear(LinearKernel k) {
+  LaunchOptions o;
+  o.linear = k;
+  return o;
+}
+const Variant kVariants[] = {{"loglik", 0, LaunchOptions()},
+                             {"loglik-direct", 0, Loglik(LoglikKernel::kDirect)},
+                             {"loglik-dpoly", 0, Loglik(LoglikKernel::kDirectPoly)},
+                             {"loglik-staged", 0, Loglik(LoglikKernel::kStaged)},
+                             {"loglik-spoly", 0, Loglik(LoglikKernel::kStagedPoly)},
+                             {"loglik-f64", 0, Loglik(LoglikKernel::kDirect, true)},
+                             {"linear", 1, LaunchOptions()},
+                             {"linear-local", 1, Linear(LinearKernel::kLocal)},
+                             {"linear-sh32", 1, Linear(LinearKernel::kShared32)},
+                             {"linear-sh64", 1, Linear(LinearKernel::kShared64)},
+                             {"mixture", 2, LaunchOptions()},
+                             {"normalized", 3, LaunchOptions()}};
+
+/// The names of kVariants, for usage messages.
+std::string VariantNames() {
+  std::string names;
+  for (const Variant& v : kVariants) names += std::string(names.empty() ? "" : ", ") + v.name;
+  return names;
+}
 
 }  // namespace
 
@@ -260,10 +296,8 @@ int main(int argc, char** argv) {
       bool known = false;
       for (const Variant& v : kVariants) known |= only == v.name;
       if (!known) {
-        std::fprintf(stderr,
-                     "device_check: --link %s is not one of loglik, loglik-f64, linear, "
-                     "mixture, normalized\n",
-                     only.c_str());
+        std::fprintf(stderr, "device_check: --link %s is not one of %s\n", only.c_str(),
+                     VariantNames().c_str());
         return 2;
       }
     } else {
@@ -290,38 +324,44 @@ int main(int argc, char** argv) {
   int failures = 0;
   const auto t_start = std::chrono::steady_clock::now();
   std::printf(
-      "\nparity (2,000 users per case; 1,000 for mixture and normalized)\n%-11s %3s %4s %7s %12s "
+      "\nparity (2,000 users per case; 1,000 for mixture and normalized)\n%-13s %3s %4s %7s %12s "
       "%12s %s\n",
       "link", "K", "k", "margin", "obj rel err", "w abs err", "verdict");
-  for (const Variant& var : kVariants)
+  // One problem and one CPU run per (link, K, k, margin), shared by the link's variants.
+  for (int link = 0; link < 4; ++link)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100})
         for (double margin : {1.0, 30.0}) {
-          if (!only.empty() && only != var.name) continue;
-          const int link = var.link;
+          std::vector<const Variant*> vars;
+          for (const Variant& v : kVariants)
+            if (v.link == link && v.Handles(K) && (only.empty() || only == v.name))
+              vars.push_back(&v);
+          if (vars.empty()) continue;
           // 2,000 users (1,000 for the slow mixture / normalized links: the GPU runs a case's
           // users as that many threads, far below occupancy).
           const int64_t users = link == 2 || link == 3 ? 1000 : 2000;
           const Problem p = Make(link, K, k, users, margin, 1000 * link + 10 * K + k);
           double tc = 0, tg = 0;
           const Outputs c = RunCpu(p, &tc);
-          const Outputs g = RunGpu(p, 1, var.exact, &tg);
-          double obj = 0, lat = 0;
-          bool finite = true;
-          for (int64_t u = 0; u < p.U; ++u) {
-            finite &= std::isfinite(g.objective[u]);
-            obj = std::max(
-                obj, std::fabs(g.objective[u] - c.objective[u]) / (1 + std::fabs(c.objective[u])));
+          for (const Variant* var : vars) {
+            const Outputs g = RunGpu(p, 1, var->launch, &tg);
+            double obj = 0, lat = 0;
+            bool finite = true;
+            for (int64_t u = 0; u < p.U; ++u) {
+              finite &= std::isfinite(g.objective[u]);
+              obj = std::max(obj, std::fabs(g.objective[u] - c.objective[u]) /
+                                      (1 + std::fabs(c.objective[u])));
+            }
+            for (size_t i = 0; i < c.latent.size(); ++i) {
+              finite &= std::isfinite(g.latent[i]);
+              lat = std::max(lat, static_cast<double>(std::fabs(g.latent[i] - c.latent[i])));
+            }
+            const double tol = var->exact() ? 1e-9 : prefmix::raw::kParityObjectiveTol[link];
+            const bool ok = finite && obj <= tol && lat <= prefmix::raw::kParityLatentTol;
+            failures += !ok;
+            std::printf("%-13s %3d %4d %7.0f %12.2e %12.2e %s\n", var->name, K, k, margin, obj, lat,
+                        ok ? "ok" : "FAIL");
           }
-          for (size_t i = 0; i < c.latent.size(); ++i) {
-            finite &= std::isfinite(g.latent[i]);
-            lat = std::max(lat, static_cast<double>(std::fabs(g.latent[i] - c.latent[i])));
-          }
-          const double tol = var.exact ? 1e-9 : prefmix::raw::kParityObjectiveTol[link];
-          const bool ok = finite && obj <= tol && lat <= prefmix::raw::kParityLatentTol;
-          failures += !ok;
-          std::printf("%-11s %3d %4d %7.0f %12.2e %12.2e %s\n", var.name, K, k, margin, obj, lat,
-                      ok ? "ok" : "FAIL");
         }
   if (!bench) return failures ? 1 : 0;
 
@@ -331,23 +371,29 @@ int main(int argc, char** argv) {
   std::printf("\nmeasured device read bandwidth: %.0f GB/s\n", bw / 1e9);
   std::printf(
       "\nbenchmark (device time of the kernel, data on the GPU; floor = bytes read once / "
-      "bandwidth; it = mean iterations per user)\n%-11s %3s %4s %9s %12s %14s %8s %7s\n",
+      "bandwidth; it = mean iterations per user)\n%-13s %3s %4s %9s %12s %14s %8s %7s\n",
       "link", "K", "k", "users", "users/s", "floor users/s", "of floor", "it");
-  for (const Variant& var : kVariants)
+  for (int link = 0; link < 4; ++link)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100}) {
-        if (!only.empty() && only != var.name) continue;
-        const int link = var.link;
-        // About 256 MB of q for the one-pass link, 32 MB for the iterative ones.
-        const int64_t floats = link == 0 ? (int64_t{64} << 20) : (int64_t{8} << 20);
+        std::vector<const Variant*> vars;
+        for (const Variant& v : kVariants)
+          if (v.link == link && v.Handles(K) && (only.empty() || only == v.name))
+            vars.push_back(&v);
+        if (vars.empty()) continue;
+        // About 256 MB of q for loglik and linear (linear K = 10, k = 20: 335,544 users, enough
+        // threads to fill the GPU), 32 MB for mixture and normalized.
+        const int64_t floats = link <= 1 ? (int64_t{64} << 20) : (int64_t{8} << 20);
         const int64_t U = std::max<int64_t>(4096, floats / (static_cast<int64_t>(k) * K));
         const Problem p = Make(link, K, k, U, 1.5, 7 + link);
-        double t = 0;
-        const Outputs g = RunGpu(p, link == 0 ? 10 : 3, var.exact, &t);
-        const double bytes = k * (K + 1) * 4.0 + 8.0;
-        const double floor = bw / bytes;
-        std::printf("%-11s %3d %4d %9lld %12.3e %14.3e %8.3f %7.1f\n", var.name, K, k,
-                    static_cast<long long>(U), U / t, floor, (U / t) / floor, g.mean_iterations);
+        for (const Variant* var : vars) {
+          double t = 0;
+          const Outputs g = RunGpu(p, link == 0 ? 10 : 3, var->launch, &t);
+          const double bytes = k * (K + 1) * 4.0 + 8.0;
+          const double floor = bw / bytes;
+          std::printf("%-13s %3d %4d %9lld %12.3e %14.3e %8.3f %7.1f\n", var->name, K, k,
+                      static_cast<long long>(U), U / t, floor, (U / t) / floor, g.mean_iterations);
+        }
       }
   std::printf("\nparity: %s\n", failures ? "FAILED" : "all cases passed");
   return failures ? 1 : 0;
