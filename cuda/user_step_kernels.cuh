@@ -6,18 +6,20 @@
 //    holds U_b = floor(256 / K) users; thread (u, k) sums c_j log sigma(q_jk) over the user's
 //    pairs, the block's shared memory gives each user's max and normaliser, and each thread
 //    writes its own posterior entry (coalesced). log sigma is computed in single precision and
-//    summed in float with Kahan compensation. Variants (LoglikKernel): `direct` reads q from
+//    summed in float with Kahan compensation. The library's kernel, `direct`, reads q from
 //    global memory (the K threads of a user read each row together) and computes log sigma
-//    with the hardware exp2 and log2 (math::LogSigmoidFast); `staged` first copies the block's
-//    rows of q (contiguous: its users' pairs are) into shared memory with coalesced loads, tile
-//    by tile, and computes log sigma with one exp2 and a polynomial log1p
-//    (math::LogSigmoidPoly). The exact double-precision formula (the CPU's) is kept for
-//    comparison (`exact_loglik`).
+//    with the hardware exp2 and log2 (math::LogSigmoidFast). Device-check variants
+//    (LoglikKernel): `staged` first copies the block's rows of q (contiguous: its users' pairs
+//    are) into shared memory with coalesced loads, tile by tile; `poly` computes log sigma with
+//    one exp2 and a polynomial log1p (math::LogSigmoidPoly). The exact double-precision formula
+//    (the CPU's) is kept for comparison (`exact_loglik`).
 //  - linear (iterative): one thread per user running the CPU loop's solver
 //    (math::SolveLinearSimplexWith), instantiated with scratch arrays of capacity 4, 8, 16 or 32
-//    (the smallest that holds K). Variants (LinearKernel): `local`, all scratch in the thread's
-//    local memory; `shared`, its two gradients and two packed Hessians (updated for every pair
-//    of every pass) in shared memory, interleaved by thread (math::Strided), for K <= 16.
+//    (the smallest that holds K). The library's kernel, `local`, keeps all scratch in the
+//    thread's local memory. Device-check variants (LinearKernel): `shared`, the two gradients
+//    and two packed Hessians (updated for every pair of every pass) in shared memory,
+//    interleaved by thread (math::Strided), for K <= 16. A variant replaces the library's
+//    kernel only once bench/device_check.sh has measured it faster with parity.
 //  - mixture / normalized: one thread per user running the CPU loop's code.
 #include <cuda_runtime.h>
 
@@ -190,11 +192,11 @@ __global__ void NormalizedThreadKernel(raw::UserStepArgs a) {
   if (u < a.n_users) raw::SolveNormalizedUser(a, u);
 }
 
-/// The E-step kernel: `direct` (global loads, hardware log2) or `staged` (shared-memory tiles,
-/// polynomial log1p), or either with the other log sigma (device-check variants).
+/// The E-step kernel: `direct` (global loads, hardware log2; the library's, measured on a GPU)
+/// or `staged` (shared-memory tiles), each with either log sigma (device-check variants).
 enum class LoglikKernel { kDirect, kDirectPoly, kStaged, kStagedPoly };
 /// The linear-link kernel: `shared` keeps the per-thread Hessians in shared memory (K <= 16;
-/// 32 or 64 threads per block), `local` in local memory.
+/// 32 or 64 threads per block), `local` in local memory; `auto` is the library's choice.
 enum class LinearKernel { kAuto, kLocal, kShared32, kShared64 };
 
 /// Kernel choices; the defaults are the library's.
@@ -247,10 +249,9 @@ inline cudaError_t LaunchUserStep(const raw::UserStepArgs& a, cudaStream_t strea
       break;
     default: {
       LinearKernel kind = o.linear;
-      if (kind == LinearKernel::kAuto)
-        kind = a.K > 16                                         ? LinearKernel::kLocal
-               : LinearSharedDoubles(a.K) * 8 * 64 <= 72 * 1024 ? LinearKernel::kShared64
-                                                                : LinearKernel::kShared32;
+      // The library's choice is `local`, the kernel measured on a GPU (bench/RESULTS.md 8.0);
+      // the shared variants are measured by bench/device_check.sh before they can replace it.
+      if (kind == LinearKernel::kAuto) kind = LinearKernel::kLocal;
       if (kind != LinearKernel::kLocal && a.K > 16) return cudaErrorInvalidValue;
       if (kind == LinearKernel::kLocal) {
         raw::WithLinearCapacity(a.K, [&](auto km) {
