@@ -332,6 +332,7 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
   }
   for (int a = 0; a < m; ++a)
     for (int b = 0; b <= a; ++b) H[Tri(a, b)] = a == b ? lambda : 0.0;
+#if defined(__CUDA_ARCH__)
   for (int64_t j = 0; j < n; ++j) {
     double x = offset ? offset[j] : 0.0;
     const float* qj = q + j * K;
@@ -354,19 +355,62 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
       row += a + 1;
     }
   }
+#else
+  // The same operations in the same order per pair (the device branch above gives bit-identical
+  // results), but on chunks of pairs in three loops: margins, then exp and log, then the
+  // gradient and Hessian updates. The two call-free loops overlap across pairs (out-of-order
+  // execution) instead of waiting on each pair's exp / log.
+  constexpr int kChunk = 32;
+  double xs[kChunk], rs[kChunk], hs[kChunk];
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int nc = n - j0 < kChunk ? static_cast<int>(n - j0) : kChunk;
+    const float* qc = q + j0 * K;
+    for (int i = 0; i < nc; ++i) {
+      double x = offset ? offset[j0 + i] : 0.0;
+      const float* qj = qc + i * K;
+      for (int k = 0; k < K; ++k) x += w[k] * qj[k];
+      xs[i] = x;
+    }
+    for (int i = 0; i < nc; ++i) {
+      const double x = xs[i], c = weight ? weight[j0 + i] : 1.0, e = exp(-fabs(x));
+      const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
+      // log(1 + e) rather than log1p(e): e <= 1, so the absolute error stays below 2.3e-16
+      // (f is compared in absolute terms), and log is the cheaper call.
+      f += c * ((x < 0 ? x : 0.0) - log(1.0 + e));
+      rs[i] = c * (1.0 - s);
+      hs[i] = c * s * (1.0 - s);
+    }
+    for (int i = 0; i < nc; ++i) {
+      const float* qj = qc + i * K;
+      const double r = rs[i], h = hs[i];
+      for (int k = 0; k < K; ++k) g[k] += r * qj[k];
+      if (h <= 0) continue;
+      double qf[KM];  // the row on the face, gathered once: the update below is contiguous
+      for (int a = 0; a < m; ++a) qf[a] = qj[F[a]];
+      int row = 0;  // row a of the packed triangle starts at Tri(a, 0)
+      for (int a = 0; a < m; ++a) {
+        const double ha = h * qf[a];
+        for (int b = 0; b <= a; ++b) H[row + b] += ha * qf[b];
+        row += a + 1;
+      }
+    }
+  }
+#endif
   return f;
 }
 
 /// Maximises the linear-link objective
 ///   f(w) = sum_j c_j log sigma(b_j + w.q_j) - lambda/2 |w - w0|^2   over the simplex
 /// by a primal active-set Newton method: on the face F = {k : w_k > 0} it takes the Newton step
-/// of the equality-constrained quadratic model (1'd = 0, d_k = 0 off F), shortened to stay
-/// feasible (a coordinate that reaches 0 leaves F) and by Armijo backtracking (f is concave, so
-/// the step is an ascent direction); when F is stationary, the coordinate off F with the
+/// d of the equality-constrained quadratic model (1'd = 0, d_k = 0 off F); when w + d leaves the
+/// simplex it first tries the projected step P(w + d) (several coordinates leave F at once; the
+/// Armijo condition along the projection arc), and otherwise, or once that has failed for the
+/// user, shortens d to stay feasible (the blocking coordinate leaves F) with Armijo
+/// backtracking (f is concave, so d ascends); when F is stationary, the coordinate off F with the
 /// largest gradient above the face's multiplier enters F. Stops when the projected-gradient
 /// (KKT) residual, measured as in SolveLinearSimplexFista (step 1/L with
 /// L = 1/4 sum_j c_j |q_j|^2 + lambda), is below tol. Quadratic convergence near the solution,
-/// typically 3-8 iterations from the uniform start. w holds the start on entry (projected
+/// typically 3-8 iterations from the uniform start (K = 10). w holds the start on entry (projected
 /// first) and the solution on exit.
 /// This form takes the caller's scratch: two gradients (K each) and two packed Hessian triangles
 /// (K (K + 1) / 2 each), of pointer type GP / HP (double* or Strided<double>).
@@ -385,6 +429,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
   HP H = H0, Hn = H1;
   int *F = Fbuf[0], *Fn = Fbuf[1], m = 0, mn = 0;
   SimplexSolveInfo info{0.0, 0.0, 0};
+  bool try_projected = true;  // until a projected Newton step first fails
   double f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
   for (int it = 0;; ++it) {
     info.objective = f;
@@ -450,7 +495,26 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
           block = F[a];
         }
       double fn = f;
-      for (int ls = 0; ls < 60; ++ls) {
+      // When the step is blocked, first the projected full step P(w + d): several coordinates
+      // may leave the face at once (d sums to 0 on the face, so the projection only clips and
+      // shifts), accepted on the Armijo condition along the projection arc. Where it fails
+      // (saturated margins: the quadratic model is poor far from w) the user goes on with the
+      // ratio test alone, so a failure costs one pass per user at most.
+      bool projected = false;
+      if (block >= 0 && try_projected) {
+        for (int k = 0; k < K; ++k) wn[k] = w[k];
+        for (int a = 0; a < m; ++a) wn[F[a]] = w[F[a]] + d[a];
+        ProjectSimplex<KM>(wn, K);
+        double slope_p = 0;
+        for (int a = 0; a < m; ++a) slope_p += g[F[a]] * (wn[F[a]] - w[F[a]]);
+        fn = LinearFullPass<KM>(q, offset, weight, n, K, wn, w0, lambda, Fn, &mn, gn, Hn);
+        projected = fn > f && fn >= f + 1e-4 * slope_p;
+        if (!projected) {
+          fn = f;
+          try_projected = false;
+        }
+      }
+      for (int ls = 0; ls < 60 && !projected; ++ls) {
         for (int k = 0; k < K; ++k) wn[k] = w[k];
         for (int a = 0; a < m; ++a) {
           const double v = w[F[a]] + alpha * d[a];
