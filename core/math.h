@@ -311,6 +311,43 @@ PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, co
   return f;
 }
 
+/// The linear link's margin of one pair: b + w.q_j.
+PREFMIX_HOST_DEVICE inline double LinearPairMargin(const float* qj, const double* w, int K,
+                                                   double b) {
+  double x = b;
+  for (int k = 0; k < K; ++k) x += w[k] * qj[k];
+  return x;
+}
+
+/// One pair's terms at margin x with weight c: adds c log sigma(x) to *f; *r = c (1 - sigma),
+/// the gradient weight, and *h = c sigma (1 - sigma), the Hessian weight. One exp, one log.
+PREFMIX_HOST_DEVICE inline void LinearPairTerms(double x, double c, double* f, double* r,
+                                                double* h) {
+  const double e = exp(-fabs(x));
+  const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
+  // log(1 + e) rather than log1p(e): e <= 1, so the absolute error stays below 2.3e-16
+  // (f is compared in absolute terms), and log is the cheaper call.
+  *f += c * ((x < 0 ? x : 0.0) - log(1.0 + e));
+  *r = c * (1.0 - s);
+  *h = c * s * (1.0 - s);
+}
+
+/// One pair's updates: g += r q_j, and A += h q_F q_F' on the face F (packed triangle, Tri).
+template <int KM, typename GP, typename HP>
+PREFMIX_HOST_DEVICE inline void LinearPairUpdate(const float* qj, int K, const int* F, int m,
+                                                 double r, double h, GP g, HP H) {
+  for (int k = 0; k < K; ++k) g[k] += r * qj[k];
+  if (h <= 0) return;
+  double qf[KM];  // the row on the face, gathered once: the update below is contiguous
+  for (int a = 0; a < m; ++a) qf[a] = qj[F[a]];
+  int row = 0;  // row a of the packed triangle starts at Tri(a, 0)
+  for (int a = 0; a < m; ++a) {
+    const double ha = h * qf[a];
+    for (int b = 0; b <= a; ++b) H[row + b] += ha * qf[b];
+    row += a + 1;
+  }
+}
+
 /// One pass over a user's pairs for the linear link at w: returns f(w) and writes its gradient g
 /// and the negative Hessian on the face F = {k : w_k > 0} (its indices to F, their count to *m),
 /// A = sum_j c_j s_j (1 - s_j) q_F q_F' + lambda I (packed lower triangle, Tri), with
@@ -332,68 +369,31 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
   }
   for (int a = 0; a < m; ++a)
     for (int b = 0; b <= a; ++b) H[Tri(a, b)] = a == b ? lambda : 0.0;
+      // Per pair: the margin x = b_j + w.q_j, then sigma and log sigma from one exp and one log,
+      // then the gradient and face-Hessian updates (LinearPairMargin / Terms / Update).
 #if defined(__CUDA_ARCH__)
   for (int64_t j = 0; j < n; ++j) {
-    double x = offset ? offset[j] : 0.0;
+    double r, h;
     const float* qj = q + j * K;
-    for (int k = 0; k < K; ++k) x += w[k] * qj[k];
-    const double c = weight ? weight[j] : 1.0, e = exp(-fabs(x));
-    const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
-    // log(1 + e) rather than log1p(e): e <= 1, so the absolute error stays below 2.3e-16
-    // (f is compared in absolute terms), and log is the cheaper call.
-    f += c * ((x < 0 ? x : 0.0) - log(1.0 + e));
-    const double r = c * (1.0 - s);
-    for (int k = 0; k < K; ++k) g[k] += r * qj[k];
-    const double h = c * s * (1.0 - s);
-    if (h <= 0) continue;
-    double qf[KM];  // the row on the face, gathered once: the update below is contiguous
-    for (int a = 0; a < m; ++a) qf[a] = qj[F[a]];
-    int row = 0;  // row a of the packed triangle starts at Tri(a, 0)
-    for (int a = 0; a < m; ++a) {
-      const double ha = h * qf[a];
-      for (int b = 0; b <= a; ++b) H[row + b] += ha * qf[b];
-      row += a + 1;
-    }
+    LinearPairTerms(LinearPairMargin(qj, w, K, offset ? offset[j] : 0.0), weight ? weight[j] : 1.0,
+                    &f, &r, &h);
+    LinearPairUpdate<KM>(qj, K, F, m, r, h, g, H);
   }
 #else
-  // The same operations in the same order per pair (the device branch above gives bit-identical
-  // results), but on chunks of pairs in three loops: margins, then exp and log, then the
-  // gradient and Hessian updates. The two call-free loops overlap across pairs (out-of-order
-  // execution) instead of waiting on each pair's exp / log.
+  // The same operations in the same order per pair (bit-identical to the device branch), on
+  // chunks of pairs in three loops: margins, then exp and log, then the updates. The two
+  // call-free loops overlap across pairs (out-of-order execution) instead of waiting on each
+  // pair's exp / log.
   constexpr int kChunk = 32;
   double xs[kChunk], rs[kChunk], hs[kChunk];
   for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
     const int nc = n - j0 < kChunk ? static_cast<int>(n - j0) : kChunk;
     const float* qc = q + j0 * K;
-    for (int i = 0; i < nc; ++i) {
-      double x = offset ? offset[j0 + i] : 0.0;
-      const float* qj = qc + i * K;
-      for (int k = 0; k < K; ++k) x += w[k] * qj[k];
-      xs[i] = x;
-    }
-    for (int i = 0; i < nc; ++i) {
-      const double x = xs[i], c = weight ? weight[j0 + i] : 1.0, e = exp(-fabs(x));
-      const double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);  // sigma(x)
-      // log(1 + e) rather than log1p(e): e <= 1, so the absolute error stays below 2.3e-16
-      // (f is compared in absolute terms), and log is the cheaper call.
-      f += c * ((x < 0 ? x : 0.0) - log(1.0 + e));
-      rs[i] = c * (1.0 - s);
-      hs[i] = c * s * (1.0 - s);
-    }
-    for (int i = 0; i < nc; ++i) {
-      const float* qj = qc + i * K;
-      const double r = rs[i], h = hs[i];
-      for (int k = 0; k < K; ++k) g[k] += r * qj[k];
-      if (h <= 0) continue;
-      double qf[KM];  // the row on the face, gathered once: the update below is contiguous
-      for (int a = 0; a < m; ++a) qf[a] = qj[F[a]];
-      int row = 0;  // row a of the packed triangle starts at Tri(a, 0)
-      for (int a = 0; a < m; ++a) {
-        const double ha = h * qf[a];
-        for (int b = 0; b <= a; ++b) H[row + b] += ha * qf[b];
-        row += a + 1;
-      }
-    }
+    for (int i = 0; i < nc; ++i)
+      xs[i] = LinearPairMargin(qc + i * K, w, K, offset ? offset[j0 + i] : 0.0);
+    for (int i = 0; i < nc; ++i)
+      LinearPairTerms(xs[i], weight ? weight[j0 + i] : 1.0, &f, &rs[i], &hs[i]);
+    for (int i = 0; i < nc; ++i) LinearPairUpdate<KM>(qc + i * K, K, F, m, rs[i], hs[i], g, H);
   }
 #endif
   return f;
