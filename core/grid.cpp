@@ -554,6 +554,15 @@ Json MergeGridTables(const std::vector<Json>& tables, const std::vector<std::str
     if (t.contains("provenance") && t.at("provenance").contains("commit"))
       m["commit"] = t.at("provenance").at("commit");
     from.push_back(m);
+    // A merged input names its own inputs: they are listed too (with `via`), so the runs behind
+    // every figure stay traceable.
+    if (t.contains("merged_from") && t.at("merged_from").is_array())
+      for (const auto& inner : t.at("merged_from").items()) {
+        if (!inner.is_object() || !inner.contains("file")) continue;
+        Json e = inner;
+        if (!e.contains("via")) e["via"] = sources[f];
+        from.push_back(e);
+      }
   }
   out["merged_from"] = from;
   return out;

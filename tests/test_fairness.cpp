@@ -567,6 +567,14 @@ TEST_F(FairnessCliTest, GridSplitByFirstRepeatMergesIntoTheWholeTable) {
   Json whole = Json::Parse(ReadFile(dir_ + "/all/table.json"));
   Json merged = Json::Parse(ReadFile(dir_ + "/merged/table.json"));
   EXPECT_EQ(merged.at("merged_from").size(), 3u);
+  // Merging a merged table lists the runs behind it too.
+  r = RunCli("experiment --merge " + dir_ + "/merged/table.json --out " + dir_ + "/merged2", dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ExpectValidAgainst("grid.schema.json", dir_ + "/merged2/table.json");
+  const Json twice = Json::Parse(ReadFile(dir_ + "/merged2/table.json"));
+  ASSERT_EQ(twice.at("merged_from").size(), 4u);
+  EXPECT_EQ(twice.at("merged_from").items()[3].at("via").str(), dir_ + "/merged/table.json");
+  EXPECT_EQ(twice.at("blocks").Dump(), merged.at("blocks").Dump());
   const Json& wb = whole.at("blocks").items()[0];
   const Json& mb = merged.at("blocks").items()[0];
   EXPECT_EQ(mb.at("best").str(), wb.at("best").str());
