@@ -17,7 +17,7 @@ const char* kModelFlags[] = {
     "k",      "dim",      "epochs",         "lr",       "batch", "l2",       "arch",
     "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
     "router", "balance",  "sample-entropy", "ideal",    "loss"};
-const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor"};
+const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor", "vpl-adapt"};
 }  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -81,6 +81,9 @@ void AddModelOptions(po::options_description& desc) {
       "vpl: cyclical cosine KL annealing period (optimizer steps)")(
       "anneal-floor", po::value<double>()->default_value(d.anneal_floor, "0.1"),
       "vpl: KL annealing floor in [0, 1]")(
+      "vpl-adapt", po::value<std::string>()->default_value(d.vpl_adapt),
+      "vpl: a new user's z, encoder (VPL's amortized mu) | population (posterior mean over the "
+      "training users' mu given the user's pairs)")(
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
       "loss", po::value<std::string>()->default_value(d.loss),
@@ -120,6 +123,7 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.beta = vm["beta"].as<double>();
   o.anneal_period = vm["anneal-period"].as<int>();
   o.anneal_floor = vm["anneal-floor"].as<double>();
+  o.vpl_adapt = vm["vpl-adapt"].as<std::string>();
   o.ideal = vm["ideal"].as<std::string>();
   o.loss = vm["loss"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();

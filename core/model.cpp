@@ -35,6 +35,7 @@ Json ModelOptions::ToJson() const {
   j["beta"] = beta;
   j["anneal_period"] = anneal_period;
   j["anneal_floor"] = anneal_floor;
+  j["vpl_adapt"] = vpl_adapt;
   j["ideal"] = ideal;
   j["loss"] = loss;
   j["seed"] = static_cast<uint64_t>(seed);
@@ -71,6 +72,7 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("anneal_period"))
     o.anneal_period = static_cast<int>(j.at("anneal_period").number());
   if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
+  if (j.contains("vpl_adapt")) o.vpl_adapt = j.at("vpl_adapt").str();
   if (j.contains("ideal")) o.ideal = j.at("ideal").str();
   if (j.contains("loss")) o.loss = j.at("loss").str();
   o.seed = static_cast<uint64_t>(j.at("seed").number());

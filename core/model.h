@@ -40,8 +40,11 @@ struct ModelOptions {
   double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
   int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
   double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
-  std::string ideal = "Pw";        ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
-  std::string loss = "bt";         ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
+  /// vpl: a new user's z, encoder (VPL's amortized mu) | population (the posterior mean over the
+  /// training users' mu given the user's pairs)
+  std::string vpl_adapt = "encoder";
+  std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
+  std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -184,6 +185,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
                         " must be >= 1");
     PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1,
                         "--anneal-floor: ", o.anneal_floor, " is not in [0, 1]");
+    PREFMIX_CHECK_INPUT(o.vpl_adapt == "encoder" || o.vpl_adapt == "population", "--vpl-adapt: '",
+                        o.vpl_adapt, "' is not one of encoder, population");
     PREFMIX_CHECK_INPUT(o.device == "cpu", "--device ", o.device,
                         ": vpl trains and encodes with LibTorch, which is CPU-only in this build; "
                         "use --device cpu");
@@ -285,7 +288,45 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
                         ": vpl encodes with LibTorch, which is CPU-only in this build; use "
                         "--device cpu");
-    return Encode(ds, UserContextSets(support, n_users, kMaxContext)).mu;
+    const std::vector<ContextSet> sets = UserContextSets(support, n_users, kMaxContext);
+    if (options_.vpl_adapt == "population") return PopulationPosteriorMean(ds, sets);
+    return Encode(ds, sets).mu;
+  }
+
+  /// `--vpl-adapt population`: for each set C, z = sum_i w_i mu_i over the training users' mu_i
+  /// (the saved training latents; users without pairs, mu = 0 exactly, are not among them) with
+  /// w_i proportional to prod_{(a > b) in C} sigma(r(a, mu_i) - r(b, mu_i)): the posterior mean
+  /// of z under the empirical prior "a new user is one of the training users", from the trained
+  /// decoder. No gradient steps. An empty set gives the mean of the mu_i.
+  RowMatrixF PopulationPosteriorMean(const Dataset& ds, const std::vector<ContextSet>& sets) const {
+    std::vector<Eigen::Index> rows;
+    for (Eigen::Index i = 0; i < train_latents_.rows(); ++i)
+      if (train_latents_.row(i).squaredNorm() > 0) rows.push_back(i);
+    PREFMIX_CHECK_INPUT(!rows.empty(),
+                        "--vpl-adapt population: the model has no training users' latents");
+    RowMatrixF M(static_cast<Eigen::Index>(rows.size()), latent_);
+    for (size_t i = 0; i < rows.size(); ++i) M.row(i) = train_latents_.row(rows[i]);
+    const RowMatrixF R = RawRewards(ds, M);  // [training users, items]
+    RowMatrixF z(static_cast<Eigen::Index>(sets.size()), latent_);
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t u = 0; u < sets.size(); ++u) {
+      std::vector<double> ll(rows.size(), 0.0);
+      double mx = -std::numeric_limits<double>::infinity();
+      for (size_t i = 0; i < rows.size(); ++i) {
+        for (const ContextPair& c : sets[u])
+          ll[i] += math::LogSigmoid(static_cast<double>(R(i, c.chosen)) - R(i, c.rejected));
+        mx = std::max(mx, ll[i]);
+      }
+      Eigen::VectorXd acc = Eigen::VectorXd::Zero(latent_);
+      double total = 0;
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const double w = std::exp(ll[i] - mx);
+        total += w;
+        acc += w * M.row(i).transpose().cast<double>();
+      }
+      z.row(u) = (acc / total).cast<float>().transpose();
+    }
+    return z;
   }
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
@@ -619,7 +660,7 @@ const bool kRegistered = RegisterFamily(
      "VPL: variational user latent z ~ q(z | context pairs) from a pair encoder + self-attention "
      "(precision-weighted pooling), reward decoder MLP([e; z]); amortized adaptation",
      {"dim", "epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit", "beta",
-      "anneal_period", "anneal_floor"},
+      "anneal_period", "anneal_floor", "vpl_adapt"},
      [](const ModelOptions& o) { return std::make_unique<VplModel>(o); }});
 
 }  // namespace

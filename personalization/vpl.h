@@ -23,7 +23,9 @@
 // steps, then restarts). Each training comparison gets a context set of 2-8 *other* training pairs
 // of the same user (fewer when the user has fewer), resampled every epoch. Inference: z = mu. Seen
 // users: encoded from their training pairs (at most kMaxContext); new users (`Adapt`): their k
-// support pairs, batched, no gradient steps. Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
+// support pairs, batched, no gradient steps; with `--vpl-adapt population`, instead the posterior
+// mean over the training users' mu given those pairs (w_i proportional to the decoder's
+// likelihood of the pairs under mu_i). Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
 // S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
 // when there are more): in [0, 1] per user, same order as r.
 #include <cstdint>

@@ -244,6 +244,76 @@ TEST(VplTest, AdaptationReadsOnlyTheSupport) {
   EXPECT_THROW(m->Adapt(ds, support, ds.n_users(), "cuda"), Error);
 }
 
+TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
+  // --vpl-adapt population: z = sum_i w_i mu_i over the training users' mu_i, w_i proportional
+  // to the decoder's likelihood of the user's pairs under mu_i. Checked against that formula
+  // computed here through the public decoder (PairProbWithLatent).
+  Dataset ds = SmallGroups(11);
+  ModelOptions o = VplOptions(11);
+  o.dim = 3;
+  o.hidden = 16;
+  o.epochs = 4;
+  o.vpl_adapt = "population";
+  auto m = MakeModel(o);
+  PairSet all = ds.AllPairs(), valid;
+  m->Fit(ds, all, valid);
+  const RowMatrixF& lat = m->TrainLatents();
+  std::vector<Eigen::Index> rows;
+  for (Eigen::Index i = 0; i < lat.rows(); ++i)
+    if (lat.row(i).squaredNorm() > 0) rows.push_back(i);
+  ASSERT_GT(rows.size(), 10u);
+  // Support: the first 5 pairs of users 0-2; user 3 has none.
+  PairSet support;
+  std::vector<int> taken(ds.n_users(), 0);
+  for (size_t j = 0; j < all.size(); ++j)
+    if (all.user[j] < 3 && taken[all.user[j]]++ < 5) support.PushFrom(all, j);
+  const RowMatrixF z = m->Adapt(ds, support, 4, "cpu");
+  ASSERT_EQ(z.rows(), 4);
+  const auto sets = personalization::UserContextSets(support, 4, personalization::kMaxContext);
+  const auto& am = Amortized(*m);
+  for (int u = 0; u < 4; ++u) {
+    std::vector<double> ll(rows.size(), 0.0);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::vector<int32_t> a, b;
+      for (const auto& c : sets[u]) {
+        a.push_back(c.chosen);
+        b.push_back(c.rejected);
+      }
+      RowMatrixF zi(static_cast<Eigen::Index>(a.size()), lat.cols());
+      for (Eigen::Index r = 0; r < zi.rows(); ++r) zi.row(r) = lat.row(rows[i]);
+      for (double p : am.PairProbWithLatent(ds, a, b, zi)) ll[i] += std::log(p);
+    }
+    const double mx = *std::max_element(ll.begin(), ll.end());
+    Eigen::VectorXd want = Eigen::VectorXd::Zero(lat.cols());
+    double total = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      total += std::exp(ll[i] - mx);
+      want += std::exp(ll[i] - mx) * lat.row(rows[i]).transpose().cast<double>();
+    }
+    want /= total;
+    for (Eigen::Index d = 0; d < lat.cols(); ++d)
+      EXPECT_NEAR(z(u, d), want[d], 1e-4 * (1 + std::fabs(want[d]))) << "user " << u;
+  }
+  // It is not the encoder's answer: the same model adapting with its encoder differs.
+  ModelOptions oe = o;
+  oe.vpl_adapt = "encoder";
+  auto me = MakeModel(oe);
+  me->Fit(ds, all, valid);
+  const RowMatrixF ze = me->Adapt(ds, support, 4, "cpu");
+  EXPECT_GT((ze - z).cwiseAbs().maxCoeff(), 1e-3);
+  EXPECT_TRUE(ze.row(3).isZero());  // the encoder's cold start is the prior; population's is not
+  EXPECT_FALSE(z.row(3).isZero());
+  // A bad value is refused, naming the flag.
+  ModelOptions bad = o;
+  bad.vpl_adapt = "nearest";
+  try {
+    MakeModel(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--vpl-adapt"), std::string::npos) << e.what();
+  }
+}
+
 TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
   Dataset ds = SmallGroups(8);
   auto m = SmallModel(ds, 8);
