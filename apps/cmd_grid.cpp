@@ -16,6 +16,16 @@
 #include "core/grid.h"
 
 namespace prefmix::apps {
+namespace {
+
+/// DIR/table.json, table.md and table.csv of a grid table (each written atomically).
+void WriteGridTable(const Json& table, const std::string& dir) {
+  WriteJson(table, dir + "/table.json");
+  WriteTextFileAtomic(dir + "/table.md", GridMarkdown(table));
+  WriteTextFileAtomic(dir + "/table.csv", GridCsv(table));
+}
+
+}  // namespace
 
 int RunGridExperiment(int argc, char** argv) {
   po::options_description desc("experiment --grid options");
@@ -59,9 +69,7 @@ int RunGridExperiment(int argc, char** argv) {
   opts["models"] = fams;
   opts["grid"] = grid;
   table["provenance"] = Provenance(vm, "", device, opts);
-  WriteJson(table, dir + "/table.json");
-  WriteTextFileAtomic(dir + "/table.md", GridMarkdown(table));
-  WriteTextFileAtomic(dir + "/table.csv", GridCsv(table));
+  WriteGridTable(table, dir);
   return 0;
 }
 
@@ -103,9 +111,7 @@ int RunGridMerge(int argc, char** argv) {
   for (const auto& f : files) jf.push_back(f);
   opts["merge"] = jf;
   table["provenance"] = Provenance(vm, "", device, opts);
-  WriteJson(table, dir + "/table.json");
-  WriteTextFileAtomic(dir + "/table.md", GridMarkdown(table));
-  WriteTextFileAtomic(dir + "/table.csv", GridCsv(table));
+  WriteGridTable(table, dir);
   return 0;
 }
 

@@ -306,7 +306,27 @@ class VplModel : public Model, public AmortizedPosteriorModel {
                         "--vpl-adapt population: the model has no training users' latents");
     RowMatrixF M(static_cast<Eigen::Index>(rows.size()), latent_);
     for (size_t i = 0; i < rows.size(); ++i) M.row(i) = train_latents_.row(rows[i]);
-    const RowMatrixF R = RawRewards(ds, M);  // [training users, items]
+    // Rewards of the items the sets use only ([training users, used items]; col maps an item
+    // to its column), not of every item of the dataset.
+    std::vector<int64_t> used, col(ds.n_items(), -1);
+    for (const ContextSet& set : sets)
+      for (const ContextPair& c : set)
+        for (int32_t item : {c.chosen, c.rejected})
+          if (col[item] < 0) {
+            col[item] = static_cast<int64_t>(used.size());
+            used.push_back(item);
+          }
+    RowMatrixF R(M.rows(), static_cast<Eigen::Index>(used.size()));
+    if (!used.empty()) {
+      torch::NoGradGuard ng;
+      auto net = Net();
+      net->eval();
+      const torch::Tensor E = ItemTensor(ds).index_select(0, LongTensor(used));
+      const int64_t n = static_cast<int64_t>(used.size());
+      for (Eigen::Index i = 0; i < M.rows(); ++i)
+        R.row(i) =
+            ToMatrix(net->Decode(E, FromMatrix(M.row(i)).expand({n, latent_})).reshape({1, n}));
+    }
     RowMatrixF z(static_cast<Eigen::Index>(sets.size()), latent_);
 #pragma omp parallel for schedule(dynamic, 16)
     for (size_t u = 0; u < sets.size(); ++u) {
@@ -314,7 +334,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       double mx = -std::numeric_limits<double>::infinity();
       for (size_t i = 0; i < rows.size(); ++i) {
         for (const ContextPair& c : sets[u])
-          ll[i] += math::LogSigmoid(static_cast<double>(R(i, c.chosen)) - R(i, c.rejected));
+          ll[i] +=
+              math::LogSigmoid(static_cast<double>(R(i, col[c.chosen])) - R(i, col[c.rejected]));
         mx = std::max(mx, ll[i]);
       }
       Eigen::VectorXd acc = Eigen::VectorXd::Zero(latent_);

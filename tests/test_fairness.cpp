@@ -603,13 +603,15 @@ TEST_F(FairnessCliTest, GridSplitByFirstRepeatMergesIntoTheWholeTable) {
       EXPECT_DOUBLE_EQ(mr->at("vs_best").at("p_value").number(),
                        wr.at("vs_best").at("p_value").number());
   }
-  // A repeat missing from one row: refused, nothing written.
-  r = RunCli("experiment --merge " + dir_ + "/p3/table.json," + dir_ + "/p2/table.json --out " +
-                 dir_ + "/bad1",
-             dir_);
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("model bt lacks repeat 0"), std::string::npos) << r.err;
-  EXPECT_FALSE(Exists(dir_ + "/bad1/table.json"));
+  // A refused merge: exit 1, the message, and no table written.
+  auto refused = [&](const std::string& inputs, const std::string& out, const std::string& msg) {
+    auto rr = RunCli("experiment --merge " + inputs + " --out " + dir_ + "/" + out, dir_);
+    EXPECT_EQ(rr.rc, 1) << out;
+    EXPECT_NE(rr.err.find(msg), std::string::npos) << rr.err;
+    EXPECT_FALSE(Exists(dir_ + "/" + out + "/table.json")) << out;
+  };
+  // A repeat missing from one row.
+  refused(dir_ + "/p3/table.json," + dir_ + "/p2/table.json", "bad1", "model bt lacks repeat 0");
   // The same repeat with other figures: refused, naming the file and the repeat.
   std::string text = ReadFile(dir_ + "/p1/table.json");
   std::string acc = Cat("\"accuracy\": ", whole.at("blocks")
@@ -626,30 +628,17 @@ TEST_F(FairnessCliTest, GridSplitByFirstRepeatMergesIntoTheWholeTable) {
   ASSERT_NE(at, std::string::npos) << acc;
   text.replace(at, acc.size(), "\"accuracy\": 0.123");
   std::ofstream(dir_ + "/p1x.json") << text;
-  r = RunCli("experiment --merge " + dir_ + "/all/table.json," + dir_ + "/p1x.json --out " + dir_ +
-                 "/bad2",
-             dir_);
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("p1x.json: block [rank-sub] model bt: repeat 0 has accuracy 0.123"),
-            std::string::npos)
-      << r.err;
-  EXPECT_FALSE(Exists(dir_ + "/bad2/table.json"));
+  refused(dir_ + "/all/table.json," + dir_ + "/p1x.json", "bad2",
+          "p1x.json: block [rank-sub] model bt: repeat 0 has accuracy 0.123");
   // Another protocol under the same block name: refused.
   std::ofstream(dir_ + "/p4.ini") << "models = bt\nrepeats = 1\n"
                                   << std::string(block).replace(block.find("users = 40"), 10,
                                                                 "users = 30");
   r = RunCli("experiment --grid " + dir_ + "/p4.ini --out " + dir_ + "/p4" + opts, dir_);
   ASSERT_EQ(r.rc, 0) << r.err;
-  r = RunCli("experiment --merge " + dir_ + "/all/table.json," + dir_ + "/p4/table.json --out " +
-                 dir_ + "/bad3",
-             dir_);
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("field 'protocol'"), std::string::npos) << r.err;
-  EXPECT_FALSE(Exists(dir_ + "/bad3/table.json"));
+  refused(dir_ + "/all/table.json," + dir_ + "/p4/table.json", "bad3", "field 'protocol'");
   // Not a grid table.
-  r = RunCli("experiment --merge " + dir_ + "/r.h5 --out " + dir_ + "/bad4", dir_);
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("r.h5"), std::string::npos) << r.err;
+  refused(dir_ + "/r.h5", "bad4", "r.h5");
 }
 
 }  // namespace

@@ -264,13 +264,11 @@ LaunchOptions Linear(LinearKernel k) {
   return o;
 }
 const Variant kVariants[] = {{"loglik", 0, LaunchOptions()},
-                             {"loglik-direct", 0, Loglik(LoglikKernel::kDirect)},
                              {"loglik-dpoly", 0, Loglik(LoglikKernel::kDirectPoly)},
                              {"loglik-staged", 0, Loglik(LoglikKernel::kStaged)},
                              {"loglik-spoly", 0, Loglik(LoglikKernel::kStagedPoly)},
                              {"loglik-f64", 0, Loglik(LoglikKernel::kDirect, true)},
                              {"linear", 1, LaunchOptions()},
-                             {"linear-local", 1, Linear(LinearKernel::kLocal)},
                              {"linear-sh32", 1, Linear(LinearKernel::kShared32)},
                              {"linear-sh64", 1, Linear(LinearKernel::kShared64)},
                              {"mixture", 2, LaunchOptions()},
