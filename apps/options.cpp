@@ -82,8 +82,8 @@ void AddModelOptions(po::options_description& desc) {
       "anneal-floor", po::value<double>()->default_value(d.anneal_floor, "0.1"),
       "vpl: KL annealing floor in [0, 1]")(
       "vpl-adapt", po::value<std::string>()->default_value(d.vpl_adapt),
-      "vpl: a new user's z, encoder (VPL's amortized mu) | population (posterior mean over the "
-      "training users' mu given the user's pairs)")(
+      "vpl: a user's z (seen and new users), population (posterior mean over the training "
+      "users' encoded mu given the user's pairs) | encoder (VPL's amortized mu of the pairs)")(
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
       "loss", po::value<std::string>()->default_value(d.loss),

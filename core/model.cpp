@@ -72,7 +72,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("anneal_period"))
     o.anneal_period = static_cast<int>(j.at("anneal_period").number());
   if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
-  if (j.contains("vpl_adapt")) o.vpl_adapt = j.at("vpl_adapt").str();
+  // Files written before --vpl-adapt existed adapted with the encoder (then the only way).
+  o.vpl_adapt = j.contains("vpl_adapt") ? j.at("vpl_adapt").str() : "encoder";
   if (j.contains("ideal")) o.ideal = j.at("ideal").str();
   if (j.contains("loss")) o.loss = j.at("loss").str();
   o.seed = static_cast<uint64_t>(j.at("seed").number());

@@ -207,7 +207,7 @@ Json ActiveCurve(const Model& model, const Dataset& ds, const PairSet& all, cons
     auto evaluate = [&](int) {
       std::vector<ContextSet> sets(U);
       for (size_t u = 0; u < U; ++u) sets[u] = users[u].context;
-      const RowMatrixF mu = am.Encode(ds, sets).mu;
+      const RowMatrixF mu = am.LatentsOf(ds, sets);
       PairSet rem, fix;
       std::vector<int32_t> row;
       for (size_t u = 0; u < U; ++u) {
@@ -316,7 +316,7 @@ RowMatrixF AdaptActive(const Model& model, const Dataset& ds, const std::string&
   }
   std::vector<ContextSet> sets(users.size());
   for (size_t u = 0; u < users.size(); ++u) sets[u] = users[u].context;
-  return am.Encode(ds, sets).mu;
+  return am.LatentsOf(ds, sets);
 }
 
 }  // namespace prefmix::personalization

@@ -193,7 +193,13 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   }
   std::string Family() const override { return "vpl"; }
   int LatentDim() const override { return static_cast<int>(latent_); }
-  Eigen::VectorXf PopulationLatent() const override { return Eigen::VectorXf::Zero(latent_); }
+  /// A user without pairs: the prior mean z = 0 (encoder), or the mean of the training users' mu
+  /// (population: the posterior mean given no pairs).
+  Eigen::VectorXf PopulationLatent() const override {
+    if (options_.vpl_adapt != "population" || population_.rows() == 0)
+      return Eigen::VectorXf::Zero(latent_);
+    return population_.colwise().mean().transpose();
+  }
 
   FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
     PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
@@ -270,7 +276,20 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       var.push_back(v);
       active += v > kActiveUnitVariance;
     }
+    // The training users' encoded mu: k-means / active units above, and the candidates of the
+    // population posterior (a user without pairs has mu = 0 exactly and is not one).
+    population_.resize(n, latent_);
+    for (int64_t u = 0, i = 0; u < ds.n_users(); ++u)
+      if (has[u]) population_.row(i++) = lat.row(u);
+    if (options_.vpl_adapt == "population") {
+      // Seen users too: the posterior mean over the training users' mu given the user's own
+      // pairs (their own mu is among the candidates). Users without pairs: the mean of the mu_i.
+      lat = LatentsOf(ds, UserContextSets(all, ds.n_users(), kMaxContext));
+      for (int64_t u = 0; u < ds.n_users(); ++u)
+        if (!has[u]) lat.row(u) = PopulationLatent().transpose();
+    }
     SetTrainLatents(ds, lat);
+    rep.details["seen_latents"] = options_.vpl_adapt;
     rep.details["latent"] = latent_;
     rep.details["hidden"] = hidden_;
     rep.details["l2"] = l2;
@@ -288,24 +307,23 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
                         ": vpl encodes with LibTorch, which is CPU-only in this build; use "
                         "--device cpu");
-    const std::vector<ContextSet> sets = UserContextSets(support, n_users, kMaxContext);
+    return LatentsOf(ds, UserContextSets(support, n_users, kMaxContext));
+  }
+
+  RowMatrixF LatentsOf(const Dataset& ds, const std::vector<ContextSet>& sets) const override {
     if (options_.vpl_adapt == "population") return PopulationPosteriorMean(ds, sets);
     return Encode(ds, sets).mu;
   }
 
   /// `--vpl-adapt population`: for each set C, z = sum_i w_i mu_i over the training users' mu_i
-  /// (the saved training latents; users without pairs, mu = 0 exactly, are not among them) with
+  /// (their encoded means, saved in the model file: population_) with
   /// w_i proportional to prod_{(a > b) in C} sigma(r(a, mu_i) - r(b, mu_i)): the posterior mean
   /// of z under the empirical prior "a new user is one of the training users", from the trained
   /// decoder. No gradient steps. An empty set gives the mean of the mu_i.
   RowMatrixF PopulationPosteriorMean(const Dataset& ds, const std::vector<ContextSet>& sets) const {
-    std::vector<Eigen::Index> rows;
-    for (Eigen::Index i = 0; i < train_latents_.rows(); ++i)
-      if (train_latents_.row(i).squaredNorm() > 0) rows.push_back(i);
-    PREFMIX_CHECK_INPUT(!rows.empty(),
+    PREFMIX_CHECK_INPUT(population_.rows() > 0,
                         "--vpl-adapt population: the model has no training users' latents");
-    RowMatrixF M(static_cast<Eigen::Index>(rows.size()), latent_);
-    for (size_t i = 0; i < rows.size(); ++i) M.row(i) = train_latents_.row(rows[i]);
+    const RowMatrixF& M = population_;
     // Rewards of the items the sets use only ([training users, used items]; col maps an item
     // to its column), not of every item of the dataset.
     std::vector<int64_t> used, col(ds.n_items(), -1);
@@ -330,9 +348,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     RowMatrixF z(static_cast<Eigen::Index>(sets.size()), latent_);
 #pragma omp parallel for schedule(dynamic, 16)
     for (size_t u = 0; u < sets.size(); ++u) {
-      std::vector<double> ll(rows.size(), 0.0);
+      std::vector<double> ll(static_cast<size_t>(M.rows()), 0.0);
       double mx = -std::numeric_limits<double>::infinity();
-      for (size_t i = 0; i < rows.size(); ++i) {
+      for (Eigen::Index i = 0; i < M.rows(); ++i) {
         for (const ContextPair& c : sets[u])
           ll[i] +=
               math::LogSigmoid(static_cast<double>(R(i, col[c.chosen])) - R(i, col[c.rejected]));
@@ -340,7 +358,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       }
       Eigen::VectorXd acc = Eigen::VectorXd::Zero(latent_);
       double total = 0;
-      for (size_t i = 0; i < rows.size(); ++i) {
+      for (Eigen::Index i = 0; i < M.rows(); ++i) {
         const double w = std::exp(ll[i] - mx);
         total += w;
         acc += w * M.row(i).transpose().cast<double>();
@@ -409,6 +427,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       params.push_back(m);
     }
     ar(params);
+    ar(population_);  // appended later: files without it are read as below
   }
 
   void LoadPayload(std::istream& is) override {
@@ -436,6 +455,21 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     PREFMIX_CHECK_INPUT(train_latents_.cols() == latent_ || train_latents_.rows() == 0,
                         "model file: vpl training latents have ", train_latents_.cols(),
                         " columns, expected ", latent_);
+    if (is.peek() != std::char_traits<char>::eof()) {
+      ar(population_);
+      PREFMIX_CHECK_INPUT(population_.cols() == latent_ || population_.rows() == 0,
+                          "model file: vpl population latents have ", population_.cols(),
+                          " columns, expected ", latent_);
+    } else {
+      // Files written before the candidates were saved apart: their training latents are the
+      // encoded mu (users without pairs: 0 exactly).
+      int64_t n = 0;
+      for (Eigen::Index i = 0; i < train_latents_.rows(); ++i)
+        n += train_latents_.row(i).squaredNorm() > 0;
+      population_.resize(n, latent_);
+      for (Eigen::Index i = 0, r = 0; i < train_latents_.rows(); ++i)
+        if (train_latents_.row(i).squaredNorm() > 0) population_.row(r++) = train_latents_.row(i);
+    }
   }
 
   // --- AmortizedPosteriorModel ---
@@ -674,6 +708,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   int64_t latent_ = 0;
   int64_t hidden_ = 64;
   int64_t best_latent_ = 0;
+  /// The training users' encoded mu (users with pairs), the candidates of --vpl-adapt population.
+  RowMatrixF population_;
 };
 
 const bool kRegistered = RegisterFamily(

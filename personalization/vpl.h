@@ -21,11 +21,12 @@
 // Loss per comparison: -log sigmoid(r(a, z) - r(b, z)) + beta * anneal(t) * KL(q(z | C) || N(0,
 // I)), anneal = cyclical cosine (VPL's Annealer: rises from `floor` to 1 over `period` optimizer
 // steps, then restarts). Each training comparison gets a context set of 2-8 *other* training pairs
-// of the same user (fewer when the user has fewer), resampled every epoch. Inference: z = mu. Seen
-// users: encoded from their training pairs (at most kMaxContext); new users (`Adapt`): their k
-// support pairs, batched, no gradient steps; with `--vpl-adapt population`, instead the posterior
-// mean over the training users' mu given those pairs (w_i proportional to the decoder's
-// likelihood of the pairs under mu_i). Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
+// of the same user (fewer when the user has fewer), resampled every epoch. Inference (no gradient
+// steps, batched), for seen users from their training pairs (at most kMaxContext) and for new
+// users (`Adapt`) from their k support pairs: by default (`--vpl-adapt population`) the posterior
+// mean over the training users' encoded mu given those pairs (w_i proportional to the decoder's
+// likelihood of the pairs under mu_i); with `--vpl-adapt encoder` VPL's z = mu(q(z | pairs)).
+// Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
 // S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
 // when there are more): in [0, 1] per user, same order as r.
 #include <cstdint>
@@ -77,6 +78,10 @@ class AmortizedPosteriorModel {
   virtual ~AmortizedPosteriorModel() = default;
   /// q(z | C) for every context set (no gradient steps; batched).
   virtual Posterior Encode(const Dataset& ds, const std::vector<ContextSet>& sets) const = 0;
+  /// The latent z the model gives each context set (what Adapt gives a user with these pairs,
+  /// without Adapt's cap of kMaxContext pairs): the encoder's mu, or with --vpl-adapt population
+  /// the posterior mean over the training users' mu.
+  virtual RowMatrixF LatentsOf(const Dataset& ds, const std::vector<ContextSet>& sets) const = 0;
   /// P(a_j > b_j | z_j) for each j, z_j = row j of z.
   virtual std::vector<double> PairProbWithLatent(const Dataset& ds, const std::vector<int32_t>& a,
                                                  const std::vector<int32_t>& b,

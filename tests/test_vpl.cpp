@@ -238,16 +238,21 @@ TEST(VplTest, AdaptationReadsOnlyTheSupport) {
   const RowMatrixF b =
       m->Adapt(flipped, UnseenSupport(flipped.AllPairs(), s, 4), ds.n_users(), "cpu");
   EXPECT_EQ(a, b);
-  // Users without support pairs get the prior mean (cold start).
+  // Users without support pairs get the population latent (cold start): with the default
+  // population adaptation the mean of the training users' mu, not the prior's 0.
   const RowMatrixF cold = m->Adapt(ds, PairSet(), 3, "cpu");
-  EXPECT_TRUE(cold.isZero());
+  ASSERT_EQ(cold.rows(), 3);
+  for (Eigen::Index u = 0; u < 3; ++u)
+    EXPECT_TRUE(cold.row(u).transpose().isApprox(m->PopulationLatent(), 1e-5f)) << u;
+  EXPECT_FALSE(m->PopulationLatent().isZero());
   EXPECT_THROW(m->Adapt(ds, support, ds.n_users(), "cuda"), Error);
 }
 
 TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
-  // --vpl-adapt population: z = sum_i w_i mu_i over the training users' mu_i, w_i proportional
-  // to the decoder's likelihood of the user's pairs under mu_i. Checked against that formula
-  // computed here through the public decoder (PairProbWithLatent).
+  // --vpl-adapt population: z = sum_i w_i mu_i over the training users' encoded mu_i, w_i
+  // proportional to the decoder's likelihood of the user's pairs under mu_i. Checked against that
+  // formula computed here through the public encoder and decoder (Encode, PairProbWithLatent),
+  // for new users (Adapt) and for the seen users' latents, and after save -> load.
   Dataset ds = SmallGroups(11);
   ModelOptions o = VplOptions(11);
   o.dim = 3;
@@ -257,11 +262,36 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   auto m = MakeModel(o);
   PairSet all = ds.AllPairs(), valid;
   m->Fit(ds, all, valid);
-  const RowMatrixF& lat = m->TrainLatents();
-  std::vector<Eigen::Index> rows;
-  for (Eigen::Index i = 0; i < lat.rows(); ++i)
-    if (lat.row(i).squaredNorm() > 0) rows.push_back(i);
+  const auto& am = Amortized(*m);
+  const RowMatrixF mu = am.Encode(ds, personalization::UserContextSets(
+                                          all, ds.n_users(), personalization::kMaxContext))
+                            .mu;
+  std::vector<Eigen::Index> rows;  // the training users (those with pairs)
+  for (Eigen::Index i = 0; i < mu.rows(); ++i)
+    if (mu.row(i).squaredNorm() > 0) rows.push_back(i);
   ASSERT_GT(rows.size(), 10u);
+  // The formula for a set of pairs.
+  auto posterior_mean = [&](const personalization::ContextSet& set) {
+    std::vector<double> ll(rows.size(), 0.0);
+    std::vector<int32_t> a, b;
+    for (const auto& c : set) {
+      a.push_back(c.chosen);
+      b.push_back(c.rejected);
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      RowMatrixF zi(static_cast<Eigen::Index>(a.size()), mu.cols());
+      for (Eigen::Index r = 0; r < zi.rows(); ++r) zi.row(r) = mu.row(rows[i]);
+      for (double p : am.PairProbWithLatent(ds, a, b, zi)) ll[i] += std::log(p);
+    }
+    const double mx = *std::max_element(ll.begin(), ll.end());
+    Eigen::VectorXd want = Eigen::VectorXd::Zero(mu.cols());
+    double total = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      total += std::exp(ll[i] - mx);
+      want += std::exp(ll[i] - mx) * mu.row(rows[i]).transpose().cast<double>();
+    }
+    return Eigen::VectorXd(want / total);
+  };
   // Support: the first 5 pairs of users 0-2; user 3 has none.
   PairSet support;
   std::vector<int> taken(ds.n_users(), 0);
@@ -270,30 +300,27 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   const RowMatrixF z = m->Adapt(ds, support, 4, "cpu");
   ASSERT_EQ(z.rows(), 4);
   const auto sets = personalization::UserContextSets(support, 4, personalization::kMaxContext);
-  const auto& am = Amortized(*m);
   for (int u = 0; u < 4; ++u) {
-    std::vector<double> ll(rows.size(), 0.0);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      std::vector<int32_t> a, b;
-      for (const auto& c : sets[u]) {
-        a.push_back(c.chosen);
-        b.push_back(c.rejected);
-      }
-      RowMatrixF zi(static_cast<Eigen::Index>(a.size()), lat.cols());
-      for (Eigen::Index r = 0; r < zi.rows(); ++r) zi.row(r) = lat.row(rows[i]);
-      for (double p : am.PairProbWithLatent(ds, a, b, zi)) ll[i] += std::log(p);
-    }
-    const double mx = *std::max_element(ll.begin(), ll.end());
-    Eigen::VectorXd want = Eigen::VectorXd::Zero(lat.cols());
-    double total = 0;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      total += std::exp(ll[i] - mx);
-      want += std::exp(ll[i] - mx) * lat.row(rows[i]).transpose().cast<double>();
-    }
-    want /= total;
-    for (Eigen::Index d = 0; d < lat.cols(); ++d)
+    const Eigen::VectorXd want = posterior_mean(sets[u]);
+    for (Eigen::Index d = 0; d < mu.cols(); ++d)
       EXPECT_NEAR(z(u, d), want[d], 1e-4 * (1 + std::fabs(want[d]))) << "user " << u;
   }
+  // Seen users get the same posterior mean given their own training pairs (their mu among the
+  // candidates).
+  const RowMatrixF& seen = m->TrainLatents();
+  const auto own =
+      personalization::UserContextSets(all, ds.n_users(), personalization::kMaxContext);
+  for (Eigen::Index u : {rows[0], rows[1], rows.back()}) {
+    const Eigen::VectorXd want = posterior_mean(own[u]);
+    for (Eigen::Index d = 0; d < mu.cols(); ++d)
+      EXPECT_NEAR(seen(u, d), want[d], 1e-4 * (1 + std::fabs(want[d]))) << "seen user " << u;
+  }
+  // The candidates travel in the model file: the loaded model adapts identically.
+  const std::string path = testing::TestDir() + "/vpl_population.pfmx";
+  SaveModel(*m, path);
+  auto back = LoadModel(path);
+  EXPECT_EQ(back->Adapt(ds, support, 4, "cpu"), z);
+  EXPECT_EQ(back->TrainLatents(), seen);
   // It is not the encoder's answer: the same model adapting with its encoder differs.
   ModelOptions oe = o;
   oe.vpl_adapt = "encoder";
@@ -511,7 +538,16 @@ Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, b
                        po.min_group_users);
   r.seen = m.at("accuracy").number();
   r.oracle = m.at("oracle_accuracy").number();
-  r.ari = mixture::AdjustedRandIndex(KMeans(model->TrainLatents(), 3, seed), ds.truth_user_group);
+  // k-means on the users' encoded mu (with --vpl-adapt population the seen latents are posterior
+  // means over those mu instead).
+  PairSet fitted = s.train;
+  if (mo.refit)
+    for (size_t j = 0; j < s.valid.size(); ++j) fitted.PushFrom(s.valid, j);
+  const RowMatrixF mu = Amortized(*model)
+                            .Encode(ds, personalization::UserContextSets(
+                                            fitted, ds.n_users(), personalization::kMaxContext))
+                            .mu;
+  r.ari = mixture::AdjustedRandIndex(KMeans(mu, 3, seed), ds.truth_user_group);
   r.latent = (int)rep.details.at("latent").number();
   r.active_units = (int)rep.details.at("active_units").number();
   ProtocolOptions pu = po;
@@ -539,7 +575,8 @@ Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, b
 // A guard for the suite (about 10 s per seed on one core): the groups preset with a short
 // schedule (the demo's budget: latent 4, hidden 32, 40 epochs, lr 0.01, no refit) on seeds 1-4.
 // The bars need the full schedule (DISABLED_GroupsPresetSeeds1To10 below); the guard's
-// are looser: seen within 4 points of the oracle and unseen@8 within 5 on every seed, k-means on
+// are looser: seen and unseen@8 within 4 points of the oracle on every seed (measured with the
+// default population adaptation: seen -0.9 to -2.6, unseen -0.7 to -3.2), k-means on
 // mu recovering the planted groups (ARI >= 0.8) on at least 3 of the 4 (seed 4 merges two groups
 // under this schedule: ARI 0.44). A collapsed posterior (every user the same z) fails all of
 // them: it scores like a single BT model (0.79 on seed 1) and k-means on mu finds no groups.
@@ -558,7 +595,7 @@ TEST(VplRecoveryTest, GroupsPresetShortScheduleGuard) {
     mo.refit = false;
     const Recovery r = RunRecovery(ds, mo, seed, false);
     EXPECT_GE(r.seen, r.oracle - 0.04) << "seed " << seed;
-    EXPECT_GE(r.unseen, r.unseen_oracle - 0.05) << "seed " << seed;
+    EXPECT_GE(r.unseen, r.unseen_oracle - 0.04) << "seed " << seed;
     EXPECT_GE(r.active_units, 2) << "seed " << seed;  // 3 groups need 2 directions
     clustered += r.ari >= 0.8;
   }
