@@ -465,14 +465,16 @@ constexpr int kConvergedSteps = 300;
 /// Pairs per training step when --batch is 0 (PAL's 4 is far too small for CPU throughput;
 /// on the ideal-point preset 4096 matches full-batch accuracy in fewer epochs).
 constexpr int kDefaultBatch = 4096;
+/// --k auto: K is chosen on validation loss among these, after d is chosen at kAutoFirstK.
+constexpr int kAutoKGrid[] = {2, 4, 8, 16};
+constexpr int kAutoFirstK = 4;
 
 class PalModel : public Model {
  public:
   PalModel(const ModelOptions& o, bool cosine) : cosine_(cosine) {
     const char* fam = cosine ? "pal-b" : "pal-a";
-    PREFMIX_CHECK_INPUT(o.k >= 1 && o.k <= math::kMaxK, "--k: ", o.k, " is not in [1, ",
-                        math::kMaxK, "] for ", fam);
-    PREFMIX_CHECK_INPUT(!o.k_auto, "--k auto is not supported by ", fam, "; give a number");
+    PREFMIX_CHECK_INPUT(o.k_auto || (o.k >= 1 && o.k <= math::kMaxK), "--k: ", o.k,
+                        " is not in [1, ", math::kMaxK, "] for ", fam);
     PREFMIX_CHECK_INPUT(o.dim >= 0, "--dim: ", o.dim, " is negative");
     PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
     PREFMIX_CHECK_INPUT(o.loss == "bt" || o.loss == "hinge", "--loss: '", o.loss,
@@ -495,20 +497,27 @@ class PalModel : public Model {
       for (int32_t c : train.context) ctx |= c >= 0;
     context_dim = ctx ? ds.contexts.cols() : 0;
     const std::vector<int> grid = DimGrid(ds.dim());
+    PREFMIX_CHECK_INPUT(!options_.k_auto || !valid.empty(), "--k auto: ", Family(),
+                        " chooses K on validation pairs, and there are none (--valid-fraction 0?); "
+                        "give a number");
+    if (options_.k_auto) options_.k = kAutoFirstK;
     PalTrainConfig cfg = BaseConfig(ctx);
     FitReport rep;
     PalTrainResult fit;
     if (!valid.empty()) {
-      // d on the validation loss (early-stopped runs), then the user step on pseudo-unseen
-      // users, with the train-only model; then the refit on train + validation.
+      // d (and with --k auto then K) on the validation loss (early-stopped runs), then the user
+      // step on pseudo-unseen users, with the train-only model; then the refit on train +
+      // validation.
       Json curve = Json::Array();
       double best = std::numeric_limits<double>::infinity();
-      for (int d : grid) {
+      auto trial = [&](int k, int d) {
         PalTrainConfig c = cfg;
+        c.k = k;
         c.dim = d;
         c.hidden = std::max(options_.hidden, d);
         PalTrainResult r = TrainPal(ds, train, &valid, c);
         Json e = Json::Object();
+        if (options_.k_auto) e["k"] = k;
         e["dim"] = d;
         e["hidden"] = c.hidden;
         e["valid_loss"] = r.best_valid;
@@ -519,6 +528,17 @@ class PalModel : public Model {
           cfg = c;
           fit = std::move(r);
         }
+      };
+      for (int d : grid) trial(options_.k, d);
+      if (options_.k_auto) {
+        // Coordinate search: d at K = kAutoFirstK, then K at that d.
+        const int d = cfg.dim;
+        for (int k : kAutoKGrid)
+          if (k != kAutoFirstK) trial(k, d);
+        // From here on the model is a K = cfg.k model (model file, latents, user step).
+        options_.k = cfg.k;
+        options_.k_auto = false;
+        rep.details["k_criterion"] = "validation loss";
       }
       rep.details["selection"] = curve;
       cfg.epochs = std::max(fit.best_epoch, 1);
@@ -545,6 +565,7 @@ class PalModel : public Model {
       seen_step_.reset();
       SetTrainLatents(ds, SeenLatents(ds, train, fit.omega));
     }
+    rep.details["k"] = options_.k;
     rep.details["dim"] = cfg.dim;
     rep.details["hidden"] = cfg.hidden;
     rep.details["epochs"] = cfg.epochs;

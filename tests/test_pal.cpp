@@ -335,6 +335,51 @@ TEST(PalTest, SaveLoadGivesIdenticalScoresPredictionsAndAdaptation) {
   ExpectSaveLoadIdentical(PalOptions("pal-b", 2), ctx);
 }
 
+TEST(PalTest, KAutoChoosesKOnValidationLossAndSavesTheChosenK) {
+  // --k auto: d on validation at K = 4, then K in {2, 4, 8, 16} at that d; the model becomes a
+  // model with the chosen K (latents, model file), the choice is the lowest validation loss of
+  // the trials, and without validation pairs it is refused.
+  Dataset ds = SmallIdealPoint(5, 60);
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  for (const std::string fam : {"pal-a", "pal-b"}) {
+    ModelOptions mo = PalOptions(fam, 4);
+    mo.k_auto = true;
+    mo.dim = 0;  // the d grid too
+    auto m = MakeModel(mo);
+    const FitReport rep = m->Fit(ds, s.train, s.valid);
+    const auto& trials = rep.details.at("selection").items();
+    ASSERT_EQ(trials.size(), 6u) << fam;  // d in {4, 8, 16} at K = 4, then K = 2, 8, 16
+    double best = INFINITY;
+    int best_k = 0;
+    for (const auto& t : trials)
+      if (t.at("valid_loss").number() < best) {
+        best = t.at("valid_loss").number();
+        best_k = static_cast<int>(t.at("k").number());
+      }
+    for (size_t i = 3; i < 6; ++i)
+      EXPECT_EQ(trials[i].at("dim").number(), rep.details.at("dim").number()) << fam;
+    EXPECT_EQ(rep.details.at("k").number(), best_k) << fam;
+    EXPECT_EQ(m->LatentDim(), best_k) << fam;
+    EXPECT_EQ(m->TrainLatents().cols(), best_k) << fam;
+    EXPECT_EQ(m->Adapt(ds, s.test, ds.n_users(), "cpu").cols(), best_k) << fam;
+    const std::string path = testing::TestDir() + "/kauto.pfmx";
+    SaveModel(*m, path);
+    auto back = LoadModel(path);
+    EXPECT_EQ(back->LatentDim(), best_k) << fam;
+    EXPECT_EQ(back->PredictProb(ds, s.test, back->TrainLatents()),
+              m->PredictProb(ds, s.test, m->TrainLatents()))
+        << fam;
+  }
+  ModelOptions mo = PalOptions("pal-a", 4);
+  mo.k_auto = true;
+  try {
+    MakeModel(mo)->Fit(ds, s.train, PairSet());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--k auto"), std::string::npos) << e.what();
+  }
+}
+
 /// The held-out users' pairs after the first `max_k` (in the protocol's permuted order): the
 /// query pairs of the unseen protocol, as indices into the dataset's stored comparisons.
 std::vector<size_t> QueryComparisons(const Split& s, int max_k) {
