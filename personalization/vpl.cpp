@@ -124,6 +124,16 @@ struct VplNetImpl : torch::nn::Module {
     return dec3(Leaky(dec2(Leaky(dec1(torch::cat({e, z}, -1)))))).reshape({-1});
   }
 
+  /// r(e_j, z_i) for every pair of rows e [n, D], z [N, L]: [N, n]. The linear decoder is one
+  /// GEMM, (W z_i + b)' e_j; the MLP decoder runs row by row of z.
+  torch::Tensor DecodeAll(const torch::Tensor& e, const torch::Tensor& z) {
+    if (linear_) return torch::mm(dec_lin(z), e.t());
+    std::vector<torch::Tensor> rows;
+    for (int64_t i = 0; i < z.size(0); ++i)
+      rows.push_back(Decode(e, z.slice(0, i, i + 1).expand({e.size(0), l_})));
+    return torch::stack(rows, 0);
+  }
+
   int64_t d_, h_, l_;
   bool linear_;
   torch::nn::Linear pair1, pair2, pair3, q, k, v, mu_head, prec_head, dec1, dec2, dec3, dec_lin;
@@ -334,36 +344,39 @@ class VplModel : public Model, public AmortizedPosteriorModel {
             col[item] = static_cast<int64_t>(used.size());
             used.push_back(item);
           }
-    RowMatrixF R(M.rows(), static_cast<Eigen::Index>(used.size()));
+    // RT [used items, training users]: a used item's rewards under every mu_i, contiguous, so
+    // that a pair's margins under all the mu_i are one row difference.
+    const Eigen::Index N = M.rows();
+    RowMatrixF RT(static_cast<Eigen::Index>(used.size()), N);
     if (!used.empty()) {
       torch::NoGradGuard ng;
       auto net = Net();
       net->eval();
       const torch::Tensor E = ItemTensor(ds).index_select(0, LongTensor(used));
-      const int64_t n = static_cast<int64_t>(used.size());
-      for (Eigen::Index i = 0; i < M.rows(); ++i)
-        R.row(i) =
-            ToMatrix(net->Decode(E, FromMatrix(M.row(i)).expand({n, latent_})).reshape({1, n}));
+      RT = ToMatrix(net->DecodeAll(E, FromMatrix(M)).t());
     }
+    // Per chunk of sets: the normalised weights W [sets, N] row by row (float log-likelihoods,
+    // log sigma(x) = min(x, 0) - log1p(exp(-|x|)), vectorised over the mu_i), then z = W M.
+    constexpr size_t kChunk = 256;
+    const size_t n_chunks = (sets.size() + kChunk - 1) / kChunk;
     RowMatrixF z(static_cast<Eigen::Index>(sets.size()), latent_);
-#pragma omp parallel for schedule(dynamic, 16)
-    for (size_t u = 0; u < sets.size(); ++u) {
-      std::vector<double> ll(static_cast<size_t>(M.rows()), 0.0);
-      double mx = -std::numeric_limits<double>::infinity();
-      for (Eigen::Index i = 0; i < M.rows(); ++i) {
-        for (const ContextPair& c : sets[u])
-          ll[i] +=
-              math::LogSigmoid(static_cast<double>(R(i, col[c.chosen])) - R(i, col[c.rejected]));
-        mx = std::max(mx, ll[i]);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t c = 0; c < n_chunks; ++c) {
+      const size_t lo = c * kChunk, hi = std::min(sets.size(), lo + kChunk);
+      RowMatrixF W(static_cast<Eigen::Index>(hi - lo), N);
+      Eigen::ArrayXf ll(N), x(N);
+      for (size_t u = lo; u < hi; ++u) {
+        ll.setZero();
+        for (const ContextPair& p : sets[u]) {
+          x = RT.row(col[p.chosen]).array().transpose() -
+              RT.row(col[p.rejected]).array().transpose();
+          ll += x.min(0.0f) - (-x.abs()).exp().log1p();
+        }
+        ll = (ll - ll.maxCoeff()).exp();
+        W.row(static_cast<Eigen::Index>(u - lo)) = (ll / ll.sum()).matrix().transpose();
       }
-      Eigen::VectorXd acc = Eigen::VectorXd::Zero(latent_);
-      double total = 0;
-      for (Eigen::Index i = 0; i < M.rows(); ++i) {
-        const double w = std::exp(ll[i] - mx);
-        total += w;
-        acc += w * M.row(i).transpose().cast<double>();
-      }
-      z.row(u) = (acc / total).cast<float>().transpose();
+      z.middleRows(static_cast<Eigen::Index>(lo), static_cast<Eigen::Index>(hi - lo)).noalias() =
+          W * M;
     }
     return z;
   }
