@@ -195,8 +195,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
                         " must be >= 1");
     PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1,
                         "--anneal-floor: ", o.anneal_floor, " is not in [0, 1]");
-    PREFMIX_CHECK_INPUT(o.vpl_adapt == "encoder" || o.vpl_adapt == "population", "--vpl-adapt: '",
-                        o.vpl_adapt, "' is not one of encoder, population");
+    PREFMIX_CHECK_INPUT(
+        o.vpl_adapt == "auto" || o.vpl_adapt == "encoder" || o.vpl_adapt == "population",
+        "--vpl-adapt: '", o.vpl_adapt, "' is not one of auto, encoder, population");
     PREFMIX_CHECK_INPUT(o.device == "cpu", "--device ", o.device,
                         ": vpl trains and encodes with LibTorch, which is CPU-only in this build; "
                         "use --device cpu");
@@ -233,6 +234,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     std::vector<int64_t> grid =
         options_.dim > 0 ? std::vector<int64_t>{options_.dim} : std::vector<int64_t>{4, 8, 16};
     const double l2 = options_.l2 >= 0 ? options_.l2 : 1e-3;
+    AdaptLosses adapt_losses;
     if (!valid.empty()) {
       double best = INFINITY;
       Json curve = Json::Array();
@@ -244,11 +246,19 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         e["latent"] = L;
         e["valid_log_loss"] = v;
         e["epochs"] = be;
+        // --vpl-adapt auto: both adaptations of pseudo-new users, with this train-only model.
+        const AdaptLosses al =
+            options_.vpl_adapt == "auto" ? PseudoUnseenLosses(ds, train, valid) : AdaptLosses{};
+        if (al.users > 0) {
+          e["adapt_encoder_log_loss"] = al.encoder;
+          e["adapt_population_log_loss"] = al.population;
+        }
         curve.push_back(e);
         if (v < best) {
           best = v;
           best_latent_ = L;
           epochs = std::max(be, 1);
+          adapt_losses = al;
         }
       }
       latent_ = best_latent_;
@@ -264,6 +274,24 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     } else {
       latent_ = grid.back();
       Train(ds, train, nullptr, l2, max_epochs, nullptr);
+    }
+    if (options_.vpl_adapt == "auto") {
+      // The adaptation with the lower log loss on the pseudo-new users' validation pairs; VPL's
+      // encoder when there was nothing to choose on. From here on the model is that one (seen
+      // latents, Adapt, model file).
+      Json sel = Json::Object();
+      sel["criterion"] = "validation log loss of pseudo-new users";
+      sel["users"] = adapt_losses.users;
+      sel["context_pairs"] = kSelectContext;
+      if (adapt_losses.users > 0) {
+        sel["encoder_log_loss"] = adapt_losses.encoder;
+        sel["population_log_loss"] = adapt_losses.population;
+      }
+      options_.vpl_adapt = adapt_losses.users > 0 && adapt_losses.population < adapt_losses.encoder
+                               ? "population"
+                               : "encoder";
+      sel["chosen"] = options_.vpl_adapt;
+      rep.details["adapt_selection"] = sel;
     }
     const PairSet all = options_.refit ? Concat(train, valid) : train;
     RowMatrixF lat = Encode(ds, UserContextSets(all, ds.n_users(), kMaxContext)).mu;
@@ -325,6 +353,75 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     return Encode(ds, sets).mu;
   }
 
+  /// Mean validation log loss of the pseudo-new users under each adaptation (users: how many).
+  struct AdaptLosses {
+    double encoder = 0, population = 0;
+    int64_t users = 0;
+  };
+
+  /// --vpl-adapt auto's criterion, with the current (train-only) model: every training user with
+  /// validation pairs (every stride-th of them beyond kSelectUsers) becomes a pseudo-new user with
+  /// the first kSelectContext of its training pairs as its support; its validation pairs are
+  /// predicted from the encoder's mu of that support and from the posterior mean over the other
+  /// training users' mu (encoded from all their training pairs; its own is left out). Never reads
+  /// anything but train and valid.
+  AdaptLosses PseudoUnseenLosses(const Dataset& ds, const PairSet& train,
+                                 const PairSet& valid) const {
+    AdaptLosses out;
+    const std::vector<ContextSet> full = UserContextSets(train, ds.n_users(), kMaxContext);
+    const std::vector<ContextSet> few = UserContextSets(train, ds.n_users(), kSelectContext);
+    const RowMatrixF mu = Encode(ds, full).mu;
+    std::vector<Eigen::Index> row(ds.n_users(), -1);
+    Eigen::Index n = 0;
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (!full[u].empty()) row[u] = n++;
+    if (n < 2) return out;
+    RowMatrixF M(n, latent_);
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (row[u] >= 0) M.row(row[u]) = mu.row(u);
+    std::vector<char> has_valid(ds.n_users(), 0);
+    for (int32_t u : valid.user) has_valid[u] = 1;
+    int64_t eligible = 0;
+    for (int64_t u = 0; u < ds.n_users(); ++u) eligible += has_valid[u] && row[u] >= 0;
+    const int64_t stride = (eligible + kSelectUsers - 1) / kSelectUsers;  // at most kSelectUsers
+    std::vector<ContextSet> sets;
+    std::vector<Eigen::Index> own, set_of(ds.n_users(), -1);
+    for (int64_t u = 0, e = 0; u < ds.n_users(); ++u)
+      if (has_valid[u] && row[u] >= 0 && e++ % stride == 0) {
+        set_of[u] = static_cast<Eigen::Index>(sets.size());
+        sets.push_back(few[u]);
+        own.push_back(row[u]);
+      }
+    if (sets.empty()) return out;
+    const RowMatrixF z_enc = Encode(ds, sets).mu;
+    const RowMatrixF z_pop = PosteriorMeanOver(ds, M, sets, &own);
+    std::vector<int32_t> a, b;
+    std::vector<float> lab;
+    std::vector<Eigen::Index> who;
+    for (size_t j = 0; j < valid.size(); ++j)
+      if (set_of[valid.user[j]] >= 0) {
+        a.push_back(valid.first[j]);
+        b.push_back(valid.second[j]);
+        lab.push_back(valid.label[j]);
+        who.push_back(set_of[valid.user[j]]);
+      }
+    RowMatrixF ze(static_cast<Eigen::Index>(who.size()), latent_), zp = ze;
+    for (size_t j = 0; j < who.size(); ++j) {
+      ze.row(static_cast<Eigen::Index>(j)) = z_enc.row(who[j]);
+      zp.row(static_cast<Eigen::Index>(j)) = z_pop.row(who[j]);
+    }
+    auto loss = [&](const std::vector<double>& p) {
+      double l = 0;
+      for (size_t j = 0; j < p.size(); ++j)
+        l -= std::log(std::clamp(lab[j] > 0.5f ? p[j] : 1 - p[j], 1e-12, 1.0));
+      return l / static_cast<double>(p.size());
+    };
+    out.encoder = loss(PairProbWithLatent(ds, a, b, ze));
+    out.population = loss(PairProbWithLatent(ds, a, b, zp));
+    out.users = static_cast<int64_t>(sets.size());
+    return out;
+  }
+
   /// `--vpl-adapt population`: for each set C, z = sum_i w_i mu_i over the training users' mu_i
   /// (their encoded means, saved in the model file: population_) with
   /// w_i proportional to prod_{(a > b) in C} sigma(r(a, mu_i) - r(b, mu_i)): the posterior mean
@@ -333,7 +430,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   RowMatrixF PopulationPosteriorMean(const Dataset& ds, const std::vector<ContextSet>& sets) const {
     PREFMIX_CHECK_INPUT(population_.rows() > 0,
                         "--vpl-adapt population: the model has no training users' latents");
-    const RowMatrixF& M = population_;
+    return PosteriorMeanOver(ds, population_, sets, nullptr);
+  }
+
+  /// z of each set: the posterior mean over the candidates M (rows) given the set's pairs;
+  /// (*exclude)[u] >= 0 names a row of M that set u may not use (its own user's mu).
+  RowMatrixF PosteriorMeanOver(const Dataset& ds, const RowMatrixF& M,
+                               const std::vector<ContextSet>& sets,
+                               const std::vector<Eigen::Index>* exclude) const {
     // Rewards of the items the sets use only ([training users, used items]; col maps an item
     // to its column), not of every item of the dataset.
     std::vector<int64_t> used, col(ds.n_items(), -1);
@@ -372,6 +476,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
               RT.row(col[p.rejected]).array().transpose();
           ll += x.min(0.0f) - (-x.abs()).exp().log1p();
         }
+        if (exclude && (*exclude)[u] >= 0)
+          ll[(*exclude)[u]] = -std::numeric_limits<float>::infinity();
         ll = (ll - ll.maxCoeff()).exp();
         W.row(static_cast<Eigen::Index>(u - lo)) = (ll / ll.sum()).matrix().transpose();
       }

@@ -38,6 +38,10 @@ namespace prefmix::personalization {
 
 /// At most this many context pairs are encoded per user (the first ones) at evaluation.
 constexpr int kMaxContext = 64;
+/// --vpl-adapt auto: pseudo-new users get this many of their training pairs as support, and at
+/// most kSelectUsers of them are scored.
+constexpr int kSelectContext = 8;
+constexpr int64_t kSelectUsers = 2000;
 /// Smallest and largest training context set (VPL's 2-8 pairs).
 constexpr int kMinTrainContext = 2;
 constexpr int kMaxTrainContext = 8;

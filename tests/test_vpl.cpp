@@ -238,13 +238,12 @@ TEST(VplTest, AdaptationReadsOnlyTheSupport) {
   const RowMatrixF b =
       m->Adapt(flipped, UnseenSupport(flipped.AllPairs(), s, 4), ds.n_users(), "cpu");
   EXPECT_EQ(a, b);
-  // Users without support pairs get the population latent (cold start): with the default
-  // population adaptation the mean of the training users' mu, not the prior's 0.
+  // Users without support pairs get the population latent (cold start): the prior's z = 0 with
+  // the encoder (what auto resolves to without validation pairs, as here).
+  ASSERT_EQ(m->options().vpl_adapt, "encoder");
   const RowMatrixF cold = m->Adapt(ds, PairSet(), 3, "cpu");
   ASSERT_EQ(cold.rows(), 3);
-  for (Eigen::Index u = 0; u < 3; ++u)
-    EXPECT_TRUE(cold.row(u).transpose().isApprox(m->PopulationLatent(), 1e-5f)) << u;
-  EXPECT_FALSE(m->PopulationLatent().isZero());
+  EXPECT_TRUE(cold.isZero());
   EXPECT_THROW(m->Adapt(ds, support, ds.n_users(), "cuda"), Error);
 }
 
@@ -339,6 +338,82 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--vpl-adapt"), std::string::npos) << e.what();
   }
+}
+
+TEST(VplTest, AutoAdaptationPicksTheLowerPseudoNewUserValidationLoss) {
+  // --vpl-adapt auto (the default): each training user with validation pairs, given the first 8
+  // of its training pairs, predicts its validation pairs from the encoder's mu and from the
+  // posterior mean over the other training users' mu; the lower mean log loss wins. Both losses
+  // are recomputed here through the public encoder and decoder, with the train-only model
+  // (no refit, one latent size).
+  Dataset ds = SmallGroups(13);
+  ModelOptions o = VplOptions(13);
+  o.dim = 3;
+  o.hidden = 16;
+  o.epochs = 6;
+  o.refit = false;
+  ASSERT_EQ(o.vpl_adapt, "auto");
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  auto m = MakeModel(o);
+  const FitReport rep = m->Fit(ds, s.train, s.valid);
+  const Json& sel = rep.details.at("adapt_selection");
+  const auto& am = Amortized(*m);
+  using personalization::ContextSet;
+  using personalization::UserContextSets;
+  const auto full = UserContextSets(s.train, ds.n_users(), personalization::kMaxContext);
+  const auto few = UserContextSets(s.train, ds.n_users(), personalization::kSelectContext);
+  const RowMatrixF mu = am.Encode(ds, full).mu;
+  std::vector<int64_t> cand;  // users with training pairs
+  for (int64_t u = 0; u < ds.n_users(); ++u)
+    if (!full[u].empty()) cand.push_back(u);
+  const RowMatrixF z_enc = am.Encode(ds, few).mu;
+  double enc = 0, pop = 0;
+  size_t n = 0;
+  for (size_t j = 0; j < s.valid.size(); ++j) {
+    const int32_t u = s.valid.user[j];
+    if (full[u].empty()) continue;
+    // The posterior mean over the other users' mu given u's 8 pairs.
+    std::vector<double> ll;
+    for (int64_t c : cand) {
+      double l = -INFINITY;
+      if (c != u) {
+        l = 0;
+        for (const auto& p : few[u]) {
+          RowMatrixF zi = mu.row(c);
+          l += std::log(am.PairProbWithLatent(ds, {p.chosen}, {p.rejected}, zi)[0]);
+        }
+      }
+      ll.push_back(l);
+    }
+    const double mx = *std::max_element(ll.begin(), ll.end());
+    Eigen::VectorXd zp = Eigen::VectorXd::Zero(mu.cols());
+    double total = 0;
+    for (size_t i = 0; i < cand.size(); ++i) {
+      const double w = std::exp(ll[i] - mx);
+      total += w;
+      zp += w * mu.row(cand[i]).transpose().cast<double>();
+    }
+    const RowMatrixF zpf = (zp / total).cast<float>().transpose();
+    const RowMatrixF zef = z_enc.row(u);
+    const bool first = s.valid.label[j] > 0.5f;
+    const double pe = am.PairProbWithLatent(ds, {s.valid.first[j]}, {s.valid.second[j]}, zef)[0];
+    const double pp = am.PairProbWithLatent(ds, {s.valid.first[j]}, {s.valid.second[j]}, zpf)[0];
+    enc -= std::log(first ? pe : 1 - pe);
+    pop -= std::log(first ? pp : 1 - pp);
+    ++n;
+  }
+  ASSERT_GT(n, 0u);
+  enc /= n;
+  pop /= n;
+  EXPECT_NEAR(sel.at("encoder_log_loss").number(), enc, 1e-4 * enc);
+  EXPECT_NEAR(sel.at("population_log_loss").number(), pop, 1e-4 * pop);
+  const std::string chosen = pop < enc ? "population" : "encoder";
+  EXPECT_EQ(sel.at("chosen").str(), chosen);
+  EXPECT_EQ(m->options().vpl_adapt, chosen);  // the model is now that one (and its file says so)
+  // Without validation pairs there is nothing to choose on: VPL's encoder.
+  auto m2 = MakeModel(o);
+  m2->Fit(ds, s.train, PairSet());
+  EXPECT_EQ(m2->options().vpl_adapt, "encoder");
 }
 
 TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
