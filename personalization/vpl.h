@@ -23,9 +23,10 @@
 // steps, then restarts). Each training comparison gets a context set of 2-8 *other* training pairs
 // of the same user (fewer when the user has fewer), resampled every epoch. Inference (no gradient
 // steps, batched), for seen users from their training pairs (at most kMaxContext) and for new
-// users (`Adapt`) from their k support pairs: by default (`--vpl-adapt population`) the posterior
-// mean over the training users' encoded mu given those pairs (w_i proportional to the decoder's
-// likelihood of the pairs under mu_i); with `--vpl-adapt encoder` VPL's z = mu(q(z | pairs)).
+// users (`Adapt`) from their k support pairs: `--vpl-adapt encoder`, VPL's z = mu(q(z | pairs)),
+// or `--vpl-adapt population`, the posterior mean over the training users' encoded mu given
+// those pairs (w_i proportional to the decoder's likelihood of the pairs under mu_i); the default
+// `auto` picks one in Fit by the validation log loss of pseudo-new users (kSelectContext pairs).
 // Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
 // S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
 // when there are more): in [0, 1] per user, same order as r.
