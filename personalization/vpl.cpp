@@ -246,28 +246,25 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         e["latent"] = L;
         e["valid_log_loss"] = v;
         e["epochs"] = be;
-        // --vpl-adapt auto: both adaptations of pseudo-new users, with this train-only model.
-        const AdaptLosses al =
-            options_.vpl_adapt == "auto" ? PseudoUnseenLosses(ds, train, valid) : AdaptLosses{};
-        if (al.users > 0) {
-          e["adapt_encoder_log_loss"] = al.encoder;
-          e["adapt_population_log_loss"] = al.population;
-        }
         curve.push_back(e);
         if (v < best) {
           best = v;
           best_latent_ = L;
           epochs = std::max(be, 1);
-          adapt_losses = al;
         }
       }
       latent_ = best_latent_;
       rep.details["selection"] = curve;
+      // --vpl-adapt auto: one more fit of the selected size without some training users, who
+      // then are new users to both adaptations.
+      if (options_.vpl_adapt == "auto")
+        adapt_losses = HeldOutUserLosses(ds, train, valid, l2, max_epochs);
       if (options_.refit) {
         Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
-      } else if (best_latent_ != grid.back()) {
-        // The net holds the last grid point's best-validation parameters; retrain the selected
-        // size (seeded, so this is the selection run again). Skipped when they are the same.
+      } else if (best_latent_ != grid.back() || adapt_losses.users > 0) {
+        // The net holds the last grid point's best-validation parameters (or the held-out-user
+        // fit of --vpl-adapt auto); retrain the selected size (seeded, so this is the selection
+        // run again). Skipped when they are the same.
         int be = 0;
         Train(ds, train, &valid, l2, max_epochs, &be);
       }
@@ -280,7 +277,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       // encoder when there was nothing to choose on. From here on the model is that one (seen
       // latents, Adapt, model file).
       Json sel = Json::Object();
-      sel["criterion"] = "validation log loss of pseudo-new users";
+      sel["criterion"] =
+          "log loss on held-out training users' pairs after their first context_pairs, from a fit "
+          "without them";
       sel["users"] = adapt_losses.users;
       sel["context_pairs"] = kSelectContext;
       if (adapt_losses.users > 0) {
@@ -359,66 +358,69 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     int64_t users = 0;
   };
 
-  /// --vpl-adapt auto's criterion, with the current (train-only) model: every training user with
-  /// validation pairs (every stride-th of them beyond kSelectUsers) becomes a pseudo-new user with
-  /// the first kSelectContext of its training pairs as its support; its validation pairs are
-  /// predicted from the encoder's mu of that support and from the posterior mean over the other
-  /// training users' mu (encoded from all their training pairs; its own is left out). Never reads
-  /// anything but train and valid.
-  AdaptLosses PseudoUnseenLosses(const Dataset& ds, const PairSet& train,
-                                 const PairSet& valid) const {
+  /// --vpl-adapt auto's criterion. Every kSelectEvery-th training user with more than
+  /// kSelectContext pairs (at most kSelectUsers of them) is held out; the selected latent size is
+  /// fitted without them (early stopping on the others' validation pairs); each held-out user is
+  /// then a new user with its first kSelectContext pairs as support, and its other pairs are
+  /// predicted from the encoder's mu of that support and from the posterior mean over the fitted
+  /// users' mu. Reads only train and valid.
+  AdaptLosses HeldOutUserLosses(const Dataset& ds, const PairSet& train, const PairSet& valid,
+                                double l2, int max_epochs) {
     AdaptLosses out;
-    const std::vector<ContextSet> full = UserContextSets(train, ds.n_users(), kMaxContext);
-    const std::vector<ContextSet> few = UserContextSets(train, ds.n_users(), kSelectContext);
-    const RowMatrixF mu = Encode(ds, full).mu;
-    std::vector<Eigen::Index> row(ds.n_users(), -1);
-    Eigen::Index n = 0;
+    const PairSet both = Concat(train, valid);
+    const auto by = both.ByUser(ds.n_users());
+    std::vector<char> held(ds.n_users(), 0);
+    int64_t eligible = 0, n_held = 0;
     for (int64_t u = 0; u < ds.n_users(); ++u)
-      if (!full[u].empty()) row[u] = n++;
-    if (n < 2) return out;
-    RowMatrixF M(n, latent_);
-    for (int64_t u = 0; u < ds.n_users(); ++u)
-      if (row[u] >= 0) M.row(row[u]) = mu.row(u);
-    std::vector<char> has_valid(ds.n_users(), 0);
-    for (int32_t u : valid.user) has_valid[u] = 1;
-    int64_t eligible = 0;
-    for (int64_t u = 0; u < ds.n_users(); ++u) eligible += has_valid[u] && row[u] >= 0;
-    const int64_t stride = (eligible + kSelectUsers - 1) / kSelectUsers;  // at most kSelectUsers
-    std::vector<ContextSet> sets;
-    std::vector<Eigen::Index> own, set_of(ds.n_users(), -1);
-    for (int64_t u = 0, e = 0; u < ds.n_users(); ++u)
-      if (has_valid[u] && row[u] >= 0 && e++ % stride == 0) {
-        set_of[u] = static_cast<Eigen::Index>(sets.size());
-        sets.push_back(few[u]);
-        own.push_back(row[u]);
+      if (static_cast<int64_t>(by[u].size()) > kSelectContext && eligible++ % kSelectEvery == 0 &&
+          n_held < kSelectUsers) {
+        held[u] = 1;
+        ++n_held;
       }
-    if (sets.empty()) return out;
-    const RowMatrixF z_enc = Encode(ds, sets).mu;
-    const RowMatrixF z_pop = PosteriorMeanOver(ds, M, sets, &own);
-    std::vector<int32_t> a, b;
-    std::vector<float> lab;
-    std::vector<Eigen::Index> who;
+    PairSet tr, va, support, target;
+    for (size_t j = 0; j < train.size(); ++j)
+      if (!held[train.user[j]]) tr.PushFrom(train, j);
     for (size_t j = 0; j < valid.size(); ++j)
-      if (set_of[valid.user[j]] >= 0) {
-        a.push_back(valid.first[j]);
-        b.push_back(valid.second[j]);
-        lab.push_back(valid.label[j]);
-        who.push_back(set_of[valid.user[j]]);
+      if (!held[valid.user[j]]) va.PushFrom(valid, j);
+    if (n_held == 0 || tr.empty() || va.empty()) return out;
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (held[u])
+        for (size_t i = 0; i < by[u].size(); ++i)
+          (static_cast<int>(i) < kSelectContext ? support : target).PushFrom(both, by[u][i]);
+    int be = 0;
+    Train(ds, tr, &va, l2, max_epochs, &be);
+    const std::vector<ContextSet> fitted =
+        UserContextSets(Concat(tr, va), ds.n_users(), kMaxContext);
+    const RowMatrixF mu = Encode(ds, fitted).mu;
+    Eigen::Index n = 0;
+    for (const ContextSet& c : fitted) n += !c.empty();
+    RowMatrixF M(n, latent_);
+    for (int64_t u = 0, r = 0; u < ds.n_users(); ++u)
+      if (!fitted[u].empty()) M.row(r++) = mu.row(u);
+    const std::vector<ContextSet> all_sets = UserContextSets(support, ds.n_users(), kSelectContext);
+    std::vector<ContextSet> sets;
+    std::vector<Eigen::Index> set_of(ds.n_users(), -1);
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (held[u]) {
+        set_of[u] = static_cast<Eigen::Index>(sets.size());
+        sets.push_back(all_sets[u]);
       }
-    RowMatrixF ze(static_cast<Eigen::Index>(who.size()), latent_), zp = ze;
-    for (size_t j = 0; j < who.size(); ++j) {
-      ze.row(static_cast<Eigen::Index>(j)) = z_enc.row(who[j]);
-      zp.row(static_cast<Eigen::Index>(j)) = z_pop.row(who[j]);
+    const RowMatrixF z_enc = Encode(ds, sets).mu;
+    const RowMatrixF z_pop = PosteriorMeanOver(ds, M, sets, nullptr);
+    RowMatrixF ze(static_cast<Eigen::Index>(target.size()), latent_), zp = ze;
+    for (size_t j = 0; j < target.size(); ++j) {
+      ze.row(static_cast<Eigen::Index>(j)) = z_enc.row(set_of[target.user[j]]);
+      zp.row(static_cast<Eigen::Index>(j)) = z_pop.row(set_of[target.user[j]]);
     }
     auto loss = [&](const std::vector<double>& p) {
       double l = 0;
       for (size_t j = 0; j < p.size(); ++j)
-        l -= std::log(std::clamp(lab[j] > 0.5f ? p[j] : 1 - p[j], 1e-12, 1.0));
+        l -= std::log(std::clamp(target.label[j] > 0.5f ? p[j] : 1 - p[j], 1e-12, 1.0));
       return l / static_cast<double>(p.size());
     };
-    out.encoder = loss(PairProbWithLatent(ds, a, b, ze));
-    out.population = loss(PairProbWithLatent(ds, a, b, zp));
-    out.users = static_cast<int64_t>(sets.size());
+    out.encoder = loss(PairProbWithLatent(ds, target.first, target.second, ze));
+    out.population = loss(PairProbWithLatent(ds, target.first, target.second, zp));
+    out.users = n_held;
     return out;
   }
 

@@ -26,7 +26,7 @@
 // users (`Adapt`) from their k support pairs: `--vpl-adapt encoder`, VPL's z = mu(q(z | pairs)),
 // or `--vpl-adapt population`, the posterior mean over the training users' encoded mu given
 // those pairs (w_i proportional to the decoder's likelihood of the pairs under mu_i); the default
-// `auto` picks one in Fit by the validation log loss of pseudo-new users (kSelectContext pairs).
+// `auto` picks one in Fit by the log loss of training users held out of an extra fit.
 // Score: VPL-SPO's normalisation r~(e | z) = mean_{e' in
 // S, e' != e} sigmoid(r(e, z) - r(e', z)), S = all items (a seeded sample of kScoreReference items
 // when there are more): in [0, 1] per user, same order as r.
@@ -39,9 +39,10 @@ namespace prefmix::personalization {
 
 /// At most this many context pairs are encoded per user (the first ones) at evaluation.
 constexpr int kMaxContext = 64;
-/// --vpl-adapt auto: pseudo-new users get this many of their training pairs as support, and at
-/// most kSelectUsers of them are scored.
+/// --vpl-adapt auto: every kSelectEvery-th training user with more than kSelectContext pairs (at
+/// most kSelectUsers) is held out of one extra fit and adapted from kSelectContext of its pairs.
 constexpr int kSelectContext = 8;
+constexpr int kSelectEvery = 5;
 constexpr int64_t kSelectUsers = 2000;
 /// Smallest and largest training context set (VPL's 2-8 pairs).
 constexpr int kMinTrainContext = 2;
