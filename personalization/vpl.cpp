@@ -361,9 +361,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   /// --vpl-adapt auto's criterion. Every kSelectEvery-th training user with more than
   /// kSelectContext pairs (at most kSelectUsers of them) is held out; the selected latent size is
   /// fitted without them (early stopping on the others' validation pairs); each held-out user is
-  /// then a new user with its first kSelectContext pairs as support, and its other pairs are
-  /// predicted from the encoder's mu of that support and from the posterior mean over the fitted
-  /// users' mu. Reads only train and valid.
+  /// then a new user with kSelectContext of its pairs (seeded random ones) as support, and its
+  /// other pairs are predicted from the encoder's mu of that support and from the posterior mean
+  /// over the fitted users' mu. Reads only train and valid.
   AdaptLosses HeldOutUserLosses(const Dataset& ds, const PairSet& train, const PairSet& valid,
                                 double l2, int max_epochs) {
     AdaptLosses out;
@@ -383,10 +383,17 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     for (size_t j = 0; j < valid.size(); ++j)
       if (!held[valid.user[j]]) va.PushFrom(valid, j);
     if (n_held == 0 || tr.empty() || va.empty()) return out;
+    // Each held-out user's pairs in a seeded random order, as the unseen protocol draws a new
+    // user's support: stored order can be structured (a ranking's pairs item by item), and its
+    // first pairs would be a support set unlike any the encoder trained on.
     for (int64_t u = 0; u < ds.n_users(); ++u)
-      if (held[u])
-        for (size_t i = 0; i < by[u].size(); ++i)
-          (static_cast<int>(i) < kSelectContext ? support : target).PushFrom(both, by[u][i]);
+      if (held[u]) {
+        std::vector<size_t> order = by[u];
+        Rng rng(DeriveSeed(options_.seed, 0x5e1ec7, static_cast<uint64_t>(u)));
+        rng.Shuffle(order);
+        for (size_t i = 0; i < order.size(); ++i)
+          (static_cast<int>(i) < kSelectContext ? support : target).PushFrom(both, order[i]);
+      }
     int be = 0;
     Train(ds, tr, &va, l2, max_epochs, &be);
     const std::vector<ContextSet> fitted =
