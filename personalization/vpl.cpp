@@ -278,8 +278,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       // latents, Adapt, model file).
       Json sel = Json::Object();
       sel["criterion"] =
-          "log loss on held-out training users' pairs after their first context_pairs, from a fit "
-          "without them";
+          "log loss on held-out training users' other pairs given context_pairs of their pairs "
+          "(seeded random order), from a fit without them";
       sel["users"] = adapt_losses.users;
       sel["context_pairs"] = kSelectContext;
       if (adapt_losses.users > 0) {
