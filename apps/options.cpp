@@ -83,7 +83,8 @@ void AddModelOptions(po::options_description& desc) {
       "vpl: KL annealing floor in [0, 1]")(
       "vpl-adapt", po::value<std::string>()->default_value(d.vpl_adapt),
       "vpl: a user's z (seen and new users), auto (the one of the two below with the lower "
-      "validation log loss on pseudo-new users) | population (posterior mean over the training "
+      "log loss on training users held out of an extra fit) | population (posterior mean over the "
+      "training "
       "users' encoded mu given the user's pairs) | encoder (VPL's amortized mu of the pairs)")(
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(

@@ -40,9 +40,9 @@ struct ModelOptions {
   double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
   int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
   double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
-  /// vpl: a user's z, auto (default: whichever of the two predicts pseudo-new users' validation
-  /// pairs better) | population (the posterior mean over the training users' encoded mu given the
-  /// user's pairs) | encoder (VPL's amortized mu of the user's pairs)
+  /// vpl: a user's z, auto (default: whichever of the two predicts training users held out of an
+  /// extra fit better) | population (the posterior mean over the training users' encoded mu given
+  /// the user's pairs) | encoder (VPL's amortized mu of the user's pairs)
   std::string vpl_adapt = "auto";
   std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
   std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)

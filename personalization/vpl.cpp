@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -178,6 +177,14 @@ PairSet Concat(const PairSet& a, const PairSet& b) {
   return c;
 }
 
+/// The rows of m whose flag is set, in order.
+RowMatrixF RowsWhere(const RowMatrixF& m, const std::vector<char>& keep) {
+  RowMatrixF out(std::count(keep.begin(), keep.end(), 1), m.cols());
+  for (Eigen::Index i = 0, r = 0; i < m.rows(); ++i)
+    if (keep[i]) out.row(r++) = m.row(i);
+  return out;
+}
+
 ContextPair Oriented(const PairSet& p, size_t j) {
   return p.label[j] > 0.5f ? ContextPair{p.first[j], p.second[j]}
                            : ContextPair{p.second[j], p.first[j]};
@@ -315,9 +322,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     }
     // The training users' encoded mu: k-means / active units above, and the candidates of the
     // population posterior (a user without pairs has mu = 0 exactly and is not one).
-    population_.resize(n, latent_);
-    for (int64_t u = 0, i = 0; u < ds.n_users(); ++u)
-      if (has[u]) population_.row(i++) = lat.row(u);
+    population_ = RowsWhere(lat, has);
     if (options_.vpl_adapt == "population") {
       // Seen users too: the posterior mean over the training users' mu given the user's own
       // pairs (their own mu is among the candidates). Users without pairs: the mean of the mu_i.
@@ -352,7 +357,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     return Encode(ds, sets).mu;
   }
 
-  /// Mean validation log loss of the pseudo-new users under each adaptation (users: how many).
+  /// Mean log loss of the held-out users' other pairs under each adaptation (users: how many).
   struct AdaptLosses {
     double encoder = 0, population = 0;
     int64_t users = 0;
@@ -398,12 +403,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     Train(ds, tr, &va, l2, max_epochs, &be);
     const std::vector<ContextSet> fitted =
         UserContextSets(Concat(tr, va), ds.n_users(), kMaxContext);
-    const RowMatrixF mu = Encode(ds, fitted).mu;
-    Eigen::Index n = 0;
-    for (const ContextSet& c : fitted) n += !c.empty();
-    RowMatrixF M(n, latent_);
-    for (int64_t u = 0, r = 0; u < ds.n_users(); ++u)
-      if (!fitted[u].empty()) M.row(r++) = mu.row(u);
+    std::vector<char> fitted_user(ds.n_users(), 0);
+    for (int64_t u = 0; u < ds.n_users(); ++u) fitted_user[u] = !fitted[u].empty();
+    const RowMatrixF M = RowsWhere(Encode(ds, fitted).mu, fitted_user);
     const std::vector<ContextSet> all_sets = UserContextSets(support, ds.n_users(), kSelectContext);
     std::vector<ContextSet> sets;
     std::vector<Eigen::Index> set_of(ds.n_users(), -1);
@@ -413,7 +415,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         sets.push_back(all_sets[u]);
       }
     const RowMatrixF z_enc = Encode(ds, sets).mu;
-    const RowMatrixF z_pop = PosteriorMeanOver(ds, M, sets, nullptr);
+    const RowMatrixF z_pop = PosteriorMeanOver(ds, M, sets);
     RowMatrixF ze(static_cast<Eigen::Index>(target.size()), latent_), zp = ze;
     for (size_t j = 0; j < target.size(); ++j) {
       ze.row(static_cast<Eigen::Index>(j)) = z_enc.row(set_of[target.user[j]]);
@@ -439,14 +441,12 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   RowMatrixF PopulationPosteriorMean(const Dataset& ds, const std::vector<ContextSet>& sets) const {
     PREFMIX_CHECK_INPUT(population_.rows() > 0,
                         "--vpl-adapt population: the model has no training users' latents");
-    return PosteriorMeanOver(ds, population_, sets, nullptr);
+    return PosteriorMeanOver(ds, population_, sets);
   }
 
-  /// z of each set: the posterior mean over the candidates M (rows) given the set's pairs;
-  /// (*exclude)[u] >= 0 names a row of M that set u may not use (its own user's mu).
+  /// z of each set: the posterior mean over the candidates M (rows) given the set's pairs.
   RowMatrixF PosteriorMeanOver(const Dataset& ds, const RowMatrixF& M,
-                               const std::vector<ContextSet>& sets,
-                               const std::vector<Eigen::Index>* exclude) const {
+                               const std::vector<ContextSet>& sets) const {
     // Rewards of the items the sets use only ([training users, used items]; col maps an item
     // to its column), not of every item of the dataset.
     std::vector<int64_t> used, col(ds.n_items(), -1);
@@ -485,8 +485,6 @@ class VplModel : public Model, public AmortizedPosteriorModel {
               RT.row(col[p.rejected]).array().transpose();
           ll += x.min(0.0f) - (-x.abs()).exp().log1p();
         }
-        if (exclude && (*exclude)[u] >= 0)
-          ll[(*exclude)[u]] = -std::numeric_limits<float>::infinity();
         ll = (ll - ll.maxCoeff()).exp();
         W.row(static_cast<Eigen::Index>(u - lo)) = (ll / ll.sum()).matrix().transpose();
       }
@@ -591,12 +589,10 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     } else {
       // Files written before the candidates were saved apart: their training latents are the
       // encoded mu (users without pairs: 0 exactly).
-      int64_t n = 0;
+      std::vector<char> nonzero(train_latents_.rows(), 0);
       for (Eigen::Index i = 0; i < train_latents_.rows(); ++i)
-        n += train_latents_.row(i).squaredNorm() > 0;
-      population_.resize(n, latent_);
-      for (Eigen::Index i = 0, r = 0; i < train_latents_.rows(); ++i)
-        if (train_latents_.row(i).squaredNorm() > 0) population_.row(r++) = train_latents_.row(i);
+        nonzero[i] = train_latents_.row(i).squaredNorm() > 0;
+      population_ = RowsWhere(train_latents_, nonzero);
     }
   }
 

@@ -53,13 +53,18 @@ Dataset SmallGroups(uint64_t seed) {
   return data::Generate(g);
 }
 
-/// A briefly trained small model (parameters away from their init).
-std::unique_ptr<Model> SmallModel(const Dataset& ds, uint64_t seed) {
+/// The unit tests' small configuration: latent 3, hidden 16, a few epochs.
+ModelOptions SmallOptions(uint64_t seed, int epochs = 4) {
   ModelOptions o = VplOptions(seed);
   o.dim = 3;
   o.hidden = 16;
-  o.epochs = 4;
-  auto m = MakeModel(o);
+  o.epochs = epochs;
+  return o;
+}
+
+/// A briefly trained small model (parameters away from their init).
+std::unique_ptr<Model> SmallModel(const Dataset& ds, uint64_t seed) {
+  auto m = MakeModel(SmallOptions(seed));
   PairSet all = ds.AllPairs(), valid;
   m->Fit(ds, all, valid);
   return m;
@@ -253,10 +258,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   // formula computed here through the public encoder and decoder (Encode, PairProbWithLatent),
   // for new users (Adapt) and for the seen users' latents, and after save -> load.
   Dataset ds = SmallGroups(11);
-  ModelOptions o = VplOptions(11);
-  o.dim = 3;
-  o.hidden = 16;
-  o.epochs = 4;
+  ModelOptions o = SmallOptions(11);
   o.vpl_adapt = "population";
   auto m = MakeModel(o);
   PairSet all = ds.AllPairs(), valid;
@@ -342,14 +344,11 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
 
 TEST(VplTest, AutoAdaptationChoosesOnUsersHeldOutOfAnExtraFit) {
   // --vpl-adapt auto (the default): every 5th training user with more than 8 pairs is held out
-  // of one extra fit; from its first 8 pairs each adaptation predicts its other pairs, and the
-  // lower log loss wins. The final model is then exactly the model of the chosen mode: the extra
-  // fit leaves no trace.
+  // of one extra fit; from 8 of its pairs (a seeded random draw) each adaptation predicts its
+  // other pairs, and the lower log loss wins. The final model is then exactly the model of the
+  // chosen mode: the extra fit leaves no trace.
   Dataset ds = SmallGroups(13);
-  ModelOptions o = VplOptions(13);
-  o.dim = 3;
-  o.hidden = 16;
-  o.epochs = 6;
+  ModelOptions o = SmallOptions(13, 6);
   o.refit = false;
   ASSERT_EQ(o.vpl_adapt, "auto");
   Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
