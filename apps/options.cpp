@@ -18,6 +18,9 @@ const char* kModelFlags[] = {
     "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
     "router", "balance",  "sample-entropy", "ideal",    "loss"};
 const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor", "vpl-adapt"};
+const char* kGpplFlags[] = {"gppl-users",   "item-kernel",  "components",  "inducing",
+                            "ls-factor",    "svi-delay",    "svi-forget",  "gamma-shape",
+                            "gamma-rate-t", "gamma-rate-v", "gamma-rate-w"};
 }  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -89,7 +92,29 @@ void AddModelOptions(po::options_description& desc) {
       "ideal", po::value<std::string>()->default_value(d.ideal),
       "pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's; needs --dim = D) | f(P)w")(
       "loss", po::value<std::string>()->default_value(d.loss),
-      "pal-a, pal-b: training loss, bt (Bradley-Terry) | hinge (PAL's)");
+      "pal-a, pal-b: training loss, bt (Bradley-Terry) | hinge (PAL's)")(
+      "gppl-users", po::value<std::string>()->default_value(d.gppl_users),
+      "gppl: crowd (crowdGPPL) | per-user (a GP per person) | pooled (one GP for everybody)")(
+      "item-kernel", po::value<std::string>()->default_value(d.item_kernel),
+      "gppl: item kernel, matern32 (Matern 3/2, median-heuristic length-scales) | identity")(
+      "components", po::value<int>()->default_value(d.components),
+      "gppl: latent components C (crowd)")(
+      "inducing", po::value<int>()->default_value(d.inducing),
+      "gppl: inducing items M (all items when there are at most M)")(
+      "ls-factor", po::value<double>()->default_value(d.ls_factor, "1"),
+      "gppl: length-scale = factor x the median heuristic")(
+      "svi-delay", po::value<double>()->default_value(d.svi_delay, "1"),
+      "gppl: SVI step size (i + delay)^-forget")(
+      "svi-forget", po::value<double>()->default_value(d.svi_forget, "-1"),
+      "gppl: SVI forgetting rate in [0, 1] (< 0: 0 with one full batch, else 0.9)")(
+      "gamma-shape", po::value<double>()->default_value(d.gamma_shape, "1"),
+      "gppl: shape of the inverse-scale gamma priors")(
+      "gamma-rate-t", po::value<double>()->default_value(d.gamma_rate_t, "100"),
+      "gppl: rate of the consensus (and per-user / pooled GP) inverse-scale prior")(
+      "gamma-rate-v", po::value<double>()->default_value(d.gamma_rate_v, "10"),
+      "gppl: rate of the item components' inverse-scale priors")(
+      "gamma-rate-w", po::value<double>()->default_value(d.gamma_rate_w, "10"),
+      "gppl: rate of the user weights' inverse-scale priors");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -128,6 +153,17 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.vpl_adapt = vm["vpl-adapt"].as<std::string>();
   o.ideal = vm["ideal"].as<std::string>();
   o.loss = vm["loss"].as<std::string>();
+  o.gppl_users = vm["gppl-users"].as<std::string>();
+  o.item_kernel = vm["item-kernel"].as<std::string>();
+  o.components = vm["components"].as<int>();
+  o.inducing = vm["inducing"].as<int>();
+  o.ls_factor = vm["ls-factor"].as<double>();
+  o.svi_delay = vm["svi-delay"].as<double>();
+  o.svi_forget = vm["svi-forget"].as<double>();
+  o.gamma_shape = vm["gamma-shape"].as<double>();
+  o.gamma_rate_t = vm["gamma-rate-t"].as<double>();
+  o.gamma_rate_v = vm["gamma-rate-v"].as<double>();
+  o.gamma_rate_w = vm["gamma-rate-w"].as<double>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();
@@ -149,6 +185,7 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
                       " must be a finite number >= 0");
   std::vector<const char*> flags(std::begin(kModelFlags), std::end(kModelFlags));
   flags.insert(flags.end(), std::begin(kVplFlags), std::end(kVplFlags));
+  flags.insert(flags.end(), std::begin(kGpplFlags), std::end(kGpplFlags));
   for (const char* flag : flags) {
     if (!vm.count(flag) || vm[flag].defaulted()) continue;
     if (std::string(flag) == "no-refit" && !vm[flag].as<bool>()) continue;

@@ -38,6 +38,17 @@ Json ModelOptions::ToJson() const {
   j["vpl_adapt"] = vpl_adapt;
   j["ideal"] = ideal;
   j["loss"] = loss;
+  j["gppl_users"] = gppl_users;
+  j["item_kernel"] = item_kernel;
+  j["components"] = components;
+  j["inducing"] = inducing;
+  j["ls_factor"] = ls_factor;
+  j["svi_delay"] = svi_delay;
+  j["svi_forget"] = svi_forget;
+  j["gamma_shape"] = gamma_shape;
+  j["gamma_rate_t"] = gamma_rate_t;
+  j["gamma_rate_v"] = gamma_rate_v;
+  j["gamma_rate_w"] = gamma_rate_w;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -76,6 +87,17 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   o.vpl_adapt = j.contains("vpl_adapt") ? j.at("vpl_adapt").str() : "encoder";
   if (j.contains("ideal")) o.ideal = j.at("ideal").str();
   if (j.contains("loss")) o.loss = j.at("loss").str();
+  if (j.contains("gppl_users")) o.gppl_users = j.at("gppl_users").str();
+  if (j.contains("item_kernel")) o.item_kernel = j.at("item_kernel").str();
+  if (j.contains("components")) o.components = static_cast<int>(j.at("components").number());
+  if (j.contains("inducing")) o.inducing = static_cast<int>(j.at("inducing").number());
+  if (j.contains("ls_factor")) o.ls_factor = j.at("ls_factor").number();
+  if (j.contains("svi_delay")) o.svi_delay = j.at("svi_delay").number();
+  if (j.contains("svi_forget")) o.svi_forget = j.at("svi_forget").number();
+  if (j.contains("gamma_shape")) o.gamma_shape = j.at("gamma_shape").number();
+  if (j.contains("gamma_rate_t")) o.gamma_rate_t = j.at("gamma_rate_t").number();
+  if (j.contains("gamma_rate_v")) o.gamma_rate_v = j.at("gamma_rate_v").number();
+  if (j.contains("gamma_rate_w")) o.gamma_rate_w = j.at("gamma_rate_w").number();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();
@@ -139,8 +161,8 @@ std::vector<FamilyInfo>& Registry() {
   return r;
 }
 int Rank(const std::string& n) {
-  static const char* order[] = {"bt", "lowrank", "em-bt", "pal-a", "pal-b", "vpl", "micro"};
-  for (int i = 0; i < 7; ++i)
+  static const char* order[] = {"bt", "lowrank", "em-bt", "pal-a", "pal-b", "vpl", "micro", "gppl"};
+  for (int i = 0; i < 8; ++i)
     if (n == order[i]) return i;
   return 100;
 }

@@ -46,6 +46,18 @@ struct ModelOptions {
   std::string vpl_adapt = "auto";
   std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
   std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
+  // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/families.md)
+  std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
+  std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
+  int components = 20;                   ///< gppl: latent components C
+  int inducing = 500;                    ///< gppl: inducing items M
+  double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
+  double svi_delay = 1.0;                ///< gppl: step size (i + delay)^-forget
+  double svi_forget = -1;                ///< gppl: forgetting rate (< 0: 0 full batch, else 0.9)
+  double gamma_shape = 1.0;              ///< gppl: shape of every inverse-scale prior
+  double gamma_rate_t = 100.0;           ///< gppl: rate of s^t (and of the per-user/pooled GP)
+  double gamma_rate_v = 10.0;            ///< gppl: rate of s_c^v
+  double gamma_rate_w = 10.0;            ///< gppl: rate of s_c^w
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";

@@ -1,0 +1,928 @@
+// Family `gppl`: see personalization/gppl.h for the model and the inference.
+#include "personalization/gppl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "core/serialize.h"
+#include "core/threads.h"
+
+namespace prefmix::personalization {
+
+namespace {
+constexpr double kSqrt2 = 1.4142135623730951;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+// Seed streams of this family.
+constexpr uint64_t kLengthScaleStream = 0x6770706c01ULL;
+constexpr uint64_t kInducingStream = 0x6770706c02ULL;
+constexpr uint64_t kInitStream = 0x6770706c03ULL;
+constexpr uint64_t kBatchStream = 0x6770706c04ULL;
+}  // namespace
+
+double LogNormalCdf(double x) {
+  if (x > -30) return std::log(0.5 * std::erfc(-x / kSqrt2));
+  return -0.5 * x * x - std::log(-x) - 0.5 * std::log(2 * M_PI);
+}
+
+double NormalHazard(double x) {
+  if (x > -30) return kInvSqrt2Pi * std::exp(-0.5 * x * x) / (0.5 * std::erfc(-x / kSqrt2));
+  return -x - 1.0 / x + 2.0 / (x * x * x);
+}
+
+std::vector<double> MedianLengthScales(const RowMatrixF& items, double factor, uint64_t seed) {
+  const int64_t n = items.rows(), D = items.cols();
+  std::vector<int64_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 0);
+  if (n > 1000) {
+    Rng rng(DeriveSeed(seed, kLengthScaleStream));
+    for (int64_t i = 0; i < 1000; ++i) std::swap(rows[i], rows[i + rng.Below(n - i)]);
+    rows.resize(1000);
+  }
+  auto median = [](std::vector<double>& v) {
+    if (v.empty()) return 0.0;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<double> out;
+  if (D <= kGpplArdMaxDim) {
+    for (int64_t d = 0; d < D; ++d) {
+      std::vector<double> diff;
+      for (size_t i = 0; i < rows.size(); ++i)
+        for (size_t j = i + 1; j < rows.size(); ++j) {
+          const double x = std::fabs(double(items(rows[i], d)) - items(rows[j], d));
+          if (x > 0) diff.push_back(x);
+        }
+      out.push_back(median(diff) * factor);
+    }
+  } else {
+    std::vector<double> dist;
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (size_t j = i + 1; j < rows.size(); ++j)
+        dist.push_back((items.row(rows[i]) - items.row(rows[j])).cast<double>().norm());
+    const double m = median(dist);
+    out.push_back(m > 0 ? m * factor : 1.0);
+  }
+  return out;
+}
+
+namespace {
+
+using Mat = Eigen::MatrixXd;
+using Vec = Eigen::VectorXd;
+
+/// The item kernel: Matern 3/2 on the length-scaled distance, or the identity (k = 1 for equal
+/// embeddings, else 0).
+struct ItemKernel {
+  bool identity = false;
+  std::vector<double> inv_ls;  ///< one per feature (ARD) or one for all features
+
+  double operator()(const float* x, const float* y, int64_t D) const {
+    if (identity) {
+      for (int64_t d = 0; d < D; ++d)
+        if (x[d] != y[d]) return 0.0;
+      return 1.0;
+    }
+    double r2 = 0;
+    const bool ard = inv_ls.size() > 1;
+    for (int64_t d = 0; d < D; ++d) {
+      const double s = (double(x[d]) - y[d]) * (ard ? inv_ls[d] : inv_ls[0]);
+      r2 += s * s;
+    }
+    const double r = std::sqrt(3.0 * r2);
+    return (1.0 + r) * std::exp(-r);
+  }
+};
+
+/// A Gaussian factor over the M inducing values, kept in natural parameters (precision, shift)
+/// and moments (mean, covariance).
+struct GaussFactor {
+  Mat prec, cov;
+  Vec shift, mean;
+  void Moments() {
+    Eigen::LLT<Mat> llt(prec);
+    PREFMIX_ASSERT(llt.info() == Eigen::Success, "gppl: a posterior precision is not positive");
+    cov = llt.solve(Mat::Identity(prec.rows(), prec.cols()));
+    mean = llt.solve(shift);
+  }
+  double LogDetCov() const {
+    Eigen::LLT<Mat> llt(prec);
+    return -2.0 * llt.matrixLLT().diagonal().array().log().sum();
+  }
+};
+
+/// Gamma(shape, rate) factor of an inverse scale.
+struct GammaFactor {
+  double shape = 1, rate = 1;
+  double Mean() const { return shape / rate; }
+  double MeanLog() const { return std::log(rate) * -1.0 + Digamma(shape); }
+  static double Digamma(double x) {
+    double r = 0;
+    while (x < 6) {
+      r -= 1 / x;
+      x += 1;
+    }
+    const double f = 1 / (x * x);
+    return r + std::log(x) - 0.5 / x -
+           f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f / 132))));
+  }
+  /// KL(this || Gamma(a0, b0)).
+  double Kl(double a0, double b0) const {
+    return (shape - a0) * Digamma(shape) - std::lgamma(shape) + std::lgamma(a0) +
+           a0 * (std::log(rate) - std::log(b0)) + shape * (b0 - rate) / rate;
+  }
+};
+
+enum class Variant { kCrowd, kPerUser, kPooled };
+
+Variant ParseVariant(const std::string& s) {
+  if (s == "crowd") return Variant::kCrowd;
+  if (s == "per-user") return Variant::kPerUser;
+  PREFMIX_CHECK_INPUT(s == "pooled", "--gppl-users: '", s,
+                      "' is not one of crowd, per-user, pooled");
+  return Variant::kPooled;
+}
+
+/// Pairs of one batch in the model's working form: items renumbered to the rows of `A` (the
+/// batch's items mapped onto the inducing values), pairs grouped by user.
+struct Batch {
+  Mat A;                         ///< [n_items_batch, M]
+  std::vector<int32_t> a, b;     ///< item rows of the pair (first, second)
+  std::vector<double> sign, w;   ///< +1 when the first is preferred, else -1; weight
+  std::vector<int32_t> user;     ///< the pair's user (dataset row)
+  std::vector<int64_t> users;    ///< distinct users, in order
+  std::vector<int64_t> offsets;  ///< user users[k] owns pairs [offsets[k], offsets[k + 1])
+  size_t size() const { return a.size(); }
+};
+
+class GpplModel : public Model {
+ public:
+  explicit GpplModel(const ModelOptions& o) {
+    variant_ = ParseVariant(o.gppl_users);
+    PREFMIX_CHECK_INPUT(o.item_kernel == "matern32" || o.item_kernel == "identity",
+                        "--item-kernel: '", o.item_kernel, "' is not one of matern32, identity");
+    PREFMIX_CHECK_INPUT(o.components >= 1 && o.components <= 256, "--components: ", o.components,
+                        " must be in [1, 256]");
+    PREFMIX_CHECK_INPUT(o.inducing >= 2, "--inducing: ", o.inducing, " must be >= 2");
+    PREFMIX_CHECK_INPUT(std::isfinite(o.ls_factor) && o.ls_factor > 0, "--ls-factor: ", o.ls_factor,
+                        " must be a finite number > 0");
+    PREFMIX_CHECK_INPUT(std::isfinite(o.svi_delay) && o.svi_delay >= 1,
+                        "--svi-delay: ", o.svi_delay, " must be a finite number >= 1");
+    PREFMIX_CHECK_INPUT(o.svi_forget < 0 || (o.svi_forget <= 1 && std::isfinite(o.svi_forget)),
+                        "--svi-forget: ", o.svi_forget, " must be in [0, 1] (< 0: automatic)");
+    for (auto [flag, v] : {std::pair<const char*, double>{"--gamma-shape", o.gamma_shape},
+                           {"--gamma-rate-t", o.gamma_rate_t},
+                           {"--gamma-rate-v", o.gamma_rate_v},
+                           {"--gamma-rate-w", o.gamma_rate_w}})
+      PREFMIX_CHECK_INPUT(std::isfinite(v) && v > 0, flag, ": ", v, " must be a finite number > 0");
+    C_ = variant_ == Variant::kCrowd ? o.components : 0;
+  }
+
+  std::string Family() const override { return "gppl"; }
+  int LatentDim() const override {
+    if (variant_ == Variant::kCrowd) return 2 * C_;
+    if (variant_ == Variant::kPerUser) return 2 * M();
+    return 0;
+  }
+
+  Eigen::VectorXf PopulationLatent() const override {
+    Eigen::VectorXf z = Eigen::VectorXf::Zero(LatentDim());
+    if (variant_ == Variant::kCrowd)
+      for (int c = 0; c < C_; ++c) z[C_ + c] = static_cast<float>(1.0 / sw_[c].Mean());
+    if (variant_ == Variant::kPerUser) {
+      const Mat prior_cov = Kzz_ / sg_.Mean();
+      for (int m = 0; m < M(); ++m) z[M() + m] = static_cast<float>(prior_cov(m, m));
+    }
+    return z;
+  }
+
+  FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
+    auto t0 = std::chrono::steady_clock::now();
+    PREFMIX_CHECK_INPUT(!train.empty(), ds.source, ": no training pairs");
+    dim = ds.dim();
+    embedding_model = ds.embedding_model;
+    SetThreads(options_.threads);
+    // A Bayesian model needs no held-out selection: the validation pairs are training data.
+    PairSet all = train;
+    for (size_t j = 0; j < valid.size(); ++j) all.PushFrom(valid, j);
+    ChooseInducing(ds, all);
+
+    // Users with pairs, and the batches (whole users per batch).
+    const auto by_user = all.ByUser(ds.n_users());
+    std::vector<int64_t> active;
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (!by_user[u].empty()) active.push_back(u);
+    const int64_t n_pairs = static_cast<int64_t>(all.size());
+    const int64_t batch_pairs =
+        options_.batch > 0 ? options_.batch : (n_pairs <= kFullBatchMax ? n_pairs : 2000);
+    const bool full = batch_pairs >= n_pairs;
+    const double forget = options_.svi_forget >= 0 ? options_.svi_forget : (full ? 0.0 : 0.9);
+    const int max_steps = options_.epochs > 0 ? options_.epochs : (full ? 300 : 20);
+
+    // Priors and the initial posterior (= prior; users' means random to break the symmetry).
+    Init(ds.n_users());
+    Rng rng(DeriveSeed(options_.seed, kInitStream));
+    if (variant_ == Variant::kCrowd)
+      for (int64_t u : active) {
+        for (int c = 0; c < C_; ++c) wm_(u, c) = rng.Normal();
+        wS_[u] = Mat::Identity(C_, C_) * 0.1;
+      }
+    Batch whole;
+    if (full) whole = MakeBatch(ds, all, AllIndices(all));
+
+    FitReport rep;
+    std::vector<double> elbo_trace;
+    double prev = -INFINITY;
+    int steps = 0;
+    std::vector<int64_t> order = active;
+    Rng batch_rng(DeriveSeed(options_.seed, kBatchStream));
+    bool converged = false;
+    for (int epoch = 0; epoch < max_steps && !converged; ++epoch) {
+      if (!full)
+        for (size_t i = order.size(); i > 1; --i)
+          std::swap(order[i - 1], order[batch_rng.Below(i)]);
+      size_t k = 0;
+      while (k < order.size()) {
+        std::vector<size_t> idx;
+        size_t k0 = k;
+        while (k < order.size() && (idx.empty() || (int64_t)idx.size() < batch_pairs)) {
+          for (size_t j : by_user[order[k]]) idx.push_back(j);
+          ++k;
+        }
+        const double scale = static_cast<double>(order.size()) / static_cast<double>(k - k0);
+        const double step = std::pow(steps + options_.svi_delay, -forget);
+        if (full) {
+          Step(whole, scale, step, 1, steps > 0);
+        } else {
+          Step(MakeBatch(ds, all, idx), scale, step, 5, steps > 0);
+        }
+        ++steps;
+      }
+      if (full) {
+        const double e = Elbo(whole);
+        elbo_trace.push_back(e);
+        PREFMIX_CHECK_INPUT(std::isfinite(e), "gppl: the ELBO became ", e,
+                            " (non-finite) at iteration ", epoch + 1);
+        if (std::fabs(e - prev) <= kTol * std::fabs(e)) converged = true;
+        prev = e;
+      }
+    }
+    // The local factors after the last global step, on every user's pairs.
+    if (!full) whole = MakeBatch(ds, all, AllIndices(all));
+    if (variant_ != Variant::kPooled) {
+      LocalStep(whole, full ? 1 : 50);
+      elbo_trace.push_back(Elbo(whole));
+    }
+    // Training latents: each user's posterior (mean, variance); users without pairs: the prior.
+    RowMatrixF lat(ds.n_users(), LatentDim());
+    const Eigen::VectorXf pop = PopulationLatent();
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      lat.row(u) = (by_user[u].empty() ? pop : UserLatent(u)).transpose();
+    SetTrainLatents(ds, std::move(lat));
+    ReleaseLocal();
+
+    rep.epochs_run = static_cast<int>(elbo_trace.size());
+    rep.details["variant"] = options_.gppl_users;
+    rep.details["inducing_items"] = static_cast<int64_t>(M());
+    rep.details["exact_items"] = M() == ds.n_items();
+    rep.details["components"] = C_;
+    rep.details["batch_pairs"] = static_cast<int64_t>(std::min(batch_pairs, n_pairs));
+    rep.details["svi_steps"] = steps;
+    rep.details["forget"] = forget;
+    rep.details["converged"] = converged;
+    if (!elbo_trace.empty()) rep.details["elbo"] = elbo_trace.back();
+    if (elbo_trace.size() <= 1000) {
+      Json trace = Json::Array();
+      for (double e : elbo_trace) trace.push_back(e);
+      rep.details["elbo_trace"] = trace;
+    }
+    Json ls = Json::Array();
+    for (double x : kernel_.inv_ls) ls.push_back(x > 0 ? 1.0 / x : 0.0);
+    rep.details["length_scales"] = ls;
+    Json sv = Json::Array(), sw = Json::Array();
+    for (int c = 0; c < C_; ++c) {
+      sv.push_back(sv_[c].Mean());
+      sw.push_back(sw_[c].Mean());
+    }
+    rep.details["scale_v"] = sv;
+    rep.details["scale_w"] = sw;
+    rep.details["scale_t"] = variant_ == Variant::kPerUser ? sg_.Mean() : st_.Mean();
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  }
+
+  RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                   const std::string& device) const override {
+    PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
+                        ": gppl's user step runs on the CPU (its CUDA twin is not built yet)");
+    RowMatrixF out(n_users, LatentDim());
+    if (LatentDim() == 0) return out;
+    const Eigen::VectorXf pop = PopulationLatent();
+    for (int64_t u = 0; u < n_users; ++u) out.row(u) = pop.transpose();
+    if (support.empty()) return out;
+    GpplModel work(*this);
+    work.Init(n_users, /*keep_globals=*/true);
+    Batch bt = work.MakeBatch(ds, support, AllIndices(support));
+    work.LocalStep(bt, kAdaptIterations);
+    for (int64_t u : bt.users) out.row(u) = work.UserLatent(u).transpose();
+    return out;
+  }
+
+  std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                  const RowMatrixF& latents) const override {
+    std::vector<double> p(pairs.size());
+    if (pairs.empty()) return p;
+    const Batch bt = MakeBatch(ds, pairs, AllIndices(pairs));
+    const ItemMoments im = Moments(bt);
+    const int L = LatentDim();
+    PREFMIX_CHECK_INPUT(latents.cols() == L, "gppl: latents have ", latents.cols(),
+                        " columns, the model's have ", L);
+    for (size_t j = 0; j < pairs.size(); ++j) {
+      const int64_t u = pairs.user[j];
+      double mean = 0, var = 0;
+      if (variant_ == Variant::kPerUser) {
+        Vec d = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
+        for (int m = 0; m < M(); ++m) {
+          mean += d[m] * latents(u, m);
+          var += d[m] * d[m] * latents(u, M() + m);
+        }
+      } else {
+        mean = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        var = im.tvar[j];
+        for (int c = 0; c < C_; ++c) {
+          const double dv = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
+          const double w = latents(u, c), sw = latents(u, C_ + c);
+          mean += dv * w;
+          var += im.vvar(j, c) * (w * w + sw) + dv * dv * sw;
+        }
+      }
+      const double prob = 0.5 * std::erfc(-mean / std::sqrt(2.0 + var) / kSqrt2);
+      p[j] = prob;
+    }
+    return p;
+  }
+
+  RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
+    const Mat A = ItemMap(ds, AllItems(ds.n_items()));
+    RowMatrixF out(latents.rows(), ds.n_items());
+    if (variant_ == Variant::kPerUser) {
+      const Mat G = latents.leftCols(M()).cast<double>();
+      out = (G * A.transpose()).cast<float>();
+      return out;
+    }
+    const Vec tm = A * t_.mean;
+    Mat vm(ds.n_items(), C_);
+    for (int c = 0; c < C_; ++c) vm.col(c) = A * v_[c].mean;
+    for (Eigen::Index i = 0; i < latents.rows(); ++i) {
+      Vec r = tm;
+      if (C_ > 0) r += vm * latents.row(i).head(C_).transpose().cast<double>();
+      out.row(i) = r.transpose().cast<float>();
+    }
+    return out;
+  }
+
+  Json Params() const override {
+    Json j = Json::Object();
+    const int64_t m = M();
+    j["shared"] = variant_ == Variant::kPerUser ? int64_t{1} : m * (C_ + 1) + 2 * C_ + 1;
+    j["per_user"] = variant_ == Variant::kCrowd ? C_ : variant_ == Variant::kPerUser ? m : 0;
+    return j;
+  }
+
+  void SavePayload(std::ostream& os) const override {
+    // The model's own part first: the latent size of per-user depends on the inducing items.
+    {
+      cereal::PortableBinaryOutputArchive ar(os);
+      int32_t variant = static_cast<int32_t>(variant_), C = C_;
+      ar(variant, C, kernel_.identity, kernel_.inv_ls, Z_);
+      auto save_g = [&](const GaussFactor& g) { ar(g.mean, g.cov, g.prec, g.shift); };
+      auto save_s = [&](const GammaFactor& s) { ar(s.shape, s.rate); };
+      save_g(t_);
+      for (const auto& v : v_) save_g(v);
+      save_s(st_);
+      save_s(sg_);
+      for (const auto& s : sv_) save_s(s);
+      for (const auto& s : sw_) save_s(s);
+    }
+    SaveBase(os);
+  }
+
+  void LoadPayload(std::istream& is) override {
+    {
+      cereal::PortableBinaryInputArchive ar(is);
+      int32_t variant = 0, C = 0;
+      ar(variant, C, kernel_.identity, kernel_.inv_ls, Z_);
+      PREFMIX_CHECK_INPUT(variant >= 0 && variant <= 2 && variant == (int)variant_,
+                          "model file: gppl variant code ", variant, " does not match the options");
+      PREFMIX_CHECK_INPUT(C == C_, "model file: gppl has ", C, " components, the options say ", C_);
+      PREFMIX_CHECK_INPUT(Z_.cols() == dim && Z_.rows() >= 1, "model file: gppl inducing inputs ",
+                          Z_.rows(), "x", Z_.cols(), " do not match the dimension ", dim);
+      auto load_g = [&](GaussFactor& g) { ar(g.mean, g.cov, g.prec, g.shift); };
+      auto load_s = [&](GammaFactor& s) { ar(s.shape, s.rate); };
+      load_g(t_);
+      v_.assign(C_, GaussFactor());
+      for (auto& v : v_) load_g(v);
+      load_s(st_);
+      load_s(sg_);
+      sv_.assign(C_, GammaFactor());
+      sw_.assign(C_, GammaFactor());
+      for (auto& s : sv_) load_s(s);
+      for (auto& s : sw_) load_s(s);
+    }
+    BuildKernelMatrices();
+    LoadBase(is);
+  }
+
+ private:
+  static constexpr int64_t kFullBatchMax = 200000;
+  static constexpr double kTol = 1e-8;
+  static constexpr int kAdaptIterations = 100;
+
+  int M() const { return static_cast<int>(Z_.rows()); }
+
+  static std::vector<size_t> AllIndices(const PairSet& p) {
+    std::vector<size_t> idx(p.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    return idx;
+  }
+  static std::vector<int64_t> AllItems(int64_t n) {
+    std::vector<int64_t> v(n);
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }
+
+  /// Inducing items: every item used by the training pairs when there are at most --inducing
+  /// of them (or with the identity kernel), else a k-means++ seeding among them.
+  void ChooseInducing(const Dataset& ds, const PairSet& pairs) {
+    std::vector<char> used(ds.n_items(), 0);
+    for (size_t j = 0; j < pairs.size(); ++j) used[pairs.first[j]] = used[pairs.second[j]] = 1;
+    std::vector<int64_t> items;
+    for (int64_t i = 0; i < ds.n_items(); ++i)
+      if (used[i]) items.push_back(i);
+    kernel_.identity = options_.item_kernel == "identity";
+    if (!kernel_.identity) {
+      RowMatrixF sub(items.size(), ds.dim());
+      for (size_t k = 0; k < items.size(); ++k) sub.row(k) = ds.items.row(items[k]);
+      std::vector<double> ls = MedianLengthScales(sub, options_.ls_factor, options_.seed);
+      kernel_.inv_ls.clear();
+      for (double l : ls) kernel_.inv_ls.push_back(l > 0 ? 1.0 / l : 0.0);
+    } else {
+      PREFMIX_CHECK_INPUT(static_cast<int64_t>(items.size()) <= 20000,
+                          "--item-kernel identity: ", items.size(),
+                          " items used by the pairs; the identity kernel keeps one "
+                          "inducing value per item and allows at most 20000");
+    }
+    std::vector<int64_t> chosen = items;
+    if (!kernel_.identity && static_cast<int64_t>(items.size()) > options_.inducing) {
+      // k-means++ seeding in the kernel's metric: distance^2 = 2 - 2 k(x, z).
+      Rng rng(DeriveSeed(options_.seed, kInducingStream));
+      chosen.clear();
+      std::vector<double> d2(items.size(), INFINITY);
+      size_t next = rng.Below(items.size());
+      for (int m = 0; m < options_.inducing; ++m) {
+        chosen.push_back(items[next]);
+        const float* z = ds.items.row(items[next]).data();
+        double total = 0;
+        for (size_t k = 0; k < items.size(); ++k) {
+          const double d = 2.0 - 2.0 * kernel_(ds.items.row(items[k]).data(), z, ds.dim());
+          d2[k] = std::min(d2[k], std::max(d, 0.0));
+          total += d2[k];
+        }
+        if (total <= 0) break;
+        double r = rng.Uniform() * total;
+        next = 0;
+        for (size_t k = 0; k < items.size(); ++k) {
+          r -= d2[k];
+          if (r <= 0) {
+            next = k;
+            break;
+          }
+        }
+      }
+      std::sort(chosen.begin(), chosen.end());
+      chosen.erase(std::unique(chosen.begin(), chosen.end()), chosen.end());
+    }
+    Z_.resize(chosen.size(), ds.dim());
+    for (size_t k = 0; k < chosen.size(); ++k) Z_.row(k) = ds.items.row(chosen[k]);
+    BuildKernelMatrices();
+  }
+
+  void BuildKernelMatrices() {
+    const int m = M();
+    Kzz_.resize(m, m);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j <= i; ++j)
+        Kzz_(i, j) = Kzz_(j, i) = kernel_(Z_.row(i).data(), Z_.row(j).data(), dim);
+    Kzz_.diagonal().array() += kJitter;
+    Kllt_.compute(Kzz_);
+    PREFMIX_CHECK_INPUT(Kllt_.info() == Eigen::Success,
+                        "gppl: the inducing items' kernel matrix is not positive definite");
+    Kinv_ = Kllt_.solve(Mat::Identity(m, m));
+    logdet_K_ = 2.0 * Kllt_.matrixLLT().diagonal().array().log().sum();
+  }
+
+  /// Rows of k(x, Z) K_ZZ^-1 for the given items of ds.
+  Mat ItemMap(const Dataset& ds, const std::vector<int64_t>& items) const {
+    const int m = M();
+    Mat Kxz(items.size(), m);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < static_cast<int64_t>(items.size()); ++k)
+      for (int j = 0; j < m; ++j)
+        Kxz(k, j) = kernel_(ds.items.row(items[k]).data(), Z_.row(j).data(), dim);
+    // An item equal to an inducing input maps onto it exactly (the jitter aside).
+    Mat A = Kllt_.solve(Kxz.transpose()).transpose();
+    return A;
+  }
+
+  Batch MakeBatch(const Dataset& ds, const PairSet& p, const std::vector<size_t>& idx) const {
+    Batch bt;
+    std::vector<size_t> sorted = idx;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [&](size_t x, size_t y) { return p.user[x] < p.user[y]; });
+    std::unordered_map<int64_t, int32_t> row;
+    std::vector<int64_t> items;
+    auto item_row = [&](int64_t i) {
+      auto it = row.find(i);
+      if (it != row.end()) return it->second;
+      const int32_t r = static_cast<int32_t>(items.size());
+      row.emplace(i, r);
+      items.push_back(i);
+      return r;
+    };
+    for (size_t j : sorted) {
+      const int64_t u = p.user[j];
+      if (bt.users.empty() || bt.users.back() != u) {
+        bt.users.push_back(u);
+        bt.offsets.push_back(static_cast<int64_t>(bt.a.size()));
+      }
+      bt.a.push_back(item_row(p.first[j]));
+      bt.b.push_back(item_row(p.second[j]));
+      bt.sign.push_back(p.label[j] >= 0.5f ? 1.0 : -1.0);
+      bt.w.push_back(p.weight.empty() ? 1.0 : p.weight[j]);
+      bt.user.push_back(static_cast<int32_t>(u));
+    }
+    bt.offsets.push_back(static_cast<int64_t>(bt.a.size()));
+    bt.A = ItemMap(ds, items);
+    return bt;
+  }
+
+  /// Posterior moments of the item functions on a batch: means per item, variances of each
+  /// pair's difference.
+  struct ItemMoments {
+    Vec tm, tvar;  ///< t mean per item; Var[t(a) - t(b)] per pair
+    Mat vm, vvar;  ///< v_c mean per item [n, C]; Var[v_c(a) - v_c(b)] per pair [P, C]
+  };
+
+  static double PairVar(const Batch& bt, const Mat& AS, size_t j) {
+    return (AS.row(bt.a[j]) - AS.row(bt.b[j])).dot(bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]));
+  }
+
+  ItemMoments Moments(const Batch& bt) const {
+    ItemMoments im;
+    const int64_t P = static_cast<int64_t>(bt.size());
+    im.tm = Vec::Zero(bt.A.rows());
+    im.tvar = Vec::Zero(P);
+    im.vm.resize(bt.A.rows(), C_);
+    im.vvar.resize(P, C_);
+    if (variant_ == Variant::kPerUser) return im;
+    RefreshT(bt, &im);
+    for (int c = 0; c < C_; ++c) RefreshV(bt, c, &im);
+    return im;
+  }
+  void RefreshT(const Batch& bt, ItemMoments* im) const {
+    im->tm = bt.A * t_.mean;
+    const Mat AS = bt.A * t_.cov;
+    for (size_t j = 0; j < bt.size(); ++j) im->tvar[j] = PairVar(bt, AS, j);
+  }
+  void RefreshV(const Batch& bt, int c, ItemMoments* im) const {
+    im->vm.col(c) = bt.A * v_[c].mean;
+    const Mat AS = bt.A * v_[c].cov;
+    for (size_t j = 0; j < bt.size(); ++j) im->vvar(j, c) = PairVar(bt, AS, j);
+  }
+
+  /// Mean of the pair's utility difference under the current posterior.
+  double PairMean(const Batch& bt, const ItemMoments& im, size_t j) const {
+    if (variant_ == Variant::kPerUser)
+      return (bt.A.row(bt.a[j]) - bt.A.row(bt.b[j])).dot(gm_.row(bt.user[j]));
+    double m = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+    for (int c = 0; c < C_; ++c) m += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(bt.user[j], c);
+    return m;
+  }
+  /// E[z_j]: the mean of the truncated Gaussian margin.
+  static double ZHat(double mean, double sign) {
+    return mean + sign * kSqrt2 * NormalHazard(sign * mean / kSqrt2);
+  }
+
+  /// Priors; the posterior starts at the prior. keep_globals: only the local factors (Adapt).
+  void Init(int64_t n_users, bool keep_globals = false) {
+    const int m = M();
+    if (!keep_globals) {
+      const double a0 = options_.gamma_shape;
+      st_ = {a0, options_.gamma_rate_t};
+      sg_ = {a0, options_.gamma_rate_t};
+      sv_.assign(C_, GammaFactor{a0, options_.gamma_rate_v});
+      sw_.assign(C_, GammaFactor{a0, options_.gamma_rate_w});
+      auto prior = [&](GaussFactor& g, double s) {
+        g.prec = Kinv_ * s;
+        g.shift = Vec::Zero(m);
+        g.Moments();
+      };
+      prior(t_, st_.Mean());
+      v_.assign(C_, GaussFactor());
+      for (auto& v : v_) prior(v, sv_[0].Mean());
+    }
+    if (variant_ == Variant::kCrowd) {
+      wm_ = Mat::Zero(n_users, C_);
+      wS_.assign(n_users, Mat());
+    } else if (variant_ == Variant::kPerUser) {
+      gm_ = Mat::Zero(n_users, m);
+      gS_.assign(n_users, Mat());
+    }
+  }
+  void ReleaseLocal() {
+    wm_.resize(0, 0);
+    wS_.clear();
+    gm_.resize(0, 0);
+    gS_.clear();
+  }
+
+  /// Posterior of user u as a latent row: (mean, variance) of w_u or g_u.
+  Eigen::VectorXf UserLatent(int64_t u) const {
+    Eigen::VectorXf z(LatentDim());
+    if (variant_ == Variant::kCrowd) {
+      for (int c = 0; c < C_; ++c) {
+        z[c] = static_cast<float>(wm_(u, c));
+        z[C_ + c] = static_cast<float>(wS_[u].size() ? wS_[u](c, c) : 1.0 / sw_[c].Mean());
+      }
+    } else if (variant_ == Variant::kPerUser) {
+      const Mat prior_cov = Kzz_ / sg_.Mean();
+      for (int m = 0; m < M(); ++m) {
+        z[m] = static_cast<float>(gm_(u, m));
+        z[M() + m] = static_cast<float>(gS_[u].size() ? gS_[u](m, m) : prior_cov(m, m));
+      }
+    }
+    return z;
+  }
+
+  /// One SVI step on a batch (scale: users in the data / users in the batch; step: the
+  /// natural-gradient step size): local factors, then each global factor, then the scales.
+  void Step(const Batch& bt, double scale, double step, int local_iterations, bool local) {
+    // The first step updates the globals from the random initial users' means (a local step
+    // first would find w = 0 from the zero-mean item functions, a fixed point).
+    if (variant_ != Variant::kPooled && (local || variant_ == Variant::kPerUser))
+      LocalStep(bt, local_iterations);
+    if (variant_ == Variant::kPerUser) {
+      // Only the scale s^g is global.
+      double stat = 0;
+      for (int64_t u : bt.users) stat += TraceKinvSecond(gm_.row(u).transpose(), gS_[u]);
+      const double users = static_cast<double>(bt.users.size()) * scale;
+      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(),
+                options_.gamma_rate_t + 0.5 * scale * stat, step);
+      return;
+    }
+    ItemMoments im = Moments(bt);
+    const int64_t P = static_cast<int64_t>(bt.size());
+    std::vector<double> zhat(P), mean(P);
+    auto refresh_z = [&] {
+      for (int64_t j = 0; j < P; ++j) {
+        mean[j] = PairMean(bt, im, j);
+        zhat[j] = ZHat(mean[j], bt.sign[j]);
+      }
+    };
+    // t given everything else.
+    refresh_z();
+    {
+      std::vector<double> gamma(P), r(P);
+      for (int64_t j = 0; j < P; ++j) {
+        double vw = 0;
+        for (int c = 0; c < C_; ++c)
+          vw += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(bt.user[j], c);
+        gamma[j] = 0.5 * bt.w[j];
+        r[j] = 0.5 * bt.w[j] * (zhat[j] - vw);
+      }
+      GlobalStep(bt, gamma, r, st_.Mean(), scale, step, &t_);
+      RefreshT(bt, &im);
+    }
+    // Each v_c given everything else.
+    for (int c = 0; c < C_; ++c) {
+      refresh_z();
+      std::vector<double> gamma(P), r(P);
+      for (int64_t j = 0; j < P; ++j) {
+        const int64_t u = bt.user[j];
+        const Mat& S = wS_[u];
+        const double tdiff = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        double cross = 0;
+        for (int c2 = 0; c2 < C_; ++c2) {
+          if (c2 == c) continue;
+          cross += (im.vm(bt.a[j], c2) - im.vm(bt.b[j], c2)) * (wm_(u, c) * wm_(u, c2) + S(c, c2));
+        }
+        gamma[j] = 0.5 * bt.w[j] * (wm_(u, c) * wm_(u, c) + S(c, c));
+        r[j] = 0.5 * bt.w[j] * (wm_(u, c) * (zhat[j] - tdiff) - cross);
+      }
+      GlobalStep(bt, gamma, r, sv_[c].Mean(), scale, step, &v_[c]);
+      RefreshV(bt, c, &im);
+    }
+    // Inverse scales.
+    const double a0 = options_.gamma_shape;
+    GammaStep(&st_, a0 + 0.5 * M(), options_.gamma_rate_t + 0.5 * TraceKinvSecond(t_.mean, t_.cov),
+              step);
+    for (int c = 0; c < C_; ++c) {
+      GammaStep(&sv_[c], a0 + 0.5 * M(),
+                options_.gamma_rate_v + 0.5 * TraceKinvSecond(v_[c].mean, v_[c].cov), step);
+      double stat = 0;
+      for (int64_t u : bt.users) stat += wm_(u, c) * wm_(u, c) + wS_[u](c, c);
+      GammaStep(&sw_[c], a0 + 0.5 * scale * bt.users.size(),
+                options_.gamma_rate_w + 0.5 * scale * stat, step);
+    }
+  }
+
+  static void GammaStep(GammaFactor* g, double shape, double rate, double step) {
+    g->shape = (1 - step) * g->shape + step * shape;
+    g->rate = (1 - step) * g->rate + step * rate;
+  }
+
+  /// tr(K^-1 (S + m m')).
+  double TraceKinvSecond(const Vec& m, const Mat& S) const {
+    return (Kinv_.cwiseProduct(S)).sum() + m.dot(Kinv_ * m);
+  }
+
+  /// Natural-gradient step of a global factor: precision s K^-1 + scale sum_j gamma_j d_j d_j',
+  /// shift scale sum_j r_j d_j (d_j = A_a - A_b), blended with the current one by `step`.
+  void GlobalStep(const Batch& bt, const std::vector<double>& gamma, const std::vector<double>& r,
+                  double s, double scale, double step, GaussFactor* g) const {
+    const int64_t n = bt.A.rows();
+    Mat Y = Mat::Zero(n, M());  // L A with L the item-level weighted Laplacian of the pairs
+    Vec y = Vec::Zero(n);
+    for (size_t j = 0; j < bt.size(); ++j) {
+      const auto da = bt.A.row(bt.a[j]), db = bt.A.row(bt.b[j]);
+      Y.row(bt.a[j]) += gamma[j] * (da - db);
+      Y.row(bt.b[j]) -= gamma[j] * (da - db);
+      y[bt.a[j]] += r[j];
+      y[bt.b[j]] -= r[j];
+    }
+    Mat prec = Kinv_ * s;
+    prec.noalias() += scale * (bt.A.transpose() * Y);
+    prec = 0.5 * (prec + prec.transpose());
+    const Vec shift = scale * (bt.A.transpose() * y);
+    g->prec = (1 - step) * g->prec + step * prec;
+    g->shift = (1 - step) * g->shift + step * shift;
+    g->Moments();
+  }
+
+  /// The local factors of the batch's users: alternating exact updates of q(z) and q(w_u) (or
+  /// q(g_u)), `iterations` rounds at most (stops early when no mean moves by 1e-9).
+  void LocalStep(const Batch& bt, int iterations) {
+    ItemMoments im = Moments(bt);
+    const int64_t nb = static_cast<int64_t>(bt.users.size());
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t k = 0; k < nb; ++k) {
+      const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
+      if (variant_ == Variant::kCrowd)
+        LocalCrowd(bt, im, u, p0, p1, iterations);
+      else
+        LocalPerUser(bt, u, p0, p1, iterations);
+    }
+  }
+
+  void LocalCrowd(const Batch& bt, const ItemMoments& im, int64_t u, int64_t p0, int64_t p1,
+                  int iterations) {
+    const int C = C_;
+    Mat prec = Mat::Zero(C, C);
+    for (int c = 0; c < C; ++c) prec(c, c) = sw_[c].Mean();
+    Mat Q(p1 - p0, C);
+    Vec tdiff(p1 - p0);
+    for (int64_t j = p0; j < p1; ++j) {
+      for (int c = 0; c < C; ++c) Q(j - p0, c) = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
+      tdiff[j - p0] = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+      const double g = 0.5 * bt.w[j];
+      prec.noalias() += g * Q.row(j - p0).transpose() * Q.row(j - p0);
+      for (int c = 0; c < C; ++c) prec(c, c) += g * im.vvar(j, c);
+    }
+    Eigen::LLT<Mat> llt(prec);
+    Vec m = wm_.row(u).transpose();
+    for (int it = 0; it < iterations; ++it) {
+      Vec h = Vec::Zero(C);
+      for (int64_t j = p0; j < p1; ++j) {
+        const double mean = tdiff[j - p0] + Q.row(j - p0).dot(m);
+        h += 0.5 * bt.w[j] * (ZHat(mean, bt.sign[j]) - tdiff[j - p0]) * Q.row(j - p0).transpose();
+      }
+      Vec next = llt.solve(h);
+      const double move = (next - m).cwiseAbs().maxCoeff();
+      m = next;
+      if (move < 1e-9) break;
+    }
+    wm_.row(u) = m.transpose();
+    wS_[u] = llt.solve(Mat::Identity(C, C));
+  }
+
+  void LocalPerUser(const Batch& bt, int64_t u, int64_t p0, int64_t p1, int iterations) {
+    const int m = M();
+    Mat prec = Kinv_ * sg_.Mean();
+    Mat D(p1 - p0, m);
+    for (int64_t j = p0; j < p1; ++j) {
+      D.row(j - p0) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
+      prec.noalias() += 0.5 * bt.w[j] * D.row(j - p0).transpose() * D.row(j - p0);
+    }
+    Eigen::LLT<Mat> llt(prec);
+    Vec g = gm_.row(u).transpose();
+    for (int it = 0; it < iterations; ++it) {
+      Vec h = Vec::Zero(m);
+      for (int64_t j = p0; j < p1; ++j)
+        h += 0.5 * bt.w[j] * ZHat(D.row(j - p0).dot(g), bt.sign[j]) * D.row(j - p0).transpose();
+      Vec next = llt.solve(h);
+      const double move = (next - g).cwiseAbs().maxCoeff();
+      g = next;
+      if (move < 1e-9) break;
+    }
+    gm_.row(u) = g.transpose();
+    gS_[u] = llt.solve(Mat::Identity(m, m));
+  }
+
+  /// The evidence lower bound on a batch holding every training pair.
+  double Elbo(const Batch& bt) const {
+    const ItemMoments im = Moments(bt);
+    double e = 0;
+    for (size_t j = 0; j < bt.size(); ++j) {
+      const int64_t u = bt.user[j];
+      const double mean = PairMean(bt, im, j);
+      double var = 0;
+      if (variant_ == Variant::kPerUser) {
+        const Vec d = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
+        var = d.dot(gS_[u] * d);
+      } else {
+        var = im.tvar[j];
+        if (C_ > 0) {
+          Vec dv(C_);
+          for (int c = 0; c < C_; ++c) dv[c] = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
+          const Mat& S = wS_[u];
+          var += dv.dot(S * dv);
+          for (int c = 0; c < C_; ++c) var += im.vvar(j, c) * (wm_(u, c) * wm_(u, c) + S(c, c));
+        }
+      }
+      e += bt.w[j] * (LogNormalCdf(bt.sign[j] * mean / kSqrt2) - 0.25 * var);
+    }
+    const int m = M();
+    const double a0 = options_.gamma_shape;
+    auto gauss_kl = [&](const GaussFactor& g, const GammaFactor& s) {
+      return 0.5 * (s.Mean() * TraceKinvSecond(g.mean, g.cov) - m - m * s.MeanLog() + logdet_K_ -
+                    g.LogDetCov());
+    };
+    if (variant_ == Variant::kPerUser) {
+      for (int64_t u : bt.users) {
+        Eigen::LLT<Mat> llt(gS_[u]);
+        const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+        e -= 0.5 * (sg_.Mean() * TraceKinvSecond(gm_.row(u).transpose(), gS_[u]) - m -
+                    m * sg_.MeanLog() + logdet_K_ - logdet);
+      }
+      e -= sg_.Kl(a0, options_.gamma_rate_t);
+      return e;
+    }
+    e -= gauss_kl(t_, st_) + st_.Kl(a0, options_.gamma_rate_t);
+    for (int c = 0; c < C_; ++c)
+      e -= gauss_kl(v_[c], sv_[c]) + sv_[c].Kl(a0, options_.gamma_rate_v);
+    if (C_ == 0) return e;
+    for (int c = 0; c < C_; ++c) e -= sw_[c].Kl(a0, options_.gamma_rate_w);
+    for (int64_t u : bt.users) {
+      const Mat& S = wS_[u];
+      Eigen::LLT<Mat> llt(S);
+      double kl = -2.0 * llt.matrixLLT().diagonal().array().log().sum() - C_;
+      for (int c = 0; c < C_; ++c)
+        kl += sw_[c].Mean() * (S(c, c) + wm_(u, c) * wm_(u, c)) - sw_[c].MeanLog();
+      e -= 0.5 * kl;
+    }
+    return e;
+  }
+
+  static constexpr double kJitter = 1e-6;
+  Variant variant_ = Variant::kCrowd;
+  int C_ = 0;
+  ItemKernel kernel_;
+  RowMatrixF Z_;
+  Mat Kzz_, Kinv_;
+  Eigen::LLT<Mat> Kllt_;
+  double logdet_K_ = 0;
+  GaussFactor t_;
+  std::vector<GaussFactor> v_;
+  GammaFactor st_, sg_;
+  std::vector<GammaFactor> sv_, sw_;
+  // Local factors (during Fit / Adapt only).
+  Mat wm_, gm_;
+  std::vector<Mat> wS_, gS_;
+};
+
+const bool kRegistered = RegisterFamily(
+    {"gppl",
+     "crowdGPPL: Bayesian collaborative preference learning, f_u = sum_c v_c w_c(u) + t with GP "
+     "priors over item embeddings, probit likelihood, variational inference (--gppl-users "
+     "crowd | per-user | pooled)",
+     {"epochs", "batch", "gppl_users", "item_kernel", "components", "inducing", "ls_factor",
+      "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v", "gamma_rate_w"},
+     [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); }});
+
+}  // namespace
+}  // namespace prefmix::personalization

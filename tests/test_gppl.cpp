@@ -1,0 +1,284 @@
+// Tests of the gppl family: the probit helpers, the median heuristic, the ELBO's monotone
+// ascent with full batches, planted recovery, save/load, support-only adaptation, bad options.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "personalization/gppl.h"
+#include "test_util.h"
+
+namespace prefmix {
+namespace {
+
+using personalization::LogNormalCdf;
+using personalization::NormalHazard;
+
+TEST(GpplMathTest, ProbitHelpersMatchHandValues) {
+  EXPECT_NEAR(LogNormalCdf(0.0), std::log(0.5), 1e-15);
+  EXPECT_NEAR(LogNormalCdf(1.0), std::log(0.8413447460685429), 1e-12);
+  EXPECT_NEAR(LogNormalCdf(-3.0), std::log(0.0013498980316301), 1e-10);
+  // Far tail: log Phi(-40) = -804.608442... (asymptotic series), continuous across -30.
+  EXPECT_NEAR(LogNormalCdf(-40.0), -804.6084420137538, 1e-3);
+  EXPECT_NEAR(LogNormalCdf(-29.999), LogNormalCdf(-30.001), 0.07);
+  EXPECT_NEAR(NormalHazard(0.0), 2.0 * 0.3989422804014327, 1e-12);
+  EXPECT_NEAR(NormalHazard(2.0), 0.05399096651318806 / 0.9772498680518208, 1e-12);
+  EXPECT_NEAR(NormalHazard(-29.999), NormalHazard(-30.001), 3e-3);
+  EXPECT_NEAR(NormalHazard(-50.0), 50.0199, 1e-3);
+}
+
+TEST(GpplMathTest, MedianLengthScales) {
+  RowMatrixF x(4, 2);
+  x << 0, 0,  //
+      1, 0,   //
+      3, 0,   //
+      6, 0;
+  // Feature 0: |differences| = 1, 3, 6, 2, 5, 3 -> median (upper) 3; feature 1 is constant.
+  auto ls = personalization::MedianLengthScales(x, 2.0, 1);
+  ASSERT_EQ(ls.size(), 2u);
+  EXPECT_DOUBLE_EQ(ls[0], 6.0);
+  EXPECT_DOUBLE_EQ(ls[1], 0.0);
+  RowMatrixF wide = RowMatrixF::Zero(3, personalization::kGpplArdMaxDim + 1);
+  wide(1, 0) = 3;
+  wide(1, 1) = 4;  // |e1 - e0| = 5
+  wide(2, 0) = 1;  // |e2 - e0| = 1, |e2 - e1| = sqrt(4 + 16)
+  ls = personalization::MedianLengthScales(wide, 1.0, 1);
+  ASSERT_EQ(ls.size(), 1u);
+  EXPECT_NEAR(ls[0], std::sqrt(20.0), 1e-6);
+}
+
+/// Data sampled from the crowd model itself: items in R^2, C_true components drawn from the
+/// Matern 3/2 GP prior on the items (length-scale 1), t from the same prior, w_u ~ N(0, I),
+/// labels ~ Bernoulli(Phi((f(a) - f(b)) / sqrt 2)).
+struct Planted {
+  Dataset ds;
+  PairSet train, test;
+  RowMatrixD f;  ///< [users, items] true utilities
+};
+
+Planted MakePlanted(int users, int items, int pairs_per_user, int test_per_user, int C_true,
+                    double scale, uint64_t seed) {
+  Planted p;
+  Rng rng(seed);
+  Dataset& ds = p.ds;
+  ds.source = "<planted>";
+  ds.embedding_model = "planted-gppl";
+  ds.items.resize(items, 2);
+  for (int i = 0; i < items; ++i)
+    for (int d = 0; d < 2; ++d) ds.items(i, d) = static_cast<float>(rng.Normal());
+  Eigen::MatrixXd K(items, items);
+  for (int i = 0; i < items; ++i)
+    for (int j = 0; j < items; ++j) {
+      const double r = std::sqrt(3.0) * (ds.items.row(i) - ds.items.row(j)).cast<double>().norm();
+      K(i, j) = (1 + r) * std::exp(-r) + (i == j ? 1e-8 : 0);
+    }
+  Eigen::MatrixXd L = K.llt().matrixL();
+  auto draw = [&] {
+    Eigen::VectorXd z(items);
+    for (int i = 0; i < items; ++i) z[i] = rng.Normal();
+    return Eigen::VectorXd(scale * (L * z));
+  };
+  Eigen::MatrixXd V(items, C_true);
+  for (int c = 0; c < C_true; ++c) V.col(c) = draw();
+  const Eigen::VectorXd t = draw();
+  p.f.resize(users, items);
+  for (int u = 0; u < users; ++u) {
+    ds.user_ids.push_back("u" + std::to_string(u));
+    Eigen::VectorXd w(C_true);
+    for (int c = 0; c < C_true; ++c) w[c] = rng.Normal();
+    p.f.row(u) = (V * w + t).transpose();
+    for (int k = 0; k < pairs_per_user + test_per_user; ++k) {
+      int a = static_cast<int>(rng.Below(items)), b = static_cast<int>(rng.Below(items - 1));
+      if (b >= a) ++b;
+      const double prob = 0.5 * std::erfc(-(p.f(u, a) - p.f(u, b)) / 2.0);
+      const bool first = rng.Uniform() < prob;
+      PairSet& dst = k < pairs_per_user ? p.train : p.test;
+      dst.Push(u, a, b, -1, 1.0f, first ? 1.0f : 0.0f, static_cast<float>(prob));
+      ds.cmp_user.push_back(u);
+      ds.cmp_chosen.push_back(first ? a : b);
+      ds.cmp_rejected.push_back(first ? b : a);
+    }
+  }
+  ds.Validate();
+  return p;
+}
+
+ModelOptions Options(const std::string& users = "crowd") {
+  ModelOptions o;
+  o.family = "gppl";
+  o.gppl_users = users;
+  o.components = 4;
+  o.threads = 2;
+  return o;
+}
+
+double Accuracy(const std::vector<double>& prob, const PairSet& p) {
+  double right = 0;
+  for (size_t j = 0; j < p.size(); ++j) right += (prob[j] > 0.5) == (p.label[j] > 0.5);
+  return right / p.size();
+}
+
+TEST(GpplTest, FullBatchElboNeverDecreases) {
+  const Planted p = MakePlanted(60, 15, 12, 0, 2, 1.5, 3);
+  for (const char* users : {"crowd", "per-user", "pooled"}) {
+    ModelOptions o = Options(users);
+    o.svi_forget = 0;
+    o.epochs = 60;
+    auto model = MakeModel(o);
+    const FitReport rep = model->Fit(p.ds, p.train, PairSet());
+    const std::vector<Json>& trace = rep.details.at("elbo_trace").items();
+    ASSERT_GE(trace.size(), 3u) << users;
+    for (size_t i = 1; i < trace.size(); ++i)
+      EXPECT_GE(trace[i].number(), trace[i - 1].number() - 1e-8 * std::fabs(trace[i - 1].number()))
+          << users << ": iteration " << i;
+    EXPECT_GT(trace.back().number(), trace.front().number() + 1.0) << users;
+  }
+}
+
+TEST(GpplTest, RecoversPlantedCrowdModel) {
+  const Planted p = MakePlanted(300, 30, 30, 10, 2, 1.5, 7);
+  auto model = MakeModel(Options());
+  model->Fit(p.ds, p.train, PairSet());
+  const auto prob = model->PredictProb(p.ds, p.test, model->TrainLatents());
+  std::vector<double> oracle(p.test.size());
+  for (size_t j = 0; j < p.test.size(); ++j) oracle[j] = p.test.truth[j];
+  const double acc = Accuracy(prob, p.test), best = Accuracy(oracle, p.test);
+  EXPECT_GE(acc, best - 0.02) << "accuracy " << acc << ", oracle " << best;
+  for (double x : prob) ASSERT_TRUE(x >= 0 && x <= 1);
+  // Posterior-mean utilities against the truth, each user's centred (only differences count).
+  const RowMatrixF s = model->Score(p.ds, model->TrainLatents());
+  Eigen::MatrixXd est = s.cast<double>(), tru = p.f;
+  for (int u = 0; u < est.rows(); ++u) {
+    est.row(u).array() -= est.row(u).mean();
+    tru.row(u).array() -= tru.row(u).mean();
+  }
+  const double corr = (est.array() * tru.array()).sum() / (est.norm() * tru.norm());
+  EXPECT_GE(corr, 0.9);
+  // The baselines: per-user and pooled fit too, and the crowd model beats pooled here.
+  auto pooled = MakeModel(Options("pooled"));
+  pooled->Fit(p.ds, p.train, PairSet());
+  EXPECT_LT(Accuracy(pooled->PredictProb(p.ds, p.test, pooled->TrainLatents()), p.test),
+            acc - 0.03);
+}
+
+TEST(GpplTest, SaveLoadGivesIdenticalPredictions) {
+  const Planted p = MakePlanted(40, 12, 10, 5, 2, 1.5, 11);
+  for (const char* users : {"crowd", "per-user", "pooled"}) {
+    for (const char* kernel : {"matern32", "identity"}) {
+      ModelOptions o = Options(users);
+      o.item_kernel = kernel;
+      o.epochs = 20;
+      auto model = MakeModel(o);
+      model->Fit(p.ds, p.train, PairSet());
+      const std::string path = testing::TestDir() + "/m.pfmx";
+      SaveModel(*model, path);
+      auto back = LoadModel(path);
+      const auto a = model->PredictProb(p.ds, p.test, model->TrainLatents());
+      const auto b = back->PredictProb(p.ds, p.test, back->TrainLatents());
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t j = 0; j < a.size(); ++j) ASSERT_EQ(a[j], b[j]) << users << " " << kernel;
+      const RowMatrixF s1 = model->Score(p.ds, model->TrainLatents());
+      const RowMatrixF s2 = back->Score(p.ds, back->TrainLatents());
+      EXPECT_EQ((s1 - s2).cwiseAbs().maxCoeff(), 0.0f);
+    }
+  }
+}
+
+TEST(GpplTest, AdaptReadsOnlySupportPairsAndColdStartIsThePrior) {
+  const Planted p = MakePlanted(80, 15, 15, 5, 2, 1.5, 13);
+  for (const char* users : {"crowd", "per-user"}) {
+    auto model = MakeModel(Options(users));
+    model->Fit(p.ds, p.train, PairSet());
+    // Support: user 0's first 5 pairs; user 1 none.
+    PairSet support;
+    for (size_t j = 0; j < p.train.size() && support.size() < 5; ++j)
+      if (p.train.user[j] == 0) support.PushFrom(p.train, j);
+    const RowMatrixF lat = model->Adapt(p.ds, support, 2, "cpu");
+    ASSERT_EQ(lat.cols(), model->LatentDim());
+    EXPECT_EQ((lat.row(1) - model->PopulationLatent().transpose()).cwiseAbs().maxCoeff(), 0.0f);
+    EXPECT_GT((lat.row(0) - model->PopulationLatent().transpose()).cwiseAbs().maxCoeff(), 1e-3f);
+    // Other users' pairs in the support leave users 0 and 1 as they were.
+    PairSet support2 = support;
+    for (size_t j = 0; j < p.train.size(); ++j)
+      if (p.train.user[j] == 5) support2.PushFrom(p.train, j);
+    const RowMatrixF lat6 = model->Adapt(p.ds, support2, 6, "cpu");
+    EXPECT_LE((lat6.topRows(2) - lat).cwiseAbs().maxCoeff(), 1e-6f) << users;
+    // Flipping a support label changes user 0's latent.
+    PairSet flipped = support;
+    flipped.label[0] = 1 - flipped.label[0];
+    EXPECT_GT((model->Adapt(p.ds, flipped, 2, "cpu") - lat).cwiseAbs().maxCoeff(), 1e-4f);
+  }
+}
+
+TEST(GpplTest, BadOptionsAreRefusedNamingTheFlag) {
+  auto expect = [](ModelOptions o, const std::string& what) {
+    try {
+      MakeModel(o);
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  ModelOptions o = Options();
+  o.gppl_users = "everyone";
+  expect(o, "--gppl-users: 'everyone'");
+  o = Options();
+  o.item_kernel = "rbf";
+  expect(o, "--item-kernel: 'rbf'");
+  o = Options();
+  o.components = 0;
+  expect(o, "--components: 0");
+  o = Options();
+  o.inducing = 1;
+  expect(o, "--inducing: 1");
+  o = Options();
+  o.gamma_rate_v = std::nan("");
+  expect(o, "--gamma-rate-v: nan");
+  o = Options();
+  o.gamma_shape = -1;
+  expect(o, "--gamma-shape: -1");
+  o = Options();
+  o.svi_forget = 1.5;
+  expect(o, "--svi-forget: 1.5");
+  o = Options();
+  o.svi_delay = 0.5;
+  expect(o, "--svi-delay: 0.5");
+  o = Options();
+  o.ls_factor = 0;
+  expect(o, "--ls-factor: 0");
+}
+
+TEST(GpplTest, MiniBatchSviMatchesFullBatchAccuracy) {
+  const Planted p = MakePlanted(300, 30, 30, 10, 2, 1.5, 17);
+  auto full = MakeModel(Options());
+  full->Fit(p.ds, p.train, PairSet());
+  ModelOptions o = Options();
+  o.batch = 1000;  // 9 steps per epoch
+  o.epochs = 30;
+  auto svi = MakeModel(o);
+  const FitReport rep = svi->Fit(p.ds, p.train, PairSet());
+  EXPECT_GT(rep.details.at("svi_steps").number(), 100);
+  const double a_full = Accuracy(full->PredictProb(p.ds, p.test, full->TrainLatents()), p.test);
+  const double a_svi = Accuracy(svi->PredictProb(p.ds, p.test, svi->TrainLatents()), p.test);
+  EXPECT_GE(a_svi, a_full - 0.02) << "full " << a_full << ", svi " << a_svi;
+}
+
+TEST(GpplTest, InducingItemsFewerThanItems) {
+  const Planted p = MakePlanted(150, 60, 30, 10, 2, 1.5, 19);
+  ModelOptions o = Options();
+  o.inducing = 25;
+  auto model = MakeModel(o);
+  const FitReport rep = model->Fit(p.ds, p.train, PairSet());
+  EXPECT_EQ(rep.details.at("inducing_items").number(), 25);
+  EXPECT_FALSE(rep.details.at("exact_items").boolean());
+  auto pooled = MakeModel(Options("pooled"));
+  pooled->Fit(p.ds, p.train, PairSet());
+  const double acc = Accuracy(model->PredictProb(p.ds, p.test, model->TrainLatents()), p.test);
+  EXPECT_GT(acc, Accuracy(pooled->PredictProb(p.ds, p.test, pooled->TrainLatents()), p.test));
+}
+
+}  // namespace
+}  // namespace prefmix
