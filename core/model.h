@@ -50,7 +50,7 @@ struct ModelOptions {
   std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
   std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
   int components = 20;                   ///< gppl: latent components C
-  int inducing = 500;                    ///< gppl: inducing items M
+  int inducing = 200;                    ///< gppl: inducing items M
   double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
   double svi_delay = 1.0;                ///< gppl: step size (i + delay)^-forget
   double svi_forget = -1;                ///< gppl: forgetting rate (< 0: 0 full batch, else 0.9)

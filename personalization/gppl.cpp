@@ -222,7 +222,7 @@ class GpplModel : public Model {
         options_.batch > 0 ? options_.batch : (n_pairs <= kFullBatchMax ? n_pairs : 2000);
     const bool full = batch_pairs >= n_pairs;
     const double forget = options_.svi_forget >= 0 ? options_.svi_forget : (full ? 0.0 : 0.9);
-    const int max_steps = options_.epochs > 0 ? options_.epochs : (full ? 300 : 20);
+    const int max_steps = options_.epochs > 0 ? options_.epochs : (full ? 100 : 20);
 
     // Priors and the initial posterior (= prior; users' means random to break the symmetry).
     Init(ds.n_users());
@@ -440,7 +440,7 @@ class GpplModel : public Model {
 
  private:
   static constexpr int64_t kFullBatchMax = 200000;
-  static constexpr double kTol = 1e-8;
+  static constexpr double kTol = 1e-6;
   static constexpr int kAdaptIterations = 100;
 
   int M() const { return static_cast<int>(Z_.rows()); }
