@@ -46,7 +46,7 @@ struct ModelOptions {
   std::string vpl_adapt = "auto";
   std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
   std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
-  // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/families.md)
+  // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/gppl.md)
   std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
   std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
   int components = 20;                   ///< gppl: latent components C

@@ -1,6 +1,6 @@
 #pragma once
 // Family `gppl`: Bayesian collaborative preference learning (crowdGPPL, Simpson & Gurevych 2020)
-// and its two baselines, as one variational model (docs/families.md, "gppl").
+// and its two baselines, as one variational model (docs/gppl.md).
 //
 //   f_u(x) = sum_{c=1..C} v_c(x) w_c(u) + t(x)        (--gppl-users crowd, the default)
 //   f_u(x) = g_u(x), one GP per person                 (--gppl-users per-user)
