@@ -18,9 +18,9 @@ const char* kModelFlags[] = {
     "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
     "router", "balance",  "sample-entropy", "ideal",    "loss"};
 const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor", "vpl-adapt"};
-const char* kGpplFlags[] = {"gppl-users",   "item-kernel",  "components",  "inducing",
+const char* kGpplFlags[] = {"gppl-users", "gppl-residual",   "item-kernel",  "components",  "inducing",
                             "ls-factor",    "svi-delay",    "svi-forget",  "gamma-shape",
-                            "gamma-rate-t", "gamma-rate-v", "gamma-rate-w"};
+                            "gamma-rate-t", "gamma-rate-v", "gamma-rate-w", "gamma-rate-g"};
 }  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -95,6 +95,8 @@ void AddModelOptions(po::options_description& desc) {
       "pal-a, pal-b: training loss, bt (Bradley-Terry) | hinge (PAL's)")(
       "gppl-users", po::value<std::string>()->default_value(d.gppl_users),
       "gppl: crowd (crowdGPPL) | per-user (a GP per person) | pooled (one GP for everybody)")(
+      "gppl-residual", po::value<std::string>()->default_value(d.gppl_residual),
+      "gppl crowd: add a per-user GP g_u(x) to f_u, on | off")(
       "item-kernel", po::value<std::string>()->default_value(d.item_kernel),
       "gppl: item kernel, matern32 (Matern 3/2, median-heuristic length-scales) | identity")(
       "components", po::value<int>()->default_value(d.components),
@@ -114,7 +116,9 @@ void AddModelOptions(po::options_description& desc) {
       "gamma-rate-v", po::value<double>()->default_value(d.gamma_rate_v, "10"),
       "gppl: rate of the item components' inverse-scale priors")(
       "gamma-rate-w", po::value<double>()->default_value(d.gamma_rate_w, "10"),
-      "gppl: rate of the user weights' inverse-scale priors");
+      "gppl: rate of the user weights' inverse-scale priors")(
+      "gamma-rate-g", po::value<double>()->default_value(d.gamma_rate_g, "1000"),
+      "gppl crowd: rate of the per-user residual's inverse-scale prior");
 }
 
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
@@ -155,6 +159,7 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.loss = vm["loss"].as<std::string>();
   o.gppl_users = vm["gppl-users"].as<std::string>();
   o.item_kernel = vm["item-kernel"].as<std::string>();
+  o.gppl_residual = vm["gppl-residual"].as<std::string>();
   o.components = vm["components"].as<int>();
   o.inducing = vm["inducing"].as<int>();
   o.ls_factor = vm["ls-factor"].as<double>();
@@ -164,6 +169,7 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   o.gamma_rate_t = vm["gamma-rate-t"].as<double>();
   o.gamma_rate_v = vm["gamma-rate-v"].as<double>();
   o.gamma_rate_w = vm["gamma-rate-w"].as<double>();
+  o.gamma_rate_g = vm["gamma-rate-g"].as<double>();
   o.seed = vm["seed"].as<uint64_t>();
   o.threads = vm["threads"].as<int>();
   o.device = vm["device"].as<std::string>();

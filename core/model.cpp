@@ -40,6 +40,7 @@ Json ModelOptions::ToJson() const {
   j["loss"] = loss;
   j["gppl_users"] = gppl_users;
   j["item_kernel"] = item_kernel;
+  j["gppl_residual"] = gppl_residual;
   j["components"] = components;
   j["inducing"] = inducing;
   j["ls_factor"] = ls_factor;
@@ -49,6 +50,7 @@ Json ModelOptions::ToJson() const {
   j["gamma_rate_t"] = gamma_rate_t;
   j["gamma_rate_v"] = gamma_rate_v;
   j["gamma_rate_w"] = gamma_rate_w;
+  j["gamma_rate_g"] = gamma_rate_g;
   j["seed"] = static_cast<uint64_t>(seed);
   j["threads"] = threads;
   j["device"] = device;
@@ -89,6 +91,7 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("loss")) o.loss = j.at("loss").str();
   if (j.contains("gppl_users")) o.gppl_users = j.at("gppl_users").str();
   if (j.contains("item_kernel")) o.item_kernel = j.at("item_kernel").str();
+  if (j.contains("gppl_residual")) o.gppl_residual = j.at("gppl_residual").str();
   if (j.contains("components")) o.components = static_cast<int>(j.at("components").number());
   if (j.contains("inducing")) o.inducing = static_cast<int>(j.at("inducing").number());
   if (j.contains("ls_factor")) o.ls_factor = j.at("ls_factor").number();
@@ -98,6 +101,7 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("gamma_rate_t")) o.gamma_rate_t = j.at("gamma_rate_t").number();
   if (j.contains("gamma_rate_v")) o.gamma_rate_v = j.at("gamma_rate_v").number();
   if (j.contains("gamma_rate_w")) o.gamma_rate_w = j.at("gamma_rate_w").number();
+  if (j.contains("gamma_rate_g")) o.gamma_rate_g = j.at("gamma_rate_g").number();
   o.seed = static_cast<uint64_t>(j.at("seed").number());
   o.threads = static_cast<int>(j.at("threads").number());
   o.device = j.at("device").str();

@@ -49,6 +49,7 @@ struct ModelOptions {
   // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/gppl.md)
   std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
   std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
+  std::string gppl_residual = "on";  ///< gppl crowd: add a per-user GP g_u(x), on | off
   int components = 20;                   ///< gppl: latent components C
   int inducing = 200;                    ///< gppl: inducing items M
   double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
@@ -58,6 +59,7 @@ struct ModelOptions {
   double gamma_rate_t = 100.0;           ///< gppl: rate of s^t (and of the per-user/pooled GP)
   double gamma_rate_v = 10.0;            ///< gppl: rate of s_c^v
   double gamma_rate_w = 10.0;            ///< gppl: rate of s_c^w
+  double gamma_rate_g = 1000.0;          ///< gppl: rate of crowd's residual s^g
   uint64_t seed = 1;
   int threads = 2;
   std::string device = "cpu";

@@ -178,25 +178,33 @@ class GpplModel : public Model {
     for (auto [flag, v] : {std::pair<const char*, double>{"--gamma-shape", o.gamma_shape},
                            {"--gamma-rate-t", o.gamma_rate_t},
                            {"--gamma-rate-v", o.gamma_rate_v},
-                           {"--gamma-rate-w", o.gamma_rate_w}})
+                           {"--gamma-rate-w", o.gamma_rate_w},
+                           {"--gamma-rate-g", o.gamma_rate_g}})
       PREFMIX_CHECK_INPUT(std::isfinite(v) && v > 0, flag, ": ", v, " must be a finite number > 0");
     C_ = variant_ == Variant::kCrowd ? o.components : 0;
+    PREFMIX_CHECK_INPUT(o.gppl_residual == "on" || o.gppl_residual == "off", "--gppl-residual: '",
+                        o.gppl_residual, "' is not one of on, off");
+    has_g_ = variant_ == Variant::kPerUser ||
+             (variant_ == Variant::kCrowd && o.gppl_residual == "on");
   }
 
   std::string Family() const override { return "gppl"; }
-  int LatentDim() const override {
-    if (variant_ == Variant::kCrowd) return 2 * C_;
-    if (variant_ == Variant::kPerUser) return 2 * M();
-    return 0;
+  /// Latent row: (mean, variance) of w_u (crowd), then (mean, variance) of g_u at the inducing
+  /// items (per-user, or crowd with the residual).
+  int LatentDim() const override { return 2 * C_ + (has_g_ ? 2 * M() : 0); }
+  int GOffset() const { return 2 * C_; }
+  /// Prior rate of s^g: the paper's GPPL rate (--gamma-rate-t) for per-user, else the residual's.
+  double RateG() const {
+    return variant_ == Variant::kPerUser ? options_.gamma_rate_t : options_.gamma_rate_g;
   }
 
   Eigen::VectorXf PopulationLatent() const override {
     Eigen::VectorXf z = Eigen::VectorXf::Zero(LatentDim());
     if (variant_ == Variant::kCrowd)
       for (int c = 0; c < C_; ++c) z[C_ + c] = static_cast<float>(1.0 / sw_[c].Mean());
-    if (variant_ == Variant::kPerUser) {
+    if (has_g_) {
       const Mat prior_cov = Kzz_ / sg_.Mean();
-      for (int m = 0; m < M(); ++m) z[M() + m] = static_cast<float>(prior_cov(m, m));
+      for (int m = 0; m < M(); ++m) z[GOffset() + M() + m] = static_cast<float>(prior_cov(m, m));
     }
     return z;
   }
@@ -229,9 +237,10 @@ class GpplModel : public Model {
     Rng rng(DeriveSeed(options_.seed, kInitStream));
     if (variant_ == Variant::kCrowd)
       for (int64_t u : active) {
-        for (int c = 0; c < C_; ++c) wm_(u, c) = rng.Normal();
+        for (int c = 0; c < C_; ++c) wm_(u, c) = rng.Normal() * (getenv("GPPL_IS") ? atof(getenv("GPPL_IS")) : 1.0);
         wS_[u] = Mat::Identity(C_, C_) * 0.1;
       }
+
     Batch whole;
     if (full) whole = MakeBatch(ds, all, AllIndices(all));
 
@@ -268,7 +277,8 @@ class GpplModel : public Model {
         elbo_trace.push_back(e);
         PREFMIX_CHECK_INPUT(std::isfinite(e), "gppl: the ELBO became ", e,
                             " (non-finite) at iteration ", epoch + 1);
-        if (std::fabs(e - prev) <= kTol * std::fabs(e)) converged = true;
+        if (std::fabs(e - prev) <= (getenv("GPPL_TOL") ? atof(getenv("GPPL_TOL")) : kTol) * std::fabs(e)) converged = true;
+        if (getenv("GPPL_TRACE") && epoch % 100 == 0) fprintf(stderr, "it %d elbo %.6f\n", epoch, e);
         prev = e;
       }
     }
@@ -345,15 +355,17 @@ class GpplModel : public Model {
     for (size_t j = 0; j < pairs.size(); ++j) {
       const int64_t u = pairs.user[j];
       double mean = 0, var = 0;
-      if (variant_ == Variant::kPerUser) {
+      if (has_g_) {
+        const int g0 = GOffset();
         Vec d = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
         for (int m = 0; m < M(); ++m) {
-          mean += d[m] * latents(u, m);
-          var += d[m] * d[m] * latents(u, M() + m);
+          mean += d[m] * latents(u, g0 + m);
+          var += d[m] * d[m] * latents(u, g0 + M() + m);
         }
-      } else {
-        mean = im.tm[bt.a[j]] - im.tm[bt.b[j]];
-        var = im.tvar[j];
+      }
+      if (variant_ != Variant::kPerUser) {
+        mean += im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        var += im.tvar[j];
         for (int c = 0; c < C_; ++c) {
           const double dv = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
           const double w = latents(u, c), sw = latents(u, C_ + c);
@@ -375,13 +387,19 @@ class GpplModel : public Model {
       out = (G * A.transpose()).cast<float>();
       return out;
     }
+    if (has_g_) {
+      const Mat G = latents.middleCols(GOffset(), M()).cast<double>();
+      out = (G * A.transpose()).cast<float>();
+    } else {
+      out.setZero();
+    }
     const Vec tm = A * t_.mean;
     Mat vm(ds.n_items(), C_);
     for (int c = 0; c < C_; ++c) vm.col(c) = A * v_[c].mean;
     for (Eigen::Index i = 0; i < latents.rows(); ++i) {
       Vec r = tm;
       if (C_ > 0) r += vm * latents.row(i).head(C_).transpose().cast<double>();
-      out.row(i) = r.transpose().cast<float>();
+      out.row(i) += r.transpose().cast<float>();
     }
     return out;
   }
@@ -390,7 +408,7 @@ class GpplModel : public Model {
     Json j = Json::Object();
     const int64_t m = M();
     j["shared"] = variant_ == Variant::kPerUser ? int64_t{1} : m * (C_ + 1) + 2 * C_ + 1;
-    j["per_user"] = variant_ == Variant::kCrowd ? C_ : variant_ == Variant::kPerUser ? m : 0;
+    j["per_user"] = C_ + (has_g_ ? m : 0);
     return j;
   }
 
@@ -607,11 +625,16 @@ class GpplModel : public Model {
 
   /// Mean of the pair's utility difference under the current posterior.
   double PairMean(const Batch& bt, const ItemMoments& im, size_t j) const {
-    if (variant_ == Variant::kPerUser)
-      return (bt.A.row(bt.a[j]) - bt.A.row(bt.b[j])).dot(gm_.row(bt.user[j]));
-    double m = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+    const double g = GDiff(bt, j);
+    if (variant_ == Variant::kPerUser) return g;
+    double m = g + im.tm[bt.a[j]] - im.tm[bt.b[j]];
     for (int c = 0; c < C_; ++c) m += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(bt.user[j], c);
     return m;
+  }
+  /// Mean of the residual's difference g_u(a) - g_u(b) (0 without a residual).
+  double GDiff(const Batch& bt, size_t j) const {
+    if (!has_g_) return 0.0;
+    return (bt.A.row(bt.a[j]) - bt.A.row(bt.b[j])).dot(gm_.row(bt.user[j]));
   }
   /// E[z_j]: the mean of the truncated Gaussian margin.
   static double ZHat(double mean, double sign) {
@@ -624,7 +647,7 @@ class GpplModel : public Model {
     if (!keep_globals) {
       const double a0 = options_.gamma_shape;
       st_ = {a0, options_.gamma_rate_t};
-      sg_ = {a0, options_.gamma_rate_t};
+      sg_ = {a0, RateG()};
       sv_.assign(C_, GammaFactor{a0, options_.gamma_rate_v});
       sw_.assign(C_, GammaFactor{a0, options_.gamma_rate_w});
       auto prior = [&](GaussFactor& g, double s) {
@@ -639,16 +662,23 @@ class GpplModel : public Model {
     if (variant_ == Variant::kCrowd) {
       wm_ = Mat::Zero(n_users, C_);
       wS_.assign(n_users, Mat());
-    } else if (variant_ == Variant::kPerUser) {
+    }
+    if (has_g_) {
       gm_ = Mat::Zero(n_users, m);
-      gS_.assign(n_users, Mat());
+      gdiag_ = Mat::Zero(n_users, m);
+      for (int64_t u = 0; u < n_users; ++u) gdiag_.row(u) = Kzz_.diagonal().transpose() / sg_.Mean();
+      gT_.assign(n_users, 0.0);
+      gLS_.assign(n_users, 0.0);
     }
   }
   void ReleaseLocal() {
     wm_.resize(0, 0);
     wS_.clear();
     gm_.resize(0, 0);
-    gS_.clear();
+    gdiag_.resize(0, 0);
+    gT_.clear();
+    gLS_.clear();
+    gpv_.clear();
   }
 
   /// Posterior of user u as a latent row: (mean, variance) of w_u or g_u.
@@ -659,11 +689,13 @@ class GpplModel : public Model {
         z[c] = static_cast<float>(wm_(u, c));
         z[C_ + c] = static_cast<float>(wS_[u].size() ? wS_[u](c, c) : 1.0 / sw_[c].Mean());
       }
-    } else if (variant_ == Variant::kPerUser) {
+    }
+    if (has_g_) {
       const Mat prior_cov = Kzz_ / sg_.Mean();
+      const int g0 = GOffset();
       for (int m = 0; m < M(); ++m) {
-        z[m] = static_cast<float>(gm_(u, m));
-        z[M() + m] = static_cast<float>(gS_[u].size() ? gS_[u](m, m) : prior_cov(m, m));
+        z[g0 + m] = static_cast<float>(gm_(u, m));
+        z[g0 + M() + m] = static_cast<float>(gdiag_(u, m));
       }
     }
     return z;
@@ -675,18 +707,22 @@ class GpplModel : public Model {
     // The first step updates the globals from the random initial users' means (a local step
     // first would find w = 0 from the zero-mean item functions, a fixed point).
     if (variant_ != Variant::kPooled && (local || variant_ == Variant::kPerUser))
-      LocalStep(bt, local_iterations);
-    if (variant_ == Variant::kPerUser) {
-      // Only the scale s^g is global.
+      LocalStep(bt, local_iterations, true);
+    else if (has_g_)
+      LocalStep(bt, 1, false);
+    if (has_g_) {
+      // The residual's (per-user GP's) scale s^g.
       double stat = 0;
-      for (int64_t u : bt.users) stat += TraceKinvSecond(gm_.row(u).transpose(), gS_[u]);
+      for (int64_t u : bt.users) stat += gT_[u];
       const double users = static_cast<double>(bt.users.size()) * scale;
-      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(),
-                options_.gamma_rate_t + 0.5 * scale * stat, step);
-      return;
+      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(), RateG() + 0.5 * scale * stat,
+                step);
     }
+    if (variant_ == Variant::kPerUser) return;
     ItemMoments im = Moments(bt);
     const int64_t P = static_cast<int64_t>(bt.size());
+    std::vector<double> gdiff(P);
+    for (int64_t j = 0; j < P; ++j) gdiff[j] = GDiff(bt, j);
     std::vector<double> zhat(P), mean(P);
     auto refresh_z = [&] {
       for (int64_t j = 0; j < P; ++j) {
@@ -703,7 +739,7 @@ class GpplModel : public Model {
         for (int c = 0; c < C_; ++c)
           vw += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(bt.user[j], c);
         gamma[j] = 0.5 * bt.w[j];
-        r[j] = 0.5 * bt.w[j] * (zhat[j] - vw);
+        r[j] = 0.5 * bt.w[j] * (zhat[j] - vw - gdiff[j]);
       }
       GlobalStep(bt, gamma, r, st_.Mean(), scale, step, &t_);
       RefreshT(bt, &im);
@@ -715,7 +751,7 @@ class GpplModel : public Model {
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const Mat& S = wS_[u];
-        const double tdiff = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        const double tdiff = im.tm[bt.a[j]] - im.tm[bt.b[j]] + gdiff[j];
         double cross = 0;
         for (int c2 = 0; c2 < C_; ++c2) {
           if (c2 == c) continue;
@@ -776,16 +812,28 @@ class GpplModel : public Model {
 
   /// The local factors of the batch's users: alternating exact updates of q(z) and q(w_u) (or
   /// q(g_u)), `iterations` rounds at most (stops early when no mean moves by 1e-9).
-  void LocalStep(const Batch& bt, int iterations) {
+  void LocalStep(const Batch& bt, int iterations, bool update_w = true) {
     ItemMoments im = Moments(bt);
+    Mat AK;  // A K_ZZ: row i = k(x_i, Z), the prior covariance of g's values with the items
+    if (has_g_) {
+      AK = bt.A * Kzz_;
+      gpv_.assign(bt.size(), 0.0);
+    }
     const int64_t nb = static_cast<int64_t>(bt.users.size());
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t k = 0; k < nb; ++k) {
       const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
-      if (variant_ == Variant::kCrowd)
+      if (variant_ == Variant::kCrowd && has_g_) {
+        // w_u and the residual g_u are separate factors: alternate their exact updates.
+        for (int it = 0; it < iterations; ++it) {
+          if (update_w) LocalCrowd(bt, im, u, p0, p1, 1);
+          LocalPerUser(bt, im, AK, u, p0, p1, 1);
+        }
+      } else if (variant_ == Variant::kCrowd) {
         LocalCrowd(bt, im, u, p0, p1, iterations);
-      else
-        LocalPerUser(bt, u, p0, p1, iterations);
+      } else {
+        LocalPerUser(bt, im, AK, u, p0, p1, iterations);
+      }
     }
   }
 
@@ -798,7 +846,7 @@ class GpplModel : public Model {
     Vec tdiff(p1 - p0);
     for (int64_t j = p0; j < p1; ++j) {
       for (int c = 0; c < C; ++c) Q(j - p0, c) = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
-      tdiff[j - p0] = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+      tdiff[j - p0] = im.tm[bt.a[j]] - im.tm[bt.b[j]] + GDiff(bt, j);
       const double g = 0.5 * bt.w[j];
       prec.noalias() += g * Q.row(j - p0).transpose() * Q.row(j - p0);
       for (int c = 0; c < C; ++c) prec(c, c) += g * im.vvar(j, c);
@@ -820,27 +868,59 @@ class GpplModel : public Model {
     wS_[u] = llt.solve(Mat::Identity(C, C));
   }
 
-  void LocalPerUser(const Batch& bt, int64_t u, int64_t p0, int64_t p1, int iterations) {
+  /// q(g_u) given everything else, in the space of the user's n pairs (the likelihood sees g_u
+  /// only through D g, D the pairs' rows A_a - A_b): with prior covariance P0 = K_ZZ / E[s^g],
+  /// B = D P0, G = B D', W = diag(w_j / 2) and R = (W^-1 + G)^-1, the posterior is
+  /// S = P0 - B' R B and mean B' alpha, alpha = h - R G h (h_j = w_j / 2 (E[z_j] - offset_j)):
+  /// O(n^2 M) per user instead of O(M^3).
+  void LocalPerUser(const Batch& bt, const ItemMoments& im, const Mat& AK, int64_t u, int64_t p0,
+                    int64_t p1, int iterations) {
     const int m = M();
-    Mat prec = Kinv_ * sg_.Mean();
-    Mat D(p1 - p0, m);
+    const int64_t n = p1 - p0;
+    const double sbar = sg_.Mean();
+    Mat Bk(n, m), D(n, m);
+    Vec off = Vec::Zero(n), winv(n), wdiag(n);  // the crowd part's mean difference
     for (int64_t j = p0; j < p1; ++j) {
-      D.row(j - p0) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
-      prec.noalias() += 0.5 * bt.w[j] * D.row(j - p0).transpose() * D.row(j - p0);
+      const int64_t k = j - p0;
+      if (variant_ == Variant::kCrowd) {
+        off[k] = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        for (int c = 0; c < C_; ++c) off[k] += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(u, c);
+      }
+      D.row(k) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
+      Bk.row(k) = (AK.row(bt.a[j]) - AK.row(bt.b[j])) / sbar;
+      wdiag[k] = 0.5 * std::max(bt.w[j], 1e-12);
+      winv[k] = 1.0 / wdiag[k];
     }
-    Eigen::LLT<Mat> llt(prec);
-    Vec g = gm_.row(u).transpose();
-    for (int it = 0; it < iterations; ++it) {
-      Vec h = Vec::Zero(m);
-      for (int64_t j = p0; j < p1; ++j)
-        h += 0.5 * bt.w[j] * ZHat(D.row(j - p0).dot(g), bt.sign[j]) * D.row(j - p0).transpose();
-      Vec next = llt.solve(h);
-      const double move = (next - g).cwiseAbs().maxCoeff();
-      g = next;
+    Mat G = Bk * D.transpose();
+    G = 0.5 * (G + G.transpose());
+    Mat Wg = G;
+    Wg.diagonal() += winv;
+    Eigen::LLT<Mat> llt(Wg);
+    PREFMIX_ASSERT(llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
+    Vec gpair = D * gm_.row(u).transpose();
+    Vec alpha = Vec::Zero(n);
+    for (int it = 0; it < std::max(iterations, 1); ++it) {
+      Vec h(n);
+      for (int64_t j = p0; j < p1; ++j) {
+        const int64_t k = j - p0;
+        h[k] = wdiag[k] * (ZHat(off[k] + gpair[k], bt.sign[j]) - off[k]);
+      }
+      alpha = h - llt.solve(G * h);
+      const Vec next = G * alpha;
+      const double move = (next - gpair).cwiseAbs().maxCoeff();
+      gpair = next;
       if (move < 1e-9) break;
     }
-    gm_.row(u) = g.transpose();
-    gS_[u] = llt.solve(Mat::Identity(m, m));
+    gm_.row(u) = (Bk.transpose() * alpha).transpose();
+    const Mat RB = llt.solve(Bk);  // R B, [n, M]
+    gdiag_.row(u) = Kzz_.diagonal().transpose() / sbar - (Bk.cwiseProduct(RB)).colwise().sum();
+    const Mat RG = llt.solve(G);
+    const Mat GRG = G * RG;
+    for (int64_t j = p0; j < p1; ++j) gpv_[j] = std::max(G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
+    // tr(K^-1 (S + m m')) and log|S| - log|K| through the pair space.
+    gT_[u] = (m - RG.trace() + alpha.dot(G * alpha)) / sbar;
+    const double logdet_wg = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+    gLS_[u] = -(logdet_wg + wdiag.array().log().sum()) - m * std::log(sbar);
   }
 
   /// The evidence lower bound on a batch holding every training pair.
@@ -851,11 +931,9 @@ class GpplModel : public Model {
       const int64_t u = bt.user[j];
       const double mean = PairMean(bt, im, j);
       double var = 0;
-      if (variant_ == Variant::kPerUser) {
-        const Vec d = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
-        var = d.dot(gS_[u] * d);
-      } else {
-        var = im.tvar[j];
+      if (has_g_) var = gpv_[j];
+      if (variant_ != Variant::kPerUser) {
+        var += im.tvar[j];
         if (C_ > 0) {
           Vec dv(C_);
           for (int c = 0; c < C_; ++c) dv[c] = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
@@ -872,16 +950,12 @@ class GpplModel : public Model {
       return 0.5 * (s.Mean() * TraceKinvSecond(g.mean, g.cov) - m - m * s.MeanLog() + logdet_K_ -
                     g.LogDetCov());
     };
-    if (variant_ == Variant::kPerUser) {
-      for (int64_t u : bt.users) {
-        Eigen::LLT<Mat> llt(gS_[u]);
-        const double logdet = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-        e -= 0.5 * (sg_.Mean() * TraceKinvSecond(gm_.row(u).transpose(), gS_[u]) - m -
-                    m * sg_.MeanLog() + logdet_K_ - logdet);
-      }
-      e -= sg_.Kl(a0, options_.gamma_rate_t);
-      return e;
+    if (has_g_) {
+      for (int64_t u : bt.users)
+        e -= 0.5 * (sg_.Mean() * gT_[u] - m - m * sg_.MeanLog() - gLS_[u]);
+      e -= sg_.Kl(a0, RateG());
     }
+    if (variant_ == Variant::kPerUser) return e;
     e -= gauss_kl(t_, st_) + st_.Kl(a0, options_.gamma_rate_t);
     for (int c = 0; c < C_; ++c)
       e -= gauss_kl(v_[c], sv_[c]) + sv_[c].Kl(a0, options_.gamma_rate_v);
@@ -901,6 +975,7 @@ class GpplModel : public Model {
   static constexpr double kJitter = 1e-6;
   Variant variant_ = Variant::kCrowd;
   int C_ = 0;
+  bool has_g_ = false;  ///< a per-user GP g_u: the per-user variant, or crowd's residual
   ItemKernel kernel_;
   RowMatrixF Z_;
   Mat Kzz_, Kinv_;
@@ -912,7 +987,10 @@ class GpplModel : public Model {
   std::vector<GammaFactor> sv_, sw_;
   // Local factors (during Fit / Adapt only).
   Mat wm_, gm_;
-  std::vector<Mat> wS_, gS_;
+  std::vector<Mat> wS_;
+  Mat gdiag_;                     ///< q(g_u): variances at the inducing items
+  std::vector<double> gT_, gLS_;  ///< q(g_u): tr(K^-1 (S + m m')), log|S| - log|K|
+  std::vector<double> gpv_;       ///< Var[g_u(a) - g_u(b)] per pair of the last local step
 };
 
 const bool kRegistered = RegisterFamily(
@@ -920,8 +998,8 @@ const bool kRegistered = RegisterFamily(
      "crowdGPPL: Bayesian collaborative preference learning, f_u = sum_c v_c w_c(u) + t with GP "
      "priors over item embeddings, probit likelihood, variational inference (--gppl-users "
      "crowd | per-user | pooled)",
-     {"epochs", "batch", "gppl_users", "item_kernel", "components", "inducing", "ls_factor",
-      "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v", "gamma_rate_w"},
+     {"epochs", "batch", "gppl_users", "gppl_residual", "item_kernel", "components", "inducing", "ls_factor",
+      "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v", "gamma_rate_w", "gamma_rate_g"},
      [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); }});
 
 }  // namespace
