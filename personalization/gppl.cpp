@@ -612,15 +612,27 @@ class GpplModel : public Model {
     for (int c = 0; c < C_; ++c) RefreshV(bt, c, &im);
     return im;
   }
+  /// Var[(A_a - A_b) u] of every pair for u with covariance `cov`: through the items'
+  /// covariance A cov A' (O(1) a pair) when the batch has few items, else pair by pair (O(M)).
+  template <typename Out>
+  static void PairVariances(const Batch& bt, const Mat& cov, Out out) {
+    const int64_t n = bt.A.rows(), P = static_cast<int64_t>(bt.size());
+    const Mat AS = bt.A * cov;
+    if (n * n <= P) {
+      const Mat IC = AS * bt.A.transpose();
+      for (int64_t j = 0; j < P; ++j)
+        out(j, IC(bt.a[j], bt.a[j]) + IC(bt.b[j], bt.b[j]) - 2 * IC(bt.a[j], bt.b[j]));
+    } else {
+      for (int64_t j = 0; j < P; ++j) out(j, PairVar(bt, AS, j));
+    }
+  }
   void RefreshT(const Batch& bt, ItemMoments* im) const {
     im->tm = bt.A * t_.mean;
-    const Mat AS = bt.A * t_.cov;
-    for (size_t j = 0; j < bt.size(); ++j) im->tvar[j] = PairVar(bt, AS, j);
+    PairVariances(bt, t_.cov, [&](int64_t j, double v) { im->tvar[j] = v; });
   }
   void RefreshV(const Batch& bt, int c, ItemMoments* im) const {
     im->vm.col(c) = bt.A * v_[c].mean;
-    const Mat AS = bt.A * v_[c].cov;
-    for (size_t j = 0; j < bt.size(); ++j) im->vvar(j, c) = PairVar(bt, AS, j);
+    PairVariances(bt, v_[c].cov, [&](int64_t j, double v) { im->vvar(j, c) = v; });
   }
 
   /// Mean of the pair's utility difference under the current posterior.
@@ -721,47 +733,52 @@ class GpplModel : public Model {
     if (variant_ == Variant::kPerUser) return;
     ItemMoments im = Moments(bt);
     const int64_t P = static_cast<int64_t>(bt.size());
-    std::vector<double> gdiff(P);
-    for (int64_t j = 0; j < P; ++j) gdiff[j] = GDiff(bt, j);
-    std::vector<double> zhat(P), mean(P);
-    auto refresh_z = [&] {
-      for (int64_t j = 0; j < P; ++j) {
-        mean[j] = PairMean(bt, im, j);
-        zhat[j] = ZHat(mean[j], bt.sign[j]);
+    // Per pair: the residual's and the components' mean differences, sum_c dv_c m_c and S_u dv,
+    // kept up to date as each v_c moves (O(C) per pair and component).
+    std::vector<double> gdiff(P), dvm(P, 0.0);
+    Mat DV(P, C_), SDv(P, C_);
+    for (int64_t j = 0; j < P; ++j) {
+      const int64_t u = bt.user[j];
+      gdiff[j] = GDiff(bt, j);
+      for (int c = 0; c < C_; ++c) DV(j, c) = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
+      if (C_ > 0) {
+        dvm[j] = DV.row(j).dot(wm_.row(u));
+        SDv.row(j) = (wS_[u] * DV.row(j).transpose()).transpose();
       }
-    };
+    }
+    auto tdiff = [&](int64_t j) { return im.tm[bt.a[j]] - im.tm[bt.b[j]]; };
     // t given everything else.
-    refresh_z();
     {
       std::vector<double> gamma(P), r(P);
       for (int64_t j = 0; j < P; ++j) {
-        double vw = 0;
-        for (int c = 0; c < C_; ++c)
-          vw += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(bt.user[j], c);
+        const double zhat = ZHat(tdiff(j) + gdiff[j] + dvm[j], bt.sign[j]);
         gamma[j] = 0.5 * bt.w[j];
-        r[j] = 0.5 * bt.w[j] * (zhat[j] - vw - gdiff[j]);
+        r[j] = 0.5 * bt.w[j] * (zhat - dvm[j] - gdiff[j]);
       }
       GlobalStep(bt, gamma, r, st_.Mean(), scale, step, &t_);
       RefreshT(bt, &im);
     }
     // Each v_c given everything else.
     for (int c = 0; c < C_; ++c) {
-      refresh_z();
       std::vector<double> gamma(P), r(P);
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const Mat& S = wS_[u];
-        const double tdiff = im.tm[bt.a[j]] - im.tm[bt.b[j]] + gdiff[j];
-        double cross = 0;
-        for (int c2 = 0; c2 < C_; ++c2) {
-          if (c2 == c) continue;
-          cross += (im.vm(bt.a[j], c2) - im.vm(bt.b[j], c2)) * (wm_(u, c) * wm_(u, c2) + S(c, c2));
-        }
-        gamma[j] = 0.5 * bt.w[j] * (wm_(u, c) * wm_(u, c) + S(c, c));
-        r[j] = 0.5 * bt.w[j] * (wm_(u, c) * (zhat[j] - tdiff) - cross);
+        const double mc = wm_(u, c), rest = tdiff(j) + gdiff[j];
+        const double zhat = ZHat(rest + dvm[j], bt.sign[j]);
+        const double cross = mc * (dvm[j] - DV(j, c) * mc) + SDv(j, c) - S(c, c) * DV(j, c);
+        gamma[j] = 0.5 * bt.w[j] * (mc * mc + S(c, c));
+        r[j] = 0.5 * bt.w[j] * (mc * (zhat - rest) - cross);
       }
       GlobalStep(bt, gamma, r, sv_[c].Mean(), scale, step, &v_[c]);
       RefreshV(bt, c, &im);
+      for (int64_t j = 0; j < P; ++j) {
+        const int64_t u = bt.user[j];
+        const double delta = im.vm(bt.a[j], c) - im.vm(bt.b[j], c) - DV(j, c);
+        DV(j, c) += delta;
+        dvm[j] += delta * wm_(u, c);
+        SDv.row(j) += delta * wS_[u].col(c).transpose();
+      }
     }
     // Inverse scales.
     const double a0 = options_.gamma_shape;
@@ -791,18 +808,32 @@ class GpplModel : public Model {
   /// shift scale sum_j r_j d_j (d_j = A_a - A_b), blended with the current one by `step`.
   void GlobalStep(const Batch& bt, const std::vector<double>& gamma, const std::vector<double>& r,
                   double s, double scale, double step, GaussFactor* g) const {
-    const int64_t n = bt.A.rows();
-    Mat Y = Mat::Zero(n, M());  // L A with L the item-level weighted Laplacian of the pairs
+    const int64_t n = bt.A.rows(), P = static_cast<int64_t>(bt.size());
     Vec y = Vec::Zero(n);
-    for (size_t j = 0; j < bt.size(); ++j) {
-      const auto da = bt.A.row(bt.a[j]), db = bt.A.row(bt.b[j]);
-      Y.row(bt.a[j]) += gamma[j] * (da - db);
-      Y.row(bt.b[j]) -= gamma[j] * (da - db);
+    for (int64_t j = 0; j < P; ++j) {
       y[bt.a[j]] += r[j];
       y[bt.b[j]] -= r[j];
     }
     Mat prec = Kinv_ * s;
-    prec.noalias() += scale * (bt.A.transpose() * Y);
+    if (n * n <= P) {
+      // A' L A with L the items' weighted Laplacian of the pairs (O(1) a pair).
+      Mat L = Mat::Zero(n, n);
+      for (int64_t j = 0; j < P; ++j) {
+        L(bt.a[j], bt.a[j]) += gamma[j];
+        L(bt.b[j], bt.b[j]) += gamma[j];
+        L(bt.a[j], bt.b[j]) -= gamma[j];
+        L(bt.b[j], bt.a[j]) -= gamma[j];
+      }
+      prec.noalias() += scale * (bt.A.transpose() * (L * bt.A));
+    } else {
+      Mat Y = Mat::Zero(n, M());  // L A, pair by pair (O(M) a pair)
+      for (int64_t j = 0; j < P; ++j) {
+        const auto da = bt.A.row(bt.a[j]), db = bt.A.row(bt.b[j]);
+        Y.row(bt.a[j]) += gamma[j] * (da - db);
+        Y.row(bt.b[j]) -= gamma[j] * (da - db);
+      }
+      prec.noalias() += scale * (bt.A.transpose() * Y);
+    }
     prec = 0.5 * (prec + prec.transpose());
     const Vec shift = scale * (bt.A.transpose() * y);
     g->prec = (1 - step) * g->prec + step * prec;
