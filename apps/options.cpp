@@ -18,9 +18,10 @@ const char* kModelFlags[] = {
     "hidden", "patience", "user-prior",     "no-refit", "em",    "em-prior", "restarts",
     "router", "balance",  "sample-entropy", "ideal",    "loss"};
 const char* kVplFlags[] = {"beta", "anneal-period", "anneal-floor", "vpl-adapt"};
-const char* kGpplFlags[] = {"gppl-users", "gppl-residual",   "item-kernel",  "components",  "inducing",
-                            "ls-factor",    "svi-delay",    "svi-forget",  "gamma-shape",
-                            "gamma-rate-t", "gamma-rate-v", "gamma-rate-w", "gamma-rate-g"};
+const char* kGpplFlags[] = {"gppl-users",  "gppl-residual", "item-kernel",  "components",
+                            "inducing",    "ls-factor",     "svi-delay",    "svi-forget",
+                            "gamma-shape", "gamma-rate-t",  "gamma-rate-v", "gamma-rate-w",
+                            "gamma-rate-g"};
 }  // namespace
 
 std::vector<std::string> SplitList(const std::string& text) {

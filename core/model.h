@@ -49,7 +49,7 @@ struct ModelOptions {
   // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/gppl.md)
   std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
   std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
-  std::string gppl_residual = "on";  ///< gppl crowd: add a per-user GP g_u(x), on | off
+  std::string gppl_residual = "on";      ///< gppl crowd: add a per-user GP g_u(x), on | off
   int components = 20;                   ///< gppl: latent components C
   int inducing = 200;                    ///< gppl: inducing items M
   double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic

@@ -184,8 +184,8 @@ class GpplModel : public Model {
     C_ = variant_ == Variant::kCrowd ? o.components : 0;
     PREFMIX_CHECK_INPUT(o.gppl_residual == "on" || o.gppl_residual == "off", "--gppl-residual: '",
                         o.gppl_residual, "' is not one of on, off");
-    has_g_ = variant_ == Variant::kPerUser ||
-             (variant_ == Variant::kCrowd && o.gppl_residual == "on");
+    has_g_ =
+        variant_ == Variant::kPerUser || (variant_ == Variant::kCrowd && o.gppl_residual == "on");
   }
 
   std::string Family() const override { return "gppl"; }
@@ -237,7 +237,8 @@ class GpplModel : public Model {
     Rng rng(DeriveSeed(options_.seed, kInitStream));
     if (variant_ == Variant::kCrowd)
       for (int64_t u : active) {
-        for (int c = 0; c < C_; ++c) wm_(u, c) = rng.Normal() * (getenv("GPPL_IS") ? atof(getenv("GPPL_IS")) : 1.0);
+        for (int c = 0; c < C_; ++c)
+          wm_(u, c) = rng.Normal() * (getenv("GPPL_IS") ? atof(getenv("GPPL_IS")) : 1.0);
         wS_[u] = Mat::Identity(C_, C_) * 0.1;
       }
 
@@ -277,8 +278,11 @@ class GpplModel : public Model {
         elbo_trace.push_back(e);
         PREFMIX_CHECK_INPUT(std::isfinite(e), "gppl: the ELBO became ", e,
                             " (non-finite) at iteration ", epoch + 1);
-        if (std::fabs(e - prev) <= (getenv("GPPL_TOL") ? atof(getenv("GPPL_TOL")) : kTol) * std::fabs(e)) converged = true;
-        if (getenv("GPPL_TRACE") && epoch % 100 == 0) fprintf(stderr, "it %d elbo %.6f\n", epoch, e);
+        if (std::fabs(e - prev) <=
+            (getenv("GPPL_TOL") ? atof(getenv("GPPL_TOL")) : kTol) * std::fabs(e))
+          converged = true;
+        if (getenv("GPPL_TRACE") && epoch % 100 == 0)
+          fprintf(stderr, "it %d elbo %.6f\n", epoch, e);
         prev = e;
       }
     }
@@ -678,7 +682,8 @@ class GpplModel : public Model {
     if (has_g_) {
       gm_ = Mat::Zero(n_users, m);
       gdiag_ = Mat::Zero(n_users, m);
-      for (int64_t u = 0; u < n_users; ++u) gdiag_.row(u) = Kzz_.diagonal().transpose() / sg_.Mean();
+      for (int64_t u = 0; u < n_users; ++u)
+        gdiag_.row(u) = Kzz_.diagonal().transpose() / sg_.Mean();
       gT_.assign(n_users, 0.0);
       gLS_.assign(n_users, 0.0);
     }
@@ -727,8 +732,7 @@ class GpplModel : public Model {
       double stat = 0;
       for (int64_t u : bt.users) stat += gT_[u];
       const double users = static_cast<double>(bt.users.size()) * scale;
-      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(), RateG() + 0.5 * scale * stat,
-                step);
+      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(), RateG() + 0.5 * scale * stat, step);
     }
     if (variant_ == Variant::kPerUser) return;
     ItemMoments im = Moments(bt);
@@ -947,7 +951,8 @@ class GpplModel : public Model {
     gdiag_.row(u) = Kzz_.diagonal().transpose() / sbar - (Bk.cwiseProduct(RB)).colwise().sum();
     const Mat RG = llt.solve(G);
     const Mat GRG = G * RG;
-    for (int64_t j = p0; j < p1; ++j) gpv_[j] = std::max(G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
+    for (int64_t j = p0; j < p1; ++j)
+      gpv_[j] = std::max(G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
     // tr(K^-1 (S + m m')) and log|S| - log|K| through the pair space.
     gT_[u] = (m - RG.trace() + alpha.dot(G * alpha)) / sbar;
     const double logdet_wg = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
@@ -982,8 +987,7 @@ class GpplModel : public Model {
                     g.LogDetCov());
     };
     if (has_g_) {
-      for (int64_t u : bt.users)
-        e -= 0.5 * (sg_.Mean() * gT_[u] - m - m * sg_.MeanLog() - gLS_[u]);
+      for (int64_t u : bt.users) e -= 0.5 * (sg_.Mean() * gT_[u] - m - m * sg_.MeanLog() - gLS_[u]);
       e -= sg_.Kl(a0, RateG());
     }
     if (variant_ == Variant::kPerUser) return e;
@@ -1029,8 +1033,9 @@ const bool kRegistered = RegisterFamily(
      "crowdGPPL: Bayesian collaborative preference learning, f_u = sum_c v_c w_c(u) + t with GP "
      "priors over item embeddings, probit likelihood, variational inference (--gppl-users "
      "crowd | per-user | pooled)",
-     {"epochs", "batch", "gppl_users", "gppl_residual", "item_kernel", "components", "inducing", "ls_factor",
-      "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v", "gamma_rate_w", "gamma_rate_g"},
+     {"epochs", "batch", "gppl_users", "gppl_residual", "item_kernel", "components", "inducing",
+      "ls_factor", "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v",
+      "gamma_rate_w", "gamma_rate_g"},
      [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); }});
 
 }  // namespace
