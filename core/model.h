@@ -51,7 +51,7 @@ struct ModelOptions {
   std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
   std::string gppl_residual = "on";      ///< gppl crowd: add a per-user GP g_u(x), on | off
   int components = 20;                   ///< gppl: latent components C
-  int inducing = 200;                    ///< gppl: inducing items M
+  int inducing = 100;                    ///< gppl: inducing items M
   double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
   double svi_delay = 1.0;                ///< gppl: step size (i + delay)^-forget
   double svi_forget = -1;                ///< gppl: forgetting rate (< 0: 0 full batch, else 0.9)

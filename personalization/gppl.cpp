@@ -2,6 +2,7 @@
 #include "personalization/gppl.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -157,6 +158,7 @@ struct Batch {
   std::vector<int32_t> user;     ///< the pair's user (dataset row)
   std::vector<int64_t> users;    ///< distinct users, in order
   std::vector<int64_t> offsets;  ///< user users[k] owns pairs [offsets[k], offsets[k + 1])
+  uint64_t id = 0;               ///< unique per MakeBatch call (the moments cache's key)
   size_t size() const { return a.size(); }
 };
 
@@ -590,6 +592,8 @@ class GpplModel : public Model {
     }
     bt.offsets.push_back(static_cast<int64_t>(bt.a.size()));
     bt.A = ItemMap(ds, items);
+    static std::atomic<uint64_t> next_id{1};
+    bt.id = next_id++;
     return bt;
   }
 
@@ -639,6 +643,16 @@ class GpplModel : public Model {
     PairVariances(bt, v_[c].cov, [&](int64_t j, double v) { im->vvar(j, c) = v; });
   }
 
+  /// The item moments of `bt`, computed once per change of the global factors (the last Step
+  /// leaves them current; Init and LoadPayload clear them).
+  const ItemMoments& CachedMoments(const Batch& bt) const {
+    if (cache_for_ != bt.id) {
+      cache_ = Moments(bt);
+      cache_for_ = bt.id;
+    }
+    return cache_;
+  }
+
   /// Mean of the pair's utility difference under the current posterior.
   double PairMean(const Batch& bt, const ItemMoments& im, size_t j) const {
     const double g = GDiff(bt, j);
@@ -660,6 +674,7 @@ class GpplModel : public Model {
   /// Priors; the posterior starts at the prior. keep_globals: only the local factors (Adapt).
   void Init(int64_t n_users, bool keep_globals = false) {
     const int m = M();
+    cache_for_ = 0;
     if (!keep_globals) {
       const double a0 = options_.gamma_shape;
       st_ = {a0, options_.gamma_rate_t};
@@ -735,7 +750,7 @@ class GpplModel : public Model {
       GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(), RateG() + 0.5 * scale * stat, step);
     }
     if (variant_ == Variant::kPerUser) return;
-    ItemMoments im = Moments(bt);
+    ItemMoments im = CachedMoments(bt);
     const int64_t P = static_cast<int64_t>(bt.size());
     // Per pair: the residual's and the components' mean differences, sum_c dv_c m_c and S_u dv,
     // kept up to date as each v_c moves (O(C) per pair and component).
@@ -784,6 +799,8 @@ class GpplModel : public Model {
         SDv.row(j) += delta * wS_[u].col(c).transpose();
       }
     }
+    cache_ = im;  // current after the refreshes above
+    cache_for_ = bt.id;
     // Inverse scales.
     const double a0 = options_.gamma_shape;
     GammaStep(&st_, a0 + 0.5 * M(), options_.gamma_rate_t + 0.5 * TraceKinvSecond(t_.mean, t_.cov),
@@ -848,7 +865,7 @@ class GpplModel : public Model {
   /// The local factors of the batch's users: alternating exact updates of q(z) and q(w_u) (or
   /// q(g_u)), `iterations` rounds at most (stops early when no mean moves by 1e-9).
   void LocalStep(const Batch& bt, int iterations, bool update_w = true) {
-    ItemMoments im = Moments(bt);
+    const ItemMoments& im = CachedMoments(bt);
     Mat AK;  // A K_ZZ: row i = k(x_i, Z), the prior covariance of g's values with the items
     if (has_g_) {
       AK = bt.A * Kzz_;
@@ -961,7 +978,7 @@ class GpplModel : public Model {
 
   /// The evidence lower bound on a batch holding every training pair.
   double Elbo(const Batch& bt) const {
-    const ItemMoments im = Moments(bt);
+    const ItemMoments& im = CachedMoments(bt);
     double e = 0;
     for (size_t j = 0; j < bt.size(); ++j) {
       const int64_t u = bt.user[j];
@@ -1010,7 +1027,9 @@ class GpplModel : public Model {
   static constexpr double kJitter = 1e-6;
   Variant variant_ = Variant::kCrowd;
   int C_ = 0;
-  bool has_g_ = false;  ///< a per-user GP g_u: the per-user variant, or crowd's residual
+  bool has_g_ = false;         ///< a per-user GP g_u: the per-user variant, or crowd's residual
+  mutable ItemMoments cache_;  ///< item moments of batch cache_for_ (0: none)
+  mutable uint64_t cache_for_ = 0;
   ItemKernel kernel_;
   RowMatrixF Z_;
   Mat Kzz_, Kinv_;
