@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "core/error.h"
@@ -232,39 +233,24 @@ TEST(GpplTest, BadOptionsAreRefusedNamingTheFlag) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
   };
-  ModelOptions o = Options();
-  o.gppl_users = "everyone";
-  expect(o, "--gppl-users: 'everyone'");
-  o = Options();
-  o.item_kernel = "rbf";
-  expect(o, "--item-kernel: 'rbf'");
-  o = Options();
-  o.components = 0;
-  expect(o, "--components: 0");
-  o = Options();
-  o.inducing = 1;
-  expect(o, "--inducing: 1");
-  o = Options();
-  o.gamma_rate_v = std::nan("");
-  expect(o, "--gamma-rate-v: nan");
-  o = Options();
-  o.gamma_shape = -1;
-  expect(o, "--gamma-shape: -1");
-  o = Options();
-  o.svi_forget = 1.5;
-  expect(o, "--svi-forget: 1.5");
-  o = Options();
-  o.svi_delay = 0.5;
-  expect(o, "--svi-delay: 0.5");
-  o = Options();
-  o.ls_factor = 0;
-  expect(o, "--ls-factor: 0");
-  o = Options();
-  o.gppl_residual = "yes";
-  expect(o, "--gppl-residual: 'yes'");
-  o = Options();
-  o.gamma_rate_g = 0;
-  expect(o, "--gamma-rate-g: 0");
+  const std::vector<std::pair<std::function<void(ModelOptions&)>, std::string>> cases = {
+      {[](ModelOptions& o) { o.gppl_users = "everyone"; }, "--gppl-users: 'everyone'"},
+      {[](ModelOptions& o) { o.item_kernel = "rbf"; }, "--item-kernel: 'rbf'"},
+      {[](ModelOptions& o) { o.components = 0; }, "--components: 0"},
+      {[](ModelOptions& o) { o.inducing = 1; }, "--inducing: 1"},
+      {[](ModelOptions& o) { o.gamma_rate_v = std::nan(""); }, "--gamma-rate-v: nan"},
+      {[](ModelOptions& o) { o.gamma_shape = -1; }, "--gamma-shape: -1"},
+      {[](ModelOptions& o) { o.svi_forget = 1.5; }, "--svi-forget: 1.5"},
+      {[](ModelOptions& o) { o.svi_delay = 0.5; }, "--svi-delay: 0.5"},
+      {[](ModelOptions& o) { o.ls_factor = 0; }, "--ls-factor: 0"},
+      {[](ModelOptions& o) { o.gppl_residual = "yes"; }, "--gppl-residual: 'yes'"},
+      {[](ModelOptions& o) { o.gamma_rate_g = 0; }, "--gamma-rate-g: 0"},
+  };
+  for (const auto& [set, what] : cases) {
+    ModelOptions o = Options();
+    set(o);
+    expect(o, what);
+  }
 }
 
 TEST(GpplTest, MiniBatchSviMatchesFullBatchAccuracy) {
