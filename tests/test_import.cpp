@@ -26,13 +26,15 @@
 #include "core/h5io.h"
 #include "core/importers.h"
 #include "core/npy.h"
+#include "test_util.h"
 
 namespace prefmix {
 namespace {
 
 namespace fs = std::filesystem;
-
-const char kSushiDir[] = PREFMIX_SOURCE_DIR "/../shared/data/sushi3";
+using testing::HaveSushi;
+using testing::SushiDir;
+using testing::SushiSkipHint;
 
 // A fresh, empty directory under the test temp dir, removed with its contents at scope exit.
 class TempDir {
@@ -445,8 +447,6 @@ TEST(ImportPairsTest, UserFeaturesNeedARowForEveryUser) {
 // ---------------------------------------------------------------------------------------------
 // SUSHI
 
-bool HaveSushi() { return fs::exists(std::string(kSushiDir) + "/sushi3.udata"); }
-
 std::vector<std::string> FirstLineTokens(const std::string& path, int line_no, char sep) {
   std::ifstream in(path);
   std::string line;
@@ -460,7 +460,7 @@ std::vector<std::string> FirstLineTokens(const std::string& path, int line_no, c
 }
 
 void CheckSushi(char set, int n_items) {
-  const Dataset ds = ImportSushi(kSushiDir, set);
+  const Dataset ds = ImportSushi(SushiDir(), set);
   EXPECT_EQ(ds.n_users(), 5000);
   EXPECT_EQ(ds.n_items(), n_items);
   EXPECT_EQ(ds.dim(), 18);
@@ -478,11 +478,10 @@ void CheckSushi(char set, int n_items) {
   }
 
   // First user and ranking match the files' first lines.
-  const auto udata = FirstLineTokens(std::string(kSushiDir) + "/sushi3.udata", 1, '\t');
+  const auto udata = FirstLineTokens(SushiDir() + "/sushi3.udata", 1, '\t');
   EXPECT_EQ(ds.user_ids[0], udata[0]);
   const auto order = FirstLineTokens(
-      std::string(kSushiDir) + (set == 'a' ? "/sushi3a.5000.10.order" : "/sushi3b.5000.10.order"),
-      2, ' ');
+      SushiDir() + (set == 'a' ? "/sushi3a.5000.10.order" : "/sushi3b.5000.10.order"), 2, ' ');
   ASSERT_EQ(order.size(), 12u);
   EXPECT_EQ(ds.rank_user[0], 0);
   ASSERT_EQ(ds.rank_offsets[1], 10);
@@ -538,18 +537,18 @@ void CheckSushi(char set, int n_items) {
 }
 
 TEST(SushiTest, SetA) {
-  if (!HaveSushi()) GTEST_SKIP() << "SUSHI3 files not found at " << kSushiDir;
+  if (!HaveSushi()) GTEST_SKIP() << SushiSkipHint();
   CheckSushi('a', 10);
 }
 
 TEST(SushiTest, SetB) {
-  if (!HaveSushi()) GTEST_SKIP() << "SUSHI3 files not found at " << kSushiDir;
+  if (!HaveSushi()) GTEST_SKIP() << SushiSkipHint();
   CheckSushi('b', 100);
 }
 
 TEST(SushiTest, BadArguments) {
   ExpectErrorWith([] { ImportSushi("/no/such/sushi_dir", 'a'); }, {"/no/such/sushi_dir"});
-  ExpectErrorWith([] { ImportSushi(kSushiDir, 'c'); }, {"'c'"});
+  ExpectErrorWith([] { ImportSushi(PREFMIX_SOURCE_DIR, 'c'); }, {"'c'"});
   // A directory without the files names the missing file.
   const TempDir tmp("sushi_empty");
   const std::string& dir = tmp.path();
@@ -615,9 +614,9 @@ TEST(ImportCliTest, PairsAndSushiSucceed) {
   r = RunCli("import --help", dir + "/err.txt");
   EXPECT_EQ(r.code, 0);
 
-  if (!HaveSushi()) GTEST_SKIP() << "SUSHI3 files not found at " << kSushiDir;
+  if (!HaveSushi()) GTEST_SKIP() << SushiSkipHint();
   const std::string sushi_out = dir + "/sushi_a.h5";
-  r = RunCli("import sushi --dir " + Q(kSushiDir) + " --set a --out " + Q(sushi_out),
+  r = RunCli("import sushi --dir " + Q(SushiDir()) + " --set a --out " + Q(sushi_out),
              dir + "/err.txt");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("5000 users"), std::string::npos) << r.err;
@@ -767,7 +766,7 @@ std::vector<BadCase> BadCases() {
        [](S, O) { return std::string("import sushi --dir /no/such/sushi_dir --set a"); },
        {"/no/such/sushi_dir", "directory"}},
       {"sushi_set_c",
-       [](S, O) { return "import sushi --dir " + Q(kSushiDir) + " --set c"; },
+       [](S, O) { return "import sushi --dir " + Q(PREFMIX_SOURCE_DIR) + " --set c"; },
        {"--set", "'c'"}},
       {"unknown_source", [](S, O) { return std::string("import parquet"); }, {"'parquet'"}},
   };

@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "core/stats.h"
 #include "data/generate.h"
+#include "test_util.h"
 
 namespace prefmix {
 namespace {
@@ -91,12 +92,9 @@ TEST(RecoveryTest, LowRankUnseenTwentyShotsOnTheLowrankPreset) {
   EXPECT_GE(near_bound, 9);
 }
 
-const char* kSushiDir = PREFMIX_SOURCE_DIR "/../shared/data/sushi3";
-
 TEST(SushiAcceptanceTest, SushiASubsampleBtAndLowRank) {
-  if (!std::filesystem::exists(std::string(kSushiDir) + "/sushi3a.5000.10.order"))
-    GTEST_SKIP() << "SUSHI data not found at " << kSushiDir;
-  Dataset ds = ImportSushi(kSushiDir, 'a');
+  if (!testing::HaveSushi()) GTEST_SKIP() << testing::SushiSkipHint();
+  Dataset ds = ImportSushi(testing::SushiDir(), 'a');
   ProtocolOptions po;
   po.name = "subsample";
   po.users = 100;

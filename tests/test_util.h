@@ -81,6 +81,23 @@ inline void ExpectValidMetrics(const std::string& json_path) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(json_path + ".err");
 }
 
+/// The SUSHI3 data directory, from $PREFMIX_SUSHI_DIR ("" when unset). SUSHI's licence forbids
+/// redistribution, so the repository holds none of it; .ci/run points the variable at
+/// ../shared/data/sushi3.
+inline std::string SushiDir() {
+  const char* d = std::getenv("PREFMIX_SUSHI_DIR");
+  return d ? d : "";
+}
+inline bool HaveSushi() {
+  return !SushiDir().empty() && std::filesystem::exists(SushiDir() + "/sushi3.udata");
+}
+/// The one-line hint of a test skipped for want of the SUSHI data.
+inline std::string SushiSkipHint() {
+  return "SUSHI3 data not found: set PREFMIX_SUSHI_DIR to the directory holding sushi3.udata "
+         "(now '" +
+         SushiDir() + "')";
+}
+
 /// Number of lines in s (a trailing newline does not start a new line).
 inline int Lines(const std::string& s) {
   int n = 0;
