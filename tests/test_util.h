@@ -82,8 +82,7 @@ inline void ExpectValidMetrics(const std::string& json_path) {
 }
 
 /// The SUSHI3 data directory, from $PREFMIX_SUSHI_DIR ("" when unset). SUSHI's licence forbids
-/// redistribution, so the repository holds none of it; .ci/run points the variable at
-/// ../shared/data/sushi3.
+/// redistribution, so the repository holds none of it; .ci/run sets the variable.
 inline std::string SushiDir() {
   const char* d = std::getenv("PREFMIX_SUSHI_DIR");
   return d ? d : "";
