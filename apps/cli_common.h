@@ -35,14 +35,14 @@ namespace prefmix::apps {
 void AddModelOptions(po::options_description& desc);
 /// Resolves the options for `family`; notes on stderr the explicitly given options it ignores.
 ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family);
-/// Adds --protocol and its options (DESIGN.md section 5).
+/// Adds --protocol and its options (docs/protocols.md).
 void AddProtocolOptions(po::options_description& desc);
 ProtocolOptions ReadProtocolOptions(const po::variables_map& vm);
 /// Parses a comma-separated list ("1,2,5") of integers; names the flag on error.
 std::vector<int> ParseIntList(const std::string& text, const char* flag);
 /// Splits "a,b,c".
 std::vector<std::string> SplitList(const std::string& text);
-/// The provenance object of DESIGN.md section 7.
+/// The provenance object of docs/protocols.md#metrics-json.
 Json Provenance(const po::variables_map& vm, const std::string& data_path,
                 const std::string& device, const Json& options);
 /// Writes JSON atomically to `path`, or to stdout when path is "-".

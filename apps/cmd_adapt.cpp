@@ -1,6 +1,6 @@
 // prefmix adapt: the user step for (new) users from all their pairs in a dataset, shared
 // parameters frozen; writes /users/ids and /users/latent. With --online the pairs are consumed
-// one at a time (DESIGN.md section 5 order) by the family's online user step, and --json writes
+// one at a time (docs/protocols.md#online order) by the family's online user step, and --json writes
 // the prequential metrics: every pair predicted from the user's earlier pairs only. With
 // --active N --pool POOL.csv the pairs asked are chosen by active selection (apps/adapt_active.h).
 #include <chrono>

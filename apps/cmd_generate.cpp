@@ -137,7 +137,7 @@ int RunGenerate(int argc, char** argv) {
     opts.attribute_correlation = vm["attribute-correlation"].as<double>();
   if (vm.count("scale")) opts.scale = vm["scale"].as<double>();
 
-  // Knobs of other kinds are ignored with a note (DESIGN.md section 6).
+  // Knobs of other kinds are ignored with a note (docs/cli.md#ignored-options).
   auto ignored = [&](const char* flag) {
     std::cerr << "prefmix generate: note: --" << flag << " does not apply to --kind "
               << data::KindName(kind) << "; ignored\n";

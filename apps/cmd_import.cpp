@@ -1,4 +1,4 @@
-// prefmix import pairs|sushi: build a dataset file (DESIGN.md sections 3 and 4).
+// prefmix import pairs|sushi: build a dataset file (docs/formats.md).
 #include <filesystem>
 #include <iostream>
 #include <string>

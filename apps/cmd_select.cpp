@@ -1,5 +1,5 @@
 // prefmix select: MaxMin (egalitarian) or utilitarian choice among candidate items by the
-// calibrated per-head scores of a multi-head model (DESIGN.md sections 1 and 6), with each
+// calibrated per-head scores of a multi-head model (docs/families.md#maxmin-selection and docs/cli.md), with each
 // group's win rate of the pick judged by the planted true rewards where the data has them.
 #include "apps/cli_common.h"
 #include "apps/commands.h"

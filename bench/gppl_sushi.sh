@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gppl on the DESIGN §8 SUSHI table (bench/RESULTS.md §9): accuracy, log loss and seconds per run
+# gppl on the SUSHI table of docs/protocols.md#published-numbers-to-beat (bench/RESULTS.md §9): accuracy, log loss and seconds per run
 # of each variant on Sushi-A-small, Sushi-A and Sushi-B under the subsample protocol.
 #
 #   PREFMIX_SUSHI_DIR=/path/to/sushi3 bench/gppl_sushi.sh [PREFMIX_BINARY] [REPEATS_A] [REPEATS_B]

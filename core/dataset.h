@@ -1,5 +1,5 @@
 #pragma once
-// The in-memory dataset (DESIGN.md section 3, schema v1).
+// The in-memory dataset (docs/formats.md, schema v1).
 //
 // Conventions used throughout prefmix:
 //  - item embeddings are rows: items(i, :) is item i's D-dim embedding (row-major float32);

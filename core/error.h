@@ -1,5 +1,5 @@
 #pragma once
-// Two tiers of errors (STYLE.md 7):
+// Two tiers of errors:
 //  - prefmix::Error: bad user input (file, flag, value). The CLI maps it to exit code 1.
 //  - prefmix::InternalError: a broken invariant inside prefmix. Exit code 2. Checked in Release
 //  too.

@@ -1,6 +1,6 @@
 #pragma once
 // Train + evaluate one family under one protocol (the engine of `prefmix experiment`, `demo`
-// and the recovery tests). Returns the metrics JSON of DESIGN.md section 7 without provenance.
+// and the recovery tests). Returns the metrics JSON of docs/protocols.md#metrics-json without provenance.
 #include <functional>
 #include <string>
 
@@ -22,7 +22,7 @@ struct UnseenExtra {
   std::function<Json(const Model&, const Dataset&, const PairSet&, const Split&)> run;
 };
 
-/// Runs the protocol; the metrics follow DESIGN.md section 7 (keys that do not apply omitted).
+/// Runs the protocol; the metrics follow docs/protocols.md#metrics-json (keys that do not apply omitted).
 /// `extra` (unseen protocol only, may be null) adds its result under extra->key.
 Json RunExperiment(const Dataset& ds, const ModelOptions& model, const ProtocolOptions& protocol,
                    const ProgressFn& progress = nullptr, const UnseenExtra* extra = nullptr);

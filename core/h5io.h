@@ -1,5 +1,5 @@
 #pragma once
-// HDF5 schema v1 reader and writer (DESIGN.md section 3).
+// HDF5 schema v1 reader and writer (docs/formats.md).
 #include <string>
 
 #include "core/dataset.h"

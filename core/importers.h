@@ -1,5 +1,5 @@
 #pragma once
-// Importers (DESIGN.md section 4): pairs (.npy embeddings + CSV comparisons) and Kamishima's
+// Importers (docs/formats.md#import): pairs (.npy embeddings + CSV comparisons) and Kamishima's
 // SUSHI3 files. Both return a Dataset that passes Dataset::Validate(); every input defect throws
 // prefmix::Error with one line naming the file, the row/field and the offending value.
 #include <string>

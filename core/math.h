@@ -1,5 +1,5 @@
 #pragma once
-// The maths of the user step, written once for the CPU loop and the CUDA kernel (STYLE.md 3).
+// The maths of the user step, written once for the CPU loop and the CUDA kernel.
 //
 // Conventions: a pair j of user u has a K-vector q_j (per-component margins, e.g.
 // q_jk = r_k(a_j) - r_k(b_j)), an optional offset b_j and weight c_j.

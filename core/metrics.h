@@ -1,5 +1,5 @@
 #pragma once
-// Metrics of DESIGN.md section 7: pooled accuracy (0.5 counts half), log loss (natural log,
+// Metrics of docs/protocols.md#metrics-json: pooled accuracy (0.5 counts half), log loss (natural log,
 // p clipped to [1e-7, 1-1e-7]), per-user accuracy distribution, per-group and worst group.
 #include <algorithm>
 #include <cmath>

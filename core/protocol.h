@@ -1,5 +1,5 @@
 #pragma once
-// Evaluation protocols (DESIGN.md section 5): seen, unseen (shots curve) and subsample.
+// Evaluation protocols (docs/protocols.md): seen, unseen (shots curve) and subsample.
 // All splits are deterministic given the seed; model selection uses `valid`, carved from the
 // training pairs, never test/query pairs.
 #include <cstdint>
@@ -49,7 +49,7 @@ Split MakeUnseenSplit(const Dataset& ds, const PairSet& all, const ProtocolOptio
 /// subsample, repeat r: users drawn among those with >= train+test pairs.
 Split MakeSubsampleSplit(const Dataset& ds, const PairSet& all, const ProtocolOptions& o, int r);
 /// unseen: the first k pairs of each held-out user (user = dataset row).
-/// Every user's pairs in the order online adaptation consumes them (DESIGN.md section 5: each
+/// Every user's pairs in the order online adaptation consumes them (docs/protocols.md: each
 /// user's pairs permuted once with the seed, as for a held-out user of `unseen`), grouped by user.
 PairSet OnlineStream(const PairSet& all, int64_t n_users, uint64_t seed);
 

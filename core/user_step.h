@@ -1,5 +1,5 @@
 #pragma once
-// The batched user step (DESIGN.md section 1): thousands of small per-user problems solved at
+// The batched user step (docs/families.md#shared-step-and-user-step): thousands of small per-user problems solved at
 // once, on CPU (OpenMP over users) or CUDA (cuda/, registered as a backend). The same call infers
 // users during training and adapts brand-new users from k support pairs.
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// Synthetic preference datasets with planted truth (DESIGN.md section 3, /truth/*).
+// Synthetic preference datasets with planted truth (docs/formats.md, /truth/*).
 //
 // Every kind draws item embeddings e_i ~ N(0, I_D) (float32; rewards are computed from the
 // stored float32 values), then for every user `pairs_per_user` pairs of two distinct uniformly

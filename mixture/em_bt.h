@@ -1,5 +1,5 @@
 #pragma once
-// Family `em-bt` (MaxMin-RLHF, PAPERS.md section 4): a mixture of K linear Bradley-Terry reward
+// Family `em-bt` (MaxMin-RLHF, docs/families.md#em-bt): a mixture of K linear Bradley-Terry reward
 // heads r_k(e) = theta_k' e with one latent group per user, fitted by EM.
 //
 //  - E-step (core's batched user step, `kLoglik` link): for every user at once

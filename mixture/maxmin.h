@@ -1,5 +1,5 @@
 #pragma once
-// MaxMin aggregation over reward heads (DESIGN.md section 1, PAPERS.md section 4).
+// MaxMin aggregation over reward heads (docs/families.md#maxmin-selection).
 //
 // A BT head is defined only up to an additive constant (and, with L2, a scale), so raw rewards
 // are never compared across heads. Each head's *calibrated* score of candidate y is its mean win

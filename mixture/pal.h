@@ -1,5 +1,5 @@
 #pragma once
-// Families `pal-a` and `pal-b` (PAL, PAPERS.md section 1): ideal-point reward models on cached
+// Families `pal-a` and `pal-b` (PAL, docs/families.md#pal-a): ideal-point reward models on cached
 // embeddings. Each user u has simplex weights w_u = softmax(omega_u) over K shared prototypes;
 // items are mapped by a shared projector f: R^D -> R^d.
 //
@@ -19,7 +19,7 @@
 // mini-batches, the Bradley-Terry loss -log sigma(r_u(a) - r_u(b)) (or PAL's hinge
 // max(0, 1 - (r_u(a) - r_u(b))) with --loss hinge), early stopping on the validation loss.
 //
-// The user step (new users; DESIGN.md section 1): f, P, g_k and s frozen, only omega_u fitted on
+// The user step (new users; docs/families.md#shared-step-and-user-step): f, P, g_k and s frozen, only omega_u fitted on
 // the user's support pairs, all users in one OpenMP program:
 //   J_u(omega) = sum_j c_j loss_j(omega) + lambda/2 |omega - omega0|^2,
 // by full-batch Adam from omega0 (the population's log-weights) with step size lr decayed

@@ -1,5 +1,5 @@
 #pragma once
-// Family `vpl` (Variational Preference Learning, PAPERS.md section 2) on cached embeddings.
+// Family `vpl` (Variational Preference Learning, docs/families.md#vpl) on cached embeddings.
 //
 // Encoder q(z | C) over a user's labelled context pairs C = {(a_j > b_j)}:
 //   p_j = MLP([e_a; e_b])           Linear(2D, H) -> LeakyReLU(0.2) -> Linear(H, H) -> LeakyReLU

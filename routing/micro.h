@@ -1,5 +1,5 @@
 #pragma once
-// Family `micro` (MiCRo, PAPERS.md section 3): K linear Bradley-Terry heads r_k(e) = theta_k' e
+// Family `micro` (MiCRo, docs/families.md#micro): K linear Bradley-Terry heads r_k(e) = theta_k' e
 // and a router pi(x) = softmax(W x + b), mixed in probability, not in reward:
 //   P(a > b | x) = sum_k pi_k(x) sigma(r_k(a) - r_k(b)).
 // The router input x is chosen by --router:
