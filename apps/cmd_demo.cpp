@@ -22,17 +22,25 @@ int RunDemo(int argc, char** argv) {
       "models", po::value<std::string>()->default_value("all"),
       "families to run (default: every registered one)")(
       "json", po::value<std::string>()->default_value("prefmix-demo.json"),
-      "where to write the JSON");
+      "where to write the JSON")("users", po::value<int64_t>(),
+                                 "users in the planted dataset (default: the preset's 300)");
   AddCommonOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(
-          argc, argv, "usage: prefmix demo [--kind groups] [--models all] [--json FILE]", desc, vm))
+          argc, argv,
+          "usage: prefmix demo [--kind groups] [--models all] [--users N] [--json FILE]", desc, vm))
     return 0;
   const std::string device = ApplyCommonOptions(vm);
   const uint64_t seed = vm["seed"].as<uint64_t>();
   data::GenerateOptions go =
       data::GenerateOptions::Preset(data::ParseKind(vm["kind"].as<std::string>()));
   go.seed = seed;
+  if (vm.count("users")) {
+    go.n_users = vm["users"].as<int64_t>();
+    if (go.n_users < 20)
+      throw Error("--users: " + std::to_string(go.n_users) +
+                  " (the demo needs at least 20 users: 20 % of them are held out as new users)");
+  }
   Dataset ds = data::Generate(go);
   ds.source = "<demo:" + std::string(data::KindName(go.kind)) + ">";
   std::vector<std::string> families = vm["models"].as<std::string>() == "all"

@@ -1,6 +1,6 @@
 #pragma once
-// The model interface every family implements, the family registry (STYLE.md 11) and the
-// versioned model file (DESIGN.md section 7b).
+// The model interface every family implements, the family registry (the registry pattern) and the
+// versioned model file (docs/formats.md#model-file).
 //
 // A model = shared item-side parameters + a per-user latent of size LatentDim() (0 for bt).
 // Users are rows of a dataset; the latents of the users seen in training are kept by id.
@@ -99,7 +99,9 @@ class Model {
   /// The latent used for a user with no comparisons (cold start): the population model.
   virtual Eigen::VectorXf PopulationLatent() const = 0;
   /// The user step: latents [n_users, L] for users 0..n_users-1 from their support pairs
-  /// (pairs' user = row), shared parameters frozen. Users without pairs get PopulationLatent().
+  /// (pairs' user = row), shared parameters frozen. Users without pairs get their cold-start
+  /// latent: PopulationLatent(), or, for a family whose prior reads the user's attributes or
+  /// features (micro --router attributes|features), the prior for that user.
   virtual RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                            const std::string& device) const = 0;
   /// P(first preferred over second) for each pair; latents has a row per pairs.user value.

@@ -349,7 +349,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
                         ": vpl encodes with LibTorch, which is CPU-only in this build; use "
                         "--device cpu");
-    return LatentsOf(ds, UserContextSets(support, n_users, kMaxContext));
+    const std::vector<ContextSet> sets = UserContextSets(support, n_users, kMaxContext);
+    RowMatrixF lat = LatentsOf(ds, sets);
+    // A user without pairs gets the population latent exactly (the contract of Model::Adapt),
+    // not a recomputation of it that differs in the last bit.
+    const Eigen::RowVectorXf pop = PopulationLatent().transpose();
+    for (int64_t u = 0; u < n_users; ++u)
+      if (sets[u].empty()) lat.row(u) = pop;
+    return lat;
   }
 
   RowMatrixF LatentsOf(const Dataset& ds, const std::vector<ContextSet>& sets) const override {

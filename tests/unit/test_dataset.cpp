@@ -1,5 +1,5 @@
-// Dataset + HDF5 schema v1: round trip, cross-checks with the independent h5py implementation
-// (../shared/tools/h5schema.py), and bad files through `prefmix inspect`.
+// Dataset + HDF5 schema v1: round trip, cross-checks with the repository's h5py implementation
+// (python/prefmix/schema.py), and bad files through `prefmix inspect`.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/h5io.h"
 #include "data/generate.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
@@ -20,7 +20,7 @@ using testing::RunCli;
 using testing::RunPython;
 using testing::TestDir;
 
-const char* kH5Schema = PREFMIX_SOURCE_DIR "/../shared/tools/h5schema.py";
+const char* kH5Schema = PREFMIX_SOURCE_DIR "/python/prefmix/schema.py";
 
 Dataset SmallDataset() {
   Dataset ds;
@@ -107,8 +107,8 @@ TEST(DatasetTest, Hdf5RoundTripKeepsEverything) {
 }
 
 TEST(DatasetTest, WriterOutputValidatesWithTheH5pyReference) {
-  if (!Exists(kH5Schema) || !testing::PythonHas("h5py"))
-    GTEST_SKIP() << "h5py or h5schema.py missing";
+  if (!testing::PythonHas("h5py"))
+    GTEST_SKIP() << "python3-h5py missing: apt-get install python3-h5py";
   const std::string dir = TestDir();
   WriteDataset(SmallDataset(), dir + "/d.h5");
   data::GenerateOptions g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
@@ -122,8 +122,8 @@ TEST(DatasetTest, WriterOutputValidatesWithTheH5pyReference) {
 }
 
 TEST(DatasetTest, FileWrittenByH5pyLoads) {
-  if (!Exists(kH5Schema) || !testing::PythonHas("h5py"))
-    GTEST_SKIP() << "h5py or h5schema.py missing";
+  if (!testing::PythonHas("h5py"))
+    GTEST_SKIP() << "python3-h5py missing: apt-get install python3-h5py";
   const std::string dir = TestDir(), path = dir + "/example.h5";
   std::string cmd = testing::Python() + " " + kH5Schema + " example " + path + " 7 >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
@@ -159,8 +159,8 @@ void PrintTo(const BadFile& b, std::ostream* os) { *os << b.name; }
 class BadDatasetTest : public ::testing::TestWithParam<BadFile> {};
 
 TEST_P(BadDatasetTest, InspectFailsWithOneClearLine) {
-  if (!Exists(kH5Schema) || !testing::PythonHas("h5py"))
-    GTEST_SKIP() << "h5py or h5schema.py missing";
+  if (!testing::PythonHas("h5py"))
+    GTEST_SKIP() << "python3-h5py missing: apt-get install python3-h5py";
   const BadFile& b = GetParam();
   const std::string dir = TestDir(), path = dir + "/bad.h5";
   std::string cmd = testing::Python() + " " + kH5Schema + " example " + path + " >/dev/null";

@@ -16,6 +16,7 @@
 #include "data/generate.h"
 #include "mixture/em_bt.h"
 #include "mixture/maxmin.h"
+#include "tests/fixtures.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
@@ -23,17 +24,6 @@ namespace {
 
 using mixture::EmOptions;
 using mixture::EmState;
-
-/// Argmax of each latent row.
-std::vector<int> Argmax(const RowMatrixF& g) {
-  std::vector<int> z(g.rows());
-  for (Eigen::Index u = 0; u < g.rows(); ++u) {
-    Eigen::Index k = 0;
-    g.row(u).maxCoeff(&k);
-    z[u] = static_cast<int>(k);
-  }
-  return z;
-}
 
 /// Best matching of fitted heads to planted groups (label switching): for every permutation of
 /// the heads, the sum of Pearson correlations between head rewards and planted rewards over the
@@ -256,85 +246,6 @@ TEST(EmBtTest, AdaptUsesOnlyTheSupportPairs) {
   model->TrainLatents().row(0).maxCoeff(&kt);
   EXPECT_EQ(k0, kt);
 }
-
-/// The acceptance on the groups preset: ARI, seen accuracy and the minority group
-/// against their oracles, seeds 1-10.
-TEST(EmBtRecoveryTest, GroupsPresetSeeds1To10) {
-  int ari_ok = 0, acc_ok = 0, minority_ok = 0, all_ok = 0;
-  for (uint64_t seed = 1; seed <= 10; ++seed) {
-    auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
-    g.seed = seed;
-    Dataset ds = data::Generate(g);
-    ProtocolOptions po;
-    po.seed = seed;
-    Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
-    ModelOptions mo;
-    mo.family = "em-bt";
-    mo.k = 3;
-    mo.seed = seed;
-    auto model = MakeModel(mo);
-    model->Fit(ds, s.train, s.valid);
-    const double ari =
-        mixture::AdjustedRandIndex(Argmax(model->TrainLatents()), ds.truth_user_group);
-    Json m = PairMetrics(ds, s.test, model->PredictProb(ds, s.test, model->TrainLatents()),
-                         po.min_group_users);
-    const double acc = m.at("accuracy").number(), oracle = m.at("oracle_accuracy").number();
-    // Minority: the planted group with the fewest users.
-    std::vector<int> count(3, 0);
-    for (int32_t z : ds.truth_user_group) ++count[z];
-    const int minority =
-        static_cast<int>(std::min_element(count.begin(), count.end()) - count.begin());
-    const Json& mg = m.at("per_group").at("planted_group").at(std::to_string(minority));
-    const double macc = mg.at("accuracy").number(), moracle = mg.at("oracle_accuracy").number();
-    const bool a1 = ari >= 0.9, a2 = acc >= oracle - 0.015, a3 = macc >= moracle - 0.03;
-    ari_ok += a1;
-    acc_ok += a2;
-    minority_ok += a3;
-    all_ok += a1 && a2 && a3;
-    std::printf(
-        "seed %2d: ARI %.4f  seen acc %.4f oracle %.4f (gap %+.4f)  minority(g%d) %.4f oracle "
-        "%.4f (gap %+.4f)\n",
-        static_cast<int>(seed), ari, acc, oracle, acc - oracle, minority, macc, moracle,
-        macc - moracle);
-  }
-  std::printf("ARI>=0.9: %d/10, acc within 1.5: %d/10, minority within 3: %d/10, all: %d/10\n",
-              ari_ok, acc_ok, minority_ok, all_ok);
-  EXPECT_GE(all_ok, 9);
-}
-
-/// --k auto on the groups preset with K in {2, 3, 4} (equal sizes for K = 2 and 4), seeds 1-10.
-void ExpectKAuto(int K) {
-  int hits = 0;
-  std::string chosen;
-  for (uint64_t seed = 1; seed <= 10; ++seed) {
-    auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
-    g.seed = seed;
-    g.k = K;
-    if (K != 3) g.group_sizes.clear();  // equal sizes (as equal as possible)
-    Dataset ds = data::Generate(g);
-    ProtocolOptions po;
-    po.seed = seed;
-    Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
-    ModelOptions mo;
-    mo.family = "em-bt";
-    mo.k_auto = true;
-    mo.seed = seed;
-    mo.restarts = 2;
-    mo.l2 = 1e-3;
-    auto model = MakeModel(mo);
-    FitReport rep = model->Fit(ds, s.train, s.valid);
-    const int k = static_cast<int>(rep.details.at("k").number());
-    EXPECT_EQ(rep.details.at("k_selection").size(), 6u);
-    hits += k == K;
-    chosen += std::to_string(k) + " ";
-  }
-  std::printf("--k auto on K = %d: chosen %s-> %d/10 exact\n", K, chosen.c_str(), hits);
-  EXPECT_GE(hits, 8);
-}
-
-TEST(EmBtKAutoTest, TwoGroups) { ExpectKAuto(2); }
-TEST(EmBtKAutoTest, ThreeGroups) { ExpectKAuto(3); }
-TEST(EmBtKAutoTest, FourGroups) { ExpectKAuto(4); }
 
 TEST(MaxMinTest, CalibratedScoresAndPicks) {
   // Head 0 prefers item 0, head 1 item 2; item 1 is everybody's second choice.

@@ -10,7 +10,7 @@
 #include "core/model.h"
 #include "core/rng.h"
 #include "personalization/gppl.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {

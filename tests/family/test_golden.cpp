@@ -1,5 +1,5 @@
 // Model files of format version 1 written by an earlier build keep loading and scoring the same
-// (STYLE.md 9): data/golden/ holds a tiny synthetic dataset and one model file per family.
+//: data/golden/ holds a tiny synthetic dataset and one model file per family.
 #include <gtest/gtest.h>
 
 #include "core/h5io.h"

@@ -14,7 +14,7 @@
 #include "core/rng.h"
 #include "data/generate.h"
 #include "mixture/lowrank.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
@@ -62,7 +62,8 @@ TEST(LowRankTest, GradientMatchesFiniteDifferences) {
   }
 }
 
-/// Scores of every user and item, and pair probabilities, must survive save -> load exactly.
+/// Scores of every user and item, and pair probabilities, must survive save -> load exactly
+/// (every family's default is checked by tests/family/test_contract.cpp; this covers variants).
 void ExpectSaveLoadIdentical(const ModelOptions& mo) {
   const std::string dir = TestDir();
   auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
@@ -90,12 +91,6 @@ void ExpectSaveLoadIdentical(const ModelOptions& mo) {
   EXPECT_THROW(LoadModel(dir + "/junk.pfmx"), Error);
 }
 
-TEST(ModelFileTest, BtLinearSaveLoadIdentical) {
-  ModelOptions o;
-  o.family = "bt";
-  ExpectSaveLoadIdentical(o);
-}
-
 TEST(ModelFileTest, BtMlpSaveLoadIdentical) {
   ModelOptions o;
   o.family = "bt";
@@ -103,15 +98,6 @@ TEST(ModelFileTest, BtMlpSaveLoadIdentical) {
   o.hidden = 16;
   o.epochs = 40;
   o.l2 = 1e-4;
-  ExpectSaveLoadIdentical(o);
-}
-
-TEST(ModelFileTest, LowRankSaveLoadIdentical) {
-  ModelOptions o;
-  o.family = "lowrank";
-  o.k = 3;
-  o.epochs = 60;
-  o.l2 = 1e-3;
   ExpectSaveLoadIdentical(o);
 }
 

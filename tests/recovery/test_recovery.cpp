@@ -11,7 +11,7 @@
 #include "core/rng.h"
 #include "core/stats.h"
 #include "data/generate.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "core/h5io.h"
 #include "core/json.h"
-#include "test_util.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
@@ -184,17 +184,6 @@ TEST_F(CliTest, ConfigFileIsUnderTheCommandLine) {
   Json m = Json::Parse(ReadFile(dir_ + "/c.json"));
   EXPECT_EQ(m.at("protocol").str(), "seen");                             // the command line wins
   EXPECT_EQ(m.at("provenance").at("options").at("epochs").number(), 2);  // from the file
-}
-
-TEST(DemoTest, RunsEveryFamilyAndPrintsTheTable) {
-  const std::string dir = TestDir();
-  auto r = RunCli("demo --json " + dir + "/demo.json", dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.out.find("bt "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("lowrank "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("oracle"), std::string::npos) << r.out;
-  Json j = Json::Parse(ReadFile(dir + "/demo.json"));
-  EXPECT_GE(j.at("results").size(), 2u);
 }
 
 }  // namespace
