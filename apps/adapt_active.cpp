@@ -3,14 +3,14 @@
 #include <algorithm>
 #include <sstream>
 
-#include "core/atomic_file.h"
 #include "core/error.h"
-#include "personalization/active.h"
+#include "core/eval/active.h"
+#include "core/io/atomic_file.h"
 
 namespace prefmix::apps {
 
 void AddAdaptActiveOptions(po::options_description& desc) {
-  personalization::ActiveOptions d;
+  ActiveOptions d;
   desc.add_options()("active", po::value<int>()->default_value(0),
                      "ask N pairs per user from --pool by active selection (vpl), then adapt")(
       "pool", po::value<std::string>(),
@@ -30,12 +30,12 @@ bool RunAdaptActive(const po::variables_map& vm, const Model& model, const Datas
     return false;
   }
   Require(vm, "pool");
-  personalization::ActiveOptions o;
+  ActiveOptions o;
   o.queries = n;
   o.criterion = vm["criterion"].as<std::string>();
   o.seed = vm["seed"].as<uint64_t>();
-  std::vector<personalization::AskedPair> asked;
-  *latents = personalization::AdaptActive(model, ds, vm["pool"].as<std::string>(), o, &asked);
+  std::vector<AskedPair> asked;
+  *latents = AdaptActive(model, ds, vm["pool"].as<std::string>(), o, &asked);
   if (vm.count("asked")) {
     std::ostringstream os;
     os << "user,chosen,rejected,round\n";
@@ -47,7 +47,7 @@ bool RunAdaptActive(const po::variables_map& vm, const Model& model, const Datas
 }
 
 void AddExperimentActiveOptions(po::options_description& desc) {
-  personalization::ActiveOptions d;
+  ActiveOptions d;
   desc.add_options()("active", po::value<int>()->default_value(0),
                      "unseen: also compare active query selection with random selection for "
                      "N questions per held-out user (vpl)")(
@@ -63,18 +63,16 @@ std::unique_ptr<UnseenExtra> ExperimentActiveExtra(const po::variables_map& vm,
   if (n == 0) return nullptr;
   PREFMIX_CHECK_INPUT(proto.name == "unseen", "--active needs --protocol unseen (got '", proto.name,
                       "')");
-  personalization::ActiveOptions o;
+  ActiveOptions o;
   o.queries = n;
   o.criterion = vm["criterion"].as<std::string>();
   o.seed = proto.seed;
-  personalization::ValidateActiveOptions(o);
+  ValidateActiveOptions(o);
   const int max_shots = *std::max_element(proto.shots.begin(), proto.shots.end());
   auto extra = std::make_unique<UnseenExtra>();
   extra->key = "active";
   extra->run = [o, max_shots](const Model& m, const Dataset& ds, const PairSet& all,
-                              const Split& s) {
-    return personalization::ActiveCurve(m, ds, all, s, max_shots, o);
-  };
+                              const Split& s) { return ActiveCurve(m, ds, all, s, max_shots, o); };
   return extra;
 }
 

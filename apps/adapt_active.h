@@ -1,13 +1,13 @@
 #pragma once
 // `prefmix adapt --active N --pool POOL.csv` and `prefmix experiment --active N`: active query
-// selection (personalization/active.h) wired into the CLI, kept apart from cmd_adapt.cpp and
+// selection (core/eval/active.h) wired into the CLI, kept apart from cmd_adapt.cpp and
 // cmd_experiment.cpp so those stay small.
 #include <memory>
 
 #include "apps/cli_common.h"
-#include "core/dataset.h"
-#include "core/experiment.h"
-#include "core/model.h"
+#include "core/io/dataset.h"
+#include "core/eval/experiment.h"
+#include "core/model/model.h"
 
 namespace prefmix::apps {
 

@@ -24,10 +24,10 @@ void Require(const po::variables_map& vm, const char* name);
 
 }  // namespace prefmix::apps
 
-#include "core/experiment.h"
-#include "core/json.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/experiment.h"
+#include "core/io/json.h"
+#include "core/model/model.h"
+#include "core/eval/protocol.h"
 
 namespace prefmix::apps {
 

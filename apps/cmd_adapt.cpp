@@ -1,7 +1,7 @@
 // prefmix adapt: the user step for (new) users from all their pairs in a dataset, shared
 // parameters frozen; writes /users/ids and /users/latent. With --online the pairs are consumed
-// one at a time (docs/protocols.md#online order) by the family's online user step, and --json writes
-// the prequential metrics: every pair predicted from the user's earlier pairs only. With
+// one at a time (docs/protocols.md#online order) by the family's online user step, and --json
+// writes the prequential metrics: every pair predicted from the user's earlier pairs only. With
 // --active N --pool POOL.csv the pairs asked are chosen by active selection (apps/adapt_active.h).
 #include <chrono>
 #include <iostream>
@@ -10,10 +10,10 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/experiment.h"
-#include "core/h5io.h"
-#include "core/metrics.h"
-#include "core/protocol.h"
+#include "core/eval/experiment.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 

@@ -10,7 +10,8 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/experiment.h"
+#include "core/eval/experiment.h"
+#include "core/model/model.h"
 #include "data/generate.h"
 
 namespace prefmix::apps {
@@ -66,16 +67,8 @@ int RunDemo(int argc, char** argv) {
     mo.k = static_cast<int>(go.k);  // the demo knows the planted number of components
     mo.router = "attributes";       // micro: the planted presets have no contexts; route on
                                     // the user attributes (segment tracks the group)
-    if (f == "vpl") {
-      // vpl's defaults (latent grid {4, 8, 16}, up to 200 epochs, refit) take minutes on one
-      // core; the demo gives it one latent size above the planted K, a narrower encoder and a
-      // short schedule (about 10 s for both protocols; `experiment` keeps the defaults).
-      mo.dim = static_cast<int>(go.k) + 1;
-      mo.hidden = 32;
-      mo.epochs = 30;
-      mo.lr = 0.01;
-      mo.refit = false;
-    }
+    const FamilyInfo& info = FindFamily(f);
+    if (info.demo_budget) info.demo_budget(mo);
     ProtocolOptions seen;
     seen.seed = seed;
     ProtocolOptions unseen = seen;
@@ -125,8 +118,8 @@ int RunDemo(int argc, char** argv) {
       "\nseen = held-out pairs of training users; unseen = new users adapted from 20 pairs;\n"
       "worst-group = lowest per-group accuracy (seen) over all attributes.\n");
   for (const auto& r : rows)
-    if (r.family == "vpl")
-      std::printf("vpl runs on a demo budget (latent K + 1, hidden 32, 30 epochs, no refit).\n");
+    if (!FindFamily(r.family).demo_note.empty())
+      std::printf("%s\n", FindFamily(r.family).demo_note.c_str());
   std::printf("JSON: %s\n", json_path.c_str());
   return 0;
 }

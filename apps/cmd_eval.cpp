@@ -1,8 +1,8 @@
 // prefmix eval: metrics of a trained model on a dataset's pairs (users matched by id).
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "core/experiment.h"
-#include "core/h5io.h"
+#include "core/eval/experiment.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 

@@ -7,9 +7,9 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/experiment.h"
-#include "core/h5io.h"
-#include "core/stats.h"
+#include "core/eval/experiment.h"
+#include "core/eval/stats.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 namespace {

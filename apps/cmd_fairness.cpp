@@ -11,66 +11,14 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/fairness.h"
-#include "core/h5io.h"
-#include "core/report.h"
-#include "mixture/maxmin.h"
+#include "core/eval/fairness.h"
+#include "core/eval/report.h"
+#include "core/io/atomic_file.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 namespace {
-
-/// MaxMin (egalitarian) vs utilitarian pick over all items by the calibrated head scores of a
-/// multi-head model, with each group's win rate of both picks judged by the users' own observed
-/// rankings (where /rankings exist) and by the planted truth (synthetic data). Null for models
-/// without heads.
-Json SelectionHook(const Model& model, const Dataset& ds, const std::vector<Attribute>& groupings,
-                   int min_group_users, uint64_t seed) {
-  const auto* mh = dynamic_cast<const mixture::MultiHeadModel*>(&model);
-  if (!mh || ds.n_items() < 2) return Json();
-  const RowMatrixF rewards = mh->HeadRewards(ds);
-  const Eigen::VectorXd weights = mh->HeadWeights();
-  Json out = Json::Object();
-  out["n_heads"] = static_cast<int64_t>(rewards.rows());
-  out["candidates"] = "all";
-  if (ds.has_rankings() && ds.n_items() <= 5000) {
-    // The pairwise calibration is O(K n^2): only for catalogues of ranked items.
-    const RowMatrixD q = mixture::CalibratedScores(rewards);
-    const int picks[2] = {mixture::EgalitarianPick(q), mixture::UtilitarianPick(q, weights)};
-    const char* names[2] = {"egalitarian", "utilitarian"};
-    Json by = Json::Object();
-    for (int i = 0; i < 2; ++i) {
-      Json e = Json::Object();
-      e["pick"] = picks[i];
-      if (!ds.item_ids.empty()) e["pick_id"] = ds.item_ids[picks[i]];
-      const auto wins = RankingWinRates(ds, picks[i]);
-      double s = 0;
-      int64_t n = 0;
-      for (double w : wins)
-        if (!std::isnan(w)) {
-          s += w;
-          ++n;
-        }
-      if (n > 0) {
-        e["win_rate"] = s / n;
-        e["n_users"] = n;
-        Json g = GroupMeans(groupings, wins, min_group_users);
-        if (g.size() > 0) e["per_group"] = g;
-      }
-      by[names[i]] = e;
-    }
-    out["judged_by"] = "users' observed rankings (share of their ranked items the pick beats)";
-    out["picks"] = by;
-  }
-  if (ds.truth_group_item_reward.rows() > 0) {
-    mixture::SelectOptions so;
-    so.seed = seed;
-    out["truth"] = mixture::RunSelection(ds, rewards, weights, so);
-  }
-  if (!out.contains("picks") && !out.contains("truth")) return Json();
-  return out;
-}
 
 /// Writes DIR/report.html from a fairness.json written earlier.
 int RenderOnly(const std::string& json_path, const std::string& dir) {
@@ -154,7 +102,7 @@ int RunFairness(int argc, char** argv) {
   CreateOutputDir(dir);
   const ProgressFn progress = StderrProgress(vm);
   ModelHook hook = [&](const Model& m, const Dataset& d2) {
-    return SelectionHook(m, d2, groupings, proto.min_group_users, proto.seed);
+    return SelectionWinRates(m, d2, groupings, proto.min_group_users, proto.seed);
   };
   Json out = prefmix::RunFairness(ds, mos, proto, fo, progress, hook);
   Json opts = Json::Object();

@@ -8,7 +8,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 #include "data/generate.h"
 
 namespace prefmix::apps {

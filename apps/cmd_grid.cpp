@@ -11,9 +11,9 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/grid.h"
+#include "core/eval/grid.h"
+#include "core/io/atomic_file.h"
 
 namespace prefmix::apps {
 namespace {

@@ -6,8 +6,8 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/h5io.h"
-#include "core/importers.h"
+#include "core/io/h5io.h"
+#include "core/io/importers.h"
 
 namespace prefmix::apps {
 namespace {

@@ -4,8 +4,8 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "core/h5io.h"
-#include "core/metrics.h"
+#include "core/eval/metrics.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 

@@ -2,7 +2,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::apps {
 

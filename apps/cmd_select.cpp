@@ -1,16 +1,17 @@
 // prefmix select: MaxMin (egalitarian) or utilitarian choice among candidate items by the
-// calibrated per-head scores of a multi-head model (docs/families.md#maxmin-selection and docs/cli.md), with each
-// group's win rate of the pick judged by the planted true rewards where the data has them.
+// calibrated per-head scores of a multi-head model (docs/families.md#maxmin-selection and
+// docs/cli.md), with each group's win rate of the pick judged by the planted true rewards where the
+// data has them.
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
-#include "core/h5io.h"
-#include "mixture/maxmin.h"
+#include "core/io/h5io.h"
+#include "core/model/maxmin.h"
 
 namespace prefmix::apps {
 
 int RunSelect(int argc, char** argv) {
-  mixture::SelectOptions d;
+  SelectOptions d;
   po::options_description desc("select options");
   desc.add_options()("model-file", po::value<std::string>(), "trained model file")(
       "data", po::value<std::string>(), "dataset file (.h5): the candidate items (and truth)")(
@@ -32,7 +33,7 @@ int RunSelect(int argc, char** argv) {
   Require(vm, "data");
   Require(vm, "json");
   const std::string device = ApplyCommonOptions(vm);
-  mixture::SelectOptions o;
+  SelectOptions o;
   o.aggregate = vm["aggregate"].as<std::string>();
   o.candidates = vm["candidates"].as<int>();
   o.repeats = vm["repeats"].as<int>();
@@ -42,10 +43,10 @@ int RunSelect(int argc, char** argv) {
   const std::string data = vm["data"].as<std::string>();
   Dataset ds = ReadDataset(data);
   CheckCompatible(*model, ds);
-  mixture::ValidateSelectOptions(o, ds.n_items());
+  ValidateSelectOptions(o, ds.n_items());
   RowMatrixF rewards;
   Eigen::VectorXd weights;
-  if (const auto* mh = dynamic_cast<const mixture::MultiHeadModel*>(model.get())) {
+  if (const auto* mh = dynamic_cast<const MultiHeadModel*>(model.get())) {
     rewards = mh->HeadRewards(ds);
     weights = mh->HeadWeights();
   } else {
@@ -57,7 +58,7 @@ int RunSelect(int argc, char** argv) {
   }
   Json out = Json::Object();
   out["model"] = model->Family();
-  Json sel = mixture::RunSelection(ds, rewards, weights, o);
+  Json sel = RunSelection(ds, rewards, weights, o);
   for (const auto& kv : sel.members()) out[kv.first] = kv.second;
   Json opts = model->options().ToJson();
   opts["model_file"] = model_file;

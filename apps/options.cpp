@@ -4,9 +4,9 @@
 #include <sstream>
 
 #include "apps/cli_common.h"
-#include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/atomic_file.h"
+#include "core/io/h5io.h"
 #include "core/threads.h"
 #include "prefmix/version.h"
 

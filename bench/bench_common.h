@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 
 namespace prefmix::bench {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "bench/bench_common.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 
 namespace prefmix::bench {
 namespace {

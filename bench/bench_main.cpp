@@ -22,7 +22,7 @@
 
 #include "bench/bench_common.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 #include "core/rng.h"
 
 namespace prefmix::bench {

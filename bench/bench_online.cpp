@@ -14,7 +14,7 @@
 
 #include "core/rng.h"
 #include "core/threads.h"
-#include "core/user_step.h"
+#include "core/userstep/user_step.h"
 #include "routing/micro.h"
 #include "routing/online.h"
 

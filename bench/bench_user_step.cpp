@@ -18,7 +18,7 @@
 
 #include "core/rng.h"
 #include "core/threads.h"
-#include "core/user_step.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix::bench {
 namespace {

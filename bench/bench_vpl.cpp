@@ -9,7 +9,7 @@
 // on 20,000 items. Arguments: thread count, adaptation.
 #include <benchmark/benchmark.h>
 
-#include "core/model.h"
+#include "core/model/model.h"
 #include "core/rng.h"
 #include "core/threads.h"
 

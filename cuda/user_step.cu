@@ -1,4 +1,4 @@
-// CUDA implementation of core's user-step contract (core/user_step.h): copies a problem to the
+// CUDA implementation of core's user-step contract (core/userstep/user_step.h): copies a problem to the
 // device and runs the kernels of cuda/user_step_kernels.cuh (a thread per user and component
 // for the loglik link, in single precision; a thread per user running the CPU loop's own code
 // for the iterative links). Registered with core at static-initialisation time.
@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/user_step.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 #include "cuda/user_step_kernels.cuh"
 
 namespace prefmix::cuda {

@@ -1,6 +1,6 @@
 #pragma once
-// CUDA kernels of the user step on raw device pointers (core/user_step_raw.h). Dependency-free
-// (CUDA runtime + core/math.h), so that the device check in bench/device/ builds on a GPU
+// CUDA kernels of the user step on raw device pointers (core/userstep/user_step_raw.h). Dependency-free
+// (CUDA runtime + core/userstep/math.h), so that the device check in bench/device/ builds on a GPU
 // machine without Debian packages.
 //  - loglik (em-bt's E-step; one pass, memory-bound): one thread per (user, component). A block
 //    holds U_b = floor(256 / K) users; thread (u, k) sums c_j log sigma(q_jk) over the user's
@@ -23,8 +23,8 @@
 //  - mixture / normalized: one thread per user running the CPU loop's code.
 #include <cuda_runtime.h>
 
-#include "core/math.h"
-#include "core/user_step_raw.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step_raw.h"
 
 namespace prefmix::cuda {
 

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/model.h"
-#include "core/serialize.h"
+#include "core/io/serialize.h"
+#include "core/model/model.h"
+#include "core/userstep/math.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -273,7 +273,8 @@ const bool kRegistered = RegisterFamily(
     {"bt",
      "one Bradley-Terry reward for all users (linear or --arch mlp); LibTorch + Adam",
      {"epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit"},
-     [](const ModelOptions& o) { return std::make_unique<BtModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<BtModel>(o); },
+     0});
 
 }  // namespace
 }  // namespace prefmix::mixture

@@ -9,12 +9,12 @@
 #include <map>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/model.h"
+#include "core/io/serialize.h"
+#include "core/model/maxmin.h"
+#include "core/model/model.h"
 #include "core/rng.h"
-#include "core/serialize.h"
-#include "core/user_step.h"
-#include "mixture/maxmin.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -767,7 +767,8 @@ const bool kRegistered = RegisterFamily(
     {"em-bt",
      "MaxMin-RLHF: EM mixture of K linear BT heads (hard or soft), batched log-likelihood E-step",
      {"k", "epochs", "l2", "refit", "em", "em_prior", "restarts"},
-     [](const ModelOptions& o) { return std::make_unique<EmBtModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<EmBtModel>(o); },
+     2});
 
 }  // namespace
 }  // namespace prefmix::mixture

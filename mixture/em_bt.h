@@ -21,12 +21,12 @@
 // user's own head). Adapt (new users) = the soft posterior from the support pairs in both
 // modes (with log pi unless --em-prior off); cold start = pi. A mixture has no single reward, so
 // Score(e) = sum_k gamma_uk q_k(e) with q_k head k's calibrated win rate against the items
-// (mixture/maxmin.h). Heads are linear; an MLP head option is not implemented.
+// (core/model/maxmin.h). Heads are linear; an MLP head option is not implemented.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 
 namespace prefmix::mixture {
 

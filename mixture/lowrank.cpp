@@ -8,11 +8,11 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/metrics.h"
+#include "core/eval/metrics.h"
+#include "core/io/serialize.h"
 #include "core/rng.h"
-#include "core/serialize.h"
-#include "core/user_step.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -599,7 +599,8 @@ const bool kRegistered = RegisterFamily(
     {"lowrank",
      "LoRe-style low-rank rewards r_u(e) = e'V softmax(w_u); joint Adam; batched simplex user step",
      {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit"},
-     [](const ModelOptions& o) { return std::make_unique<LowRankModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<LowRankModel>(o); },
+     1});
 
 }  // namespace
 }  // namespace prefmix::mixture

@@ -3,7 +3,7 @@
 // w_u = softmax(omega_u) on the simplex. Joint full-batch Adam with hand-written gradients
 // (items are projected once per step, P = E V, and gathered per pair); the user step for unseen
 // users is core's batched `linear` link with V frozen.
-#include "core/model.h"
+#include "core/model/model.h"
 
 namespace prefmix::mixture {
 

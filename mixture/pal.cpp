@@ -13,11 +13,11 @@
 
 #include "core/device.h"
 #include "core/error.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/serialize.h"
-#include "core/user_step.h"
+#include "core/eval/metrics.h"
+#include "core/io/serialize.h"
+#include "core/model/model.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 #include "mixture/pal_train.h"
 
 namespace prefmix::mixture {
@@ -886,13 +886,13 @@ const bool kRegisteredA = RegisterFamily(
      "PAL-A ideal point: r_u(e) = -|f(e) - a_u|, a_u = P'softmax(omega_u) (or f(Pw), f(P)w); "
      "LibTorch + Adam; batched user step on omega_u",
      WithIdeal(kPalOptions),
-     [](const ModelOptions& o) { return std::make_unique<PalModel>(o, false); }});
+     [](const ModelOptions& o) { return std::make_unique<PalModel>(o, false); }, 3});
 
 const bool kRegisteredB = RegisterFamily(
     {"pal-b",
      "PAL-B ideal point: r_u(c, e) = s cos(f(e), sum_k w_uk g_k(c)) (learned p_k without "
      "contexts); LibTorch + Adam; batched user step on omega_u",
-     kPalOptions, [](const ModelOptions& o) { return std::make_unique<PalModel>(o, true); }});
+     kPalOptions, [](const ModelOptions& o) { return std::make_unique<PalModel>(o, true); }, 4});
 
 }  // namespace
 }  // namespace prefmix::mixture

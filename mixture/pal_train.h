@@ -3,7 +3,7 @@
 // the model). Internal to mixture/.
 #include <cstdint>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 #include "mixture/pal.h"
 
 namespace prefmix::mixture {

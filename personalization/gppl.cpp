@@ -9,9 +9,9 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "core/model.h"
+#include "core/io/serialize.h"
+#include "core/model/model.h"
 #include "core/rng.h"
-#include "core/serialize.h"
 #include "core/threads.h"
 
 namespace prefmix::personalization {
@@ -1055,7 +1055,8 @@ const bool kRegistered = RegisterFamily(
      {"epochs", "batch", "gppl_users", "gppl_residual", "item_kernel", "components", "inducing",
       "ls_factor", "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v",
       "gamma_rate_w", "gamma_rate_g"},
-     [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); },
+     7});
 
 }  // namespace
 }  // namespace prefmix::personalization

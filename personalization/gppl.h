@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 
 namespace prefmix::personalization {
 

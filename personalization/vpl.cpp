@@ -13,12 +13,12 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
+#include "core/eval/metrics.h"
+#include "core/io/serialize.h"
+#include "core/model/model.h"
 #include "core/rng.h"
-#include "core/serialize.h"
 #include "core/threads.h"
+#include "core/userstep/math.h"
 
 namespace prefmix::personalization {
 
@@ -183,11 +183,6 @@ RowMatrixF RowsWhere(const RowMatrixF& m, const std::vector<char>& keep) {
   for (Eigen::Index i = 0, r = 0; i < m.rows(); ++i)
     if (keep[i]) out.row(r++) = m.row(i);
   return out;
-}
-
-ContextPair Oriented(const PairSet& p, size_t j) {
-  return p.label[j] > 0.5f ? ContextPair{p.first[j], p.second[j]}
-                           : ContextPair{p.second[j], p.first[j]};
 }
 
 class VplModel : public Model, public AmortizedPosteriorModel {
@@ -849,7 +844,18 @@ const bool kRegistered = RegisterFamily(
      "(precision-weighted pooling), reward decoder MLP([e; z]); amortized adaptation",
      {"dim", "epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit", "beta",
       "anneal_period", "anneal_floor", "vpl_adapt"},
-     [](const ModelOptions& o) { return std::make_unique<VplModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<VplModel>(o); },
+     5,
+     // The demo's budget: one latent size above the planted K, a narrower encoder and a
+     // short schedule (about 10 s for both protocols; `experiment` keeps the defaults).
+     [](ModelOptions& o) {
+       o.dim = o.k + 1;
+       o.hidden = 32;
+       o.epochs = 30;
+       o.lr = 0.01;
+       o.refit = false;
+     },
+     "vpl runs on a demo budget (latent K + 1, hidden 32, 30 epochs, no refit)."});
 
 }  // namespace
 
@@ -858,16 +864,6 @@ std::vector<double> GaussianKl(const Posterior& q) {
   auto kl = KlRows(FromMatrix(q.mu).to(torch::kDouble), FromMatrix(q.logvar).to(torch::kDouble))
                 .contiguous();
   return std::vector<double>(kl.data_ptr<double>(), kl.data_ptr<double>() + kl.numel());
-}
-
-std::vector<ContextSet> UserContextSets(const PairSet& pairs, int64_t n_users, int max_pairs) {
-  std::vector<ContextSet> sets(n_users);
-  for (size_t j = 0; j < pairs.size(); ++j) {
-    const int32_t u = pairs.user[j];
-    PREFMIX_ASSERT(u >= 0 && u < n_users, "vpl: pair user out of range");
-    if ((int)sets[u].size() < max_pairs) sets[u].push_back(Oriented(pairs, j));
-  }
-  return sets;
 }
 
 }  // namespace prefmix::personalization

@@ -33,7 +33,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
+#include "core/model/capabilities.h"
 
 namespace prefmix::personalization {
 
@@ -52,54 +53,11 @@ constexpr int64_t kScoreReference = 1024;
 /// A latent dimension is "active" when its variance across users' mu exceeds this.
 constexpr double kActiveUnitVariance = 0.01;
 
-/// A labelled pair, preferred item first (rows of the dataset's items).
-struct ContextPair {
-  int32_t chosen = 0;
-  int32_t rejected = 0;
-};
-
-/// One context set per user / per query.
-using ContextSet = std::vector<ContextPair>;
-
-/// Diagonal Gaussian posteriors, one row per context set: mean and log variance [n_sets, L].
-struct Posterior {
-  RowMatrixF mu;
-  RowMatrixF logvar;
-};
-
 /// VPL's cyclical cosine annealing weight at optimizer step `step` (0-based):
 /// floor + (1 - floor) * (cos(pi * (s / period - 1)) + 1) / 2, s = step mod period.
 double CosineAnneal(int64_t step, int64_t period, double floor);
 
 /// KL(N(mu, diag exp(logvar)) || N(0, I)) of every row, computed by the same code as the loss.
 std::vector<double> GaussianKl(const Posterior& q);
-
-/// The per-user context sets of `pairs` (each oriented preferred-first by its label): the first
-/// `max_pairs` pairs of every user 0..n_users-1 (an empty set for users without pairs).
-std::vector<ContextSet> UserContextSets(const PairSet& pairs, int64_t n_users, int max_pairs);
-
-/// What active query selection and the tests need from a model with an amortized posterior.
-class AmortizedPosteriorModel {
- public:
-  virtual ~AmortizedPosteriorModel() = default;
-  /// q(z | C) for every context set (no gradient steps; batched).
-  virtual Posterior Encode(const Dataset& ds, const std::vector<ContextSet>& sets) const = 0;
-  /// The latent z the model gives each context set (what Adapt gives a user with these pairs,
-  /// without Adapt's cap of kMaxContext pairs): the encoder's mu, or with --vpl-adapt population
-  /// the posterior mean over the training users' mu.
-  virtual RowMatrixF LatentsOf(const Dataset& ds, const std::vector<ContextSet>& sets) const = 0;
-  /// P(a_j > b_j | z_j) for each j, z_j = row j of z.
-  virtual std::vector<double> PairProbWithLatent(const Dataset& ds, const std::vector<int32_t>& a,
-                                                 const std::vector<int32_t>& b,
-                                                 const RowMatrixF& z) const = 0;
-  /// Raw decoder rewards r(e, z) of every item for each latent row [z.rows(), n_items].
-  virtual RowMatrixF RawRewards(const Dataset& ds, const RowMatrixF& z) const = 0;
-  /// The training objective on `pairs` with context set contexts[j] for pair j:
-  /// mean_j w_j (-log sigmoid(+-(r(a_j, z_j) - r(b_j, z_j)))) / mean w + kl_weight * mean_j KL_j.
-  /// z_j is the reparameterised sample (seeded by `seed`), or row j of *fixed_z when given.
-  virtual double TrainingLoss(const Dataset& ds, const PairSet& pairs,
-                              const std::vector<ContextSet>& contexts, double kl_weight,
-                              const RowMatrixF* fixed_z, uint64_t seed) const = 0;
-};
 
 }  // namespace prefmix::personalization

@@ -7,18 +7,16 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
+#include "core/eval/metrics.h"
+#include "core/io/serialize.h"
+#include "core/model/maxmin.h"
+#include "core/model/model.h"
 #include "core/rng.h"
-#include "core/serialize.h"
-#include "core/user_step.h"
-#include "mixture/maxmin.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 #include "routing/online.h"
 
 namespace prefmix::routing {
-using mixture::CalibratedItemScores;
-using mixture::MultiHeadModel;
 
 RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& p) {
   RowMatrixD z = x * p.w.transpose();
@@ -537,7 +535,8 @@ const bool kRegistered = RegisterFamily(
      "or user features; batched mixture-weight user step (cold start from the router)",
      {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit", "router", "balance",
       "sample_entropy"},
-     [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); }});
+     [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); },
+     6});
 
 }  // namespace
 }  // namespace prefmix::routing

@@ -22,11 +22,11 @@
 // context: pi0_u = pi_bar. Training users' latents are the user step on their training pairs.
 // Predictions: attributes / features mix with the user's pi_u; context routing mixes a pair that
 // has a context with pi(c_j) (MiCRo's per-context routing) and a pair without one with pi_u.
-// Score(e) = sum_k pi_uk q_k(e), q_k head k's calibrated win rate (mixture/maxmin.h).
+// Score(e) = sum_k pi_uk q_k(e), q_k head k's calibrated win rate (core/model/maxmin.h).
 #include <cstdint>
 #include <vector>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 
 namespace prefmix::routing {
 

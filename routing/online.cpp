@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/math.h"
+#include "core/userstep/math.h"
 
 namespace prefmix::routing {
 

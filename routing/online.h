@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "core/dataset.h"
-#include "core/user_step.h"
+#include "core/io/dataset.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix::routing {
 

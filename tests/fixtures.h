@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model.h"
+#include "core/model/model.h"
 #include "personalization/vpl.h"
 
 namespace prefmix {
@@ -32,8 +32,8 @@ inline ModelOptions VplOptions(uint64_t seed) {
 }
 
 /// The amortized-posterior view of a vpl model.
-inline const personalization::AmortizedPosteriorModel& Amortized(const Model& m) {
-  const auto* a = dynamic_cast<const personalization::AmortizedPosteriorModel*>(&m);
+inline const AmortizedPosteriorModel& Amortized(const Model& m) {
+  const auto* a = dynamic_cast<const AmortizedPosteriorModel*>(&m);
   if (!a) throw std::runtime_error("vpl is not an AmortizedPosteriorModel");
   return *a;
 }

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/user_step_raw.h"
+#include "core/userstep/user_step_raw.h"
 #include "cuda/user_step_kernels.cuh"
 
 namespace {

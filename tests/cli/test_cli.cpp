@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "core/h5io.h"
-#include "core/json.h"
+#include "core/io/h5io.h"
+#include "core/io/json.h"
 #include "tests/test_util.h"
 
 namespace prefmix {

@@ -10,14 +10,14 @@
 #include <regex>
 
 #include "core/error.h"
-#include "core/fairness.h"
-#include "core/grid.h"
-#include "core/h5io.h"
-#include "core/json.h"
-#include "core/metrics.h"
-#include "core/report.h"
+#include "core/eval/fairness.h"
+#include "core/eval/grid.h"
+#include "core/io/h5io.h"
+#include "core/io/json.h"
+#include "core/eval/metrics.h"
+#include "core/eval/report.h"
 #include "core/rng.h"
-#include "core/stats.h"
+#include "core/eval/stats.h"
 #include "data/generate.h"
 #include "tests/test_util.h"
 

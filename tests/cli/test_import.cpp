@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "core/csv.h"
-#include "core/dataset.h"
+#include "core/io/csv.h"
+#include "core/io/dataset.h"
 #include "core/error.h"
-#include "core/h5io.h"
-#include "core/importers.h"
-#include "core/npy.h"
+#include "core/io/h5io.h"
+#include "core/io/importers.h"
+#include "core/io/npy.h"
 #include "tests/test_util.h"
 
 namespace prefmix {

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "core/error.h"
-#include "core/h5io.h"
-#include "core/model.h"
+#include "core/io/h5io.h"
+#include "core/model/model.h"
 #include "data/generate.h"
 #include "tests/test_util.h"
 

@@ -8,14 +8,14 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/json.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/io/json.h"
+#include "core/model/maxmin.h"
+#include "core/model/model.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/em_bt.h"
-#include "mixture/maxmin.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 
@@ -252,30 +252,30 @@ TEST(MaxMinTest, CalibratedScoresAndPicks) {
   RowMatrixF r(2, 3);
   r << 3.0f, 2.0f, -3.0f,  //
       -3.0f, 2.0f, 3.0f;
-  RowMatrixD q = mixture::CalibratedScores(r);
+  RowMatrixD q = CalibratedScores(r);
   using math::Sigmoid;
   EXPECT_NEAR(q(0, 0), 0.5 * (Sigmoid(1) + Sigmoid(6)), 1e-12);
   EXPECT_NEAR(q(0, 1), 0.5 * (Sigmoid(-1) + Sigmoid(5)), 1e-12);
-  EXPECT_EQ(mixture::EgalitarianPick(q), 1);
+  EXPECT_EQ(EgalitarianPick(q), 1);
   Eigen::VectorXd w(2);
   w << 0.9, 0.1;
-  EXPECT_EQ(mixture::UtilitarianPick(q, w), 0);
+  EXPECT_EQ(UtilitarianPick(q, w), 0);
   // Shifting one head by a constant changes nothing (calibration).
   RowMatrixF r2 = r;
   r2.row(1).array() += 100.0f;
-  EXPECT_TRUE(mixture::CalibratedScores(r2).isApprox(q, 1e-12));
-  EXPECT_DOUBLE_EQ(mixture::WinRate({1.0f, 3.0f, 2.0f, 3.0f}, 1), 2.0 / 3.0);
+  EXPECT_TRUE(CalibratedScores(r2).isApprox(q, 1e-12));
+  EXPECT_DOUBLE_EQ(WinRate({1.0f, 3.0f, 2.0f, 3.0f}, 1), 2.0 / 3.0);
 }
 
 /// Mean win rate of each planted group under the picks of `rewards` over 20-item candidate sets.
 std::vector<double> GroupWinRates(const Dataset& ds, const RowMatrixF& rewards,
                                   const Eigen::VectorXd& w, const std::string& agg, uint64_t seed) {
-  mixture::SelectOptions so;
+  SelectOptions so;
   so.aggregate = agg;
   so.candidates = 20;
   so.repeats = 50;
   so.seed = seed;
-  Json j = mixture::RunSelection(ds, rewards, w, so);
+  Json j = RunSelection(ds, rewards, w, so);
   std::vector<double> out;
   for (const auto& kv : j.at("win_rates").at("planted_group").members())
     out.push_back(kv.second.number());
@@ -300,7 +300,7 @@ TEST(MaxMinTest, EgalitarianPickRaisesTheMinorityWinRateOverSingleBt) {
     em.seed = seed;
     auto mem = MakeModel(em);
     mem->Fit(ds, train, valid);
-    const auto* heads = dynamic_cast<const mixture::MultiHeadModel*>(mem.get());
+    const auto* heads = dynamic_cast<const MultiHeadModel*>(mem.get());
     ASSERT_NE(heads, nullptr);
     ModelOptions bt;
     bt.family = "bt";

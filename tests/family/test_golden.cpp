@@ -2,8 +2,8 @@
 //: data/golden/ holds a tiny synthetic dataset and one model file per family.
 #include <gtest/gtest.h>
 
-#include "core/h5io.h"
-#include "core/model.h"
+#include "core/io/h5io.h"
+#include "core/model/model.h"
 
 namespace prefmix {
 namespace {

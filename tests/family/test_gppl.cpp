@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/model.h"
+#include "core/model/model.h"
 #include "core/rng.h"
 #include "personalization/gppl.h"
 #include "tests/test_util.h"

@@ -12,27 +12,23 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/experiment.h"
-#include "core/h5io.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/active.h"
+#include "core/eval/experiment.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/io/h5io.h"
+#include "core/model/model.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/em_bt.h"
-#include "personalization/active.h"
 #include "personalization/vpl.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
-
-using personalization::AmortizedPosteriorModel;
-using personalization::ContextSet;
-using personalization::Posterior;
 
 /// A small groups dataset for the unit tests (fast to fit).
 Dataset SmallGroups(uint64_t seed) {
@@ -250,15 +246,13 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   PairSet all = ds.AllPairs(), valid;
   m->Fit(ds, all, valid);
   const auto& am = Amortized(*m);
-  const RowMatrixF mu = am.Encode(ds, personalization::UserContextSets(
-                                          all, ds.n_users(), personalization::kMaxContext))
-                            .mu;
+  const RowMatrixF mu = am.Encode(ds, UserContextSets(all, ds.n_users(), kMaxContext)).mu;
   std::vector<Eigen::Index> rows;  // the training users (those with pairs)
   for (Eigen::Index i = 0; i < mu.rows(); ++i)
     if (mu.row(i).squaredNorm() > 0) rows.push_back(i);
   ASSERT_GT(rows.size(), 10u);
   // The formula for a set of pairs.
-  auto posterior_mean = [&](const personalization::ContextSet& set) {
+  auto posterior_mean = [&](const ContextSet& set) {
     std::vector<double> ll(rows.size(), 0.0);
     std::vector<int32_t> a, b;
     for (const auto& c : set) {
@@ -286,7 +280,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
     if (all.user[j] < 3 && taken[all.user[j]]++ < 5) support.PushFrom(all, j);
   const RowMatrixF z = m->Adapt(ds, support, 4, "cpu");
   ASSERT_EQ(z.rows(), 4);
-  const auto sets = personalization::UserContextSets(support, 4, personalization::kMaxContext);
+  const auto sets = UserContextSets(support, 4, kMaxContext);
   for (int u = 0; u < 4; ++u) {
     const Eigen::VectorXd want = posterior_mean(sets[u]);
     for (Eigen::Index d = 0; d < mu.cols(); ++d)
@@ -295,8 +289,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   // Seen users get the same posterior mean given their own training pairs (their mu among the
   // candidates).
   const RowMatrixF& seen = m->TrainLatents();
-  const auto own =
-      personalization::UserContextSets(all, ds.n_users(), personalization::kMaxContext);
+  const auto own = UserContextSets(all, ds.n_users(), kMaxContext);
   for (Eigen::Index u : {rows[0], rows[1], rows.back()}) {
     const Eigen::VectorXd want = posterior_mean(own[u]);
     for (Eigen::Index d = 0; d < mu.cols(); ++d)
@@ -372,7 +365,7 @@ TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
   auto m = SmallModel(ds, 8);
   const auto& am = Amortized(*m);
   for (const std::string crit : {"entropy", "bald", "random"}) {
-    std::vector<personalization::ActiveUser> users(4);
+    std::vector<ActiveUser> users(4);
     for (int u = 0; u < 4; ++u)
       for (int i = 0; i < 6; ++i) {
         users[u].pool_a.push_back((int32_t)(10 * u + i));
@@ -381,10 +374,10 @@ TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
     auto flipped = users;
     int calls = 0;
     std::vector<std::vector<int>> revealed(4);
-    personalization::ActiveOptions o;
+    ActiveOptions o;
     o.queries = 3;
     o.criterion = crit;
-    auto order = personalization::SelectQueries(am, ds, &users, o, [&](size_t u, size_t i) {
+    auto order = SelectQueries(am, ds, &users, o, [&](size_t u, size_t i) {
       ++calls;
       revealed[u].push_back((int)i);
       return i % 2 == 0;
@@ -398,8 +391,7 @@ TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {
       EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end()) << "asked twice";
     }
     // The first pick cannot depend on labels not yet revealed.
-    auto order2 = personalization::SelectQueries(am, ds, &flipped, o,
-                                                 [](size_t, size_t i) { return i % 2 == 1; });
+    auto order2 = SelectQueries(am, ds, &flipped, o, [](size_t, size_t i) { return i % 2 == 1; });
     for (int u = 0; u < 4; ++u) EXPECT_EQ(order2[u][0], order[u][0]) << crit;
   }
 }

@@ -6,8 +6,8 @@
 #include <sstream>
 #include <string>
 
-#include "core/json.h"
-#include "core/model.h"
+#include "core/io/json.h"
+#include "core/model/model.h"
 #include "tests/test_util.h"
 
 namespace prefmix {

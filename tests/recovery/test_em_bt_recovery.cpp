@@ -7,14 +7,14 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/json.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/io/json.h"
+#include "core/model/maxmin.h"
+#include "core/model/model.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/em_bt.h"
-#include "mixture/maxmin.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 

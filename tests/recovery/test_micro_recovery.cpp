@@ -8,15 +8,15 @@
 #include <numeric>
 
 #include "core/device.h"
-#include "core/experiment.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/experiment.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/model/maxmin.h"
+#include "core/model/model.h"
 #include "core/rng.h"
-#include "core/user_step.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 #include "data/generate.h"
-#include "mixture/maxmin.h"
 #include "routing/micro.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
@@ -76,7 +76,7 @@ int GroupsPresetAttributeRouting(double balance, double min_route, double max_ga
     mo.balance = balance;
     auto model = MakeModel(mo);
     model->Fit(ds, s.train, s.valid);
-    const auto* mh = dynamic_cast<const mixture::MultiHeadModel*>(model.get());
+    const auto* mh = dynamic_cast<const MultiHeadModel*>(model.get());
     if (!mh) ADD_FAILURE() << "micro is not a MultiHeadModel";
     if (!mh) return 0;
     const RowMatrixF heads = mh->HeadRewards(ds);

@@ -7,12 +7,12 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "core/experiment.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/experiment.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/model/model.h"
 #include "core/rng.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/pal.h"
 #include "tests/fixtures.h"

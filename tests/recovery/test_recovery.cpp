@@ -4,12 +4,12 @@
 #include <cmath>
 #include <filesystem>
 
-#include "core/experiment.h"
-#include "core/importers.h"
-#include "core/math.h"
-#include "core/protocol.h"
+#include "core/eval/experiment.h"
+#include "core/eval/protocol.h"
+#include "core/eval/stats.h"
+#include "core/io/importers.h"
 #include "core/rng.h"
-#include "core/stats.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "tests/test_util.h"
 

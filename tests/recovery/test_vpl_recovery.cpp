@@ -10,27 +10,23 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "core/experiment.h"
-#include "core/h5io.h"
-#include "core/math.h"
-#include "core/metrics.h"
-#include "core/model.h"
-#include "core/protocol.h"
+#include "core/eval/active.h"
+#include "core/eval/experiment.h"
+#include "core/eval/metrics.h"
+#include "core/eval/protocol.h"
+#include "core/io/h5io.h"
+#include "core/model/model.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/em_bt.h"
-#include "personalization/active.h"
 #include "personalization/vpl.h"
 #include "tests/fixtures.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
-
-using personalization::AmortizedPosteriorModel;
-using personalization::ContextSet;
-using personalization::Posterior;
 
 /// Lloyd's k-means with k-means++ starts (best of `restarts` by inertia).
 std::vector<int> KMeans(const RowMatrixF& x, int K, uint64_t seed, int restarts = 10) {
@@ -127,10 +123,8 @@ Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, b
   PairSet fitted = s.train;
   if (mo.refit)
     for (size_t j = 0; j < s.valid.size(); ++j) fitted.PushFrom(s.valid, j);
-  const RowMatrixF mu = Amortized(*model)
-                            .Encode(ds, personalization::UserContextSets(
-                                            fitted, ds.n_users(), personalization::kMaxContext))
-                            .mu;
+  const RowMatrixF mu =
+      Amortized(*model).Encode(ds, UserContextSets(fitted, ds.n_users(), kMaxContext)).mu;
   r.ari = mixture::AdjustedRandIndex(KMeans(mu, 3, seed), ds.truth_user_group);
   r.latent = (int)rep.details.at("latent").number();
   r.active_units = (int)rep.details.at("active_units").number();
@@ -139,10 +133,10 @@ Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, b
   pu.shots = {8};
   UnseenExtra extra{"active",
                     [&](const Model& m, const Dataset& d, const PairSet& all, const Split& sp) {
-                      personalization::ActiveOptions ao;
+                      ActiveOptions ao;
                       ao.queries = 8;
                       ao.seed = seed;
-                      return personalization::ActiveCurve(m, d, all, sp, 8, ao);
+                      return ActiveCurve(m, d, all, sp, 8, ao);
                     }};
   Json u = RunExperiment(ds, mo, pu, nullptr, active ? &extra : nullptr);
   r.unseen = u.at("accuracy").number();

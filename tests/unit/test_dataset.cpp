@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 #include "data/generate.h"
 #include "tests/test_util.h"
 

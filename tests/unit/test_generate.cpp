@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "core/dataset.h"
+#include "core/io/dataset.h"
 #include "core/error.h"
-#include "core/h5io.h"
+#include "core/io/h5io.h"
 #include "data/generate.h"
 
 namespace prefmix::data {

@@ -8,11 +8,11 @@
 
 #include "core/device.h"
 #include "core/error.h"
-#include "core/json.h"
-#include "core/math.h"
+#include "core/io/json.h"
+#include "core/userstep/math.h"
 #include "core/rng.h"
-#include "core/sha256.h"
-#include "core/user_step.h"
+#include "core/io/sha256.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix {
 namespace {
@@ -222,7 +222,7 @@ TEST(Sha256Test, KnownVectors) {
 }  // namespace
 }  // namespace prefmix
 
-#include "core/stats.h"
+#include "core/eval/stats.h"
 
 namespace prefmix {
 namespace {

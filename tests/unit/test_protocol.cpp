@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
-#include "core/protocol.h"
+#include "core/eval/protocol.h"
 #include "data/generate.h"
 
 namespace prefmix {

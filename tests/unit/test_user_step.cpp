@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "core/device.h"
-#include "core/math.h"
+#include "core/userstep/math.h"
 #include "core/rng.h"
-#include "core/user_step.h"
-#include "core/user_step_raw.h"
+#include "core/userstep/user_step.h"
+#include "core/userstep/user_step_raw.h"
 
 namespace prefmix {
 namespace {

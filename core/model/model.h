@@ -1,0 +1,182 @@
+#pragma once
+// The model interface every family implements, the family registry (the registry pattern) and the
+// versioned model file (docs/formats.md#model-file).
+//
+// A model = shared item-side parameters + a per-user latent of size LatentDim() (0 for bt).
+// Users are rows of a dataset; the latents of the users seen in training are kept by id.
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/io/dataset.h"
+#include "core/io/json.h"
+
+namespace prefmix {
+
+/// Options shared by the families (each family documents which it reads), with defaults.
+struct ModelOptions {
+  std::string family;
+  int k = 4;                    ///< components: groups / prototypes / heads / low-rank basis size
+  bool k_auto = false;          ///< --k auto (where supported)
+  int dim = 0;                  ///< projection or latent size (0: family default)
+  int epochs = 300;             ///< maximum passes over the training pairs
+  double lr = 0;                ///< Adam step size (0: family default, as on the CLI)
+  int batch = 0;                ///< mini-batch size in pairs (0: full batch)
+  double l2 = -1;               ///< L2 strength (< 0: chosen on the validation split)
+  std::string arch = "linear";  ///< bt: linear | mlp
+  int hidden = 64;              ///< MLP hidden width
+  int patience = 20;            ///< early stopping: epochs without validation improvement
+  double user_prior = -1;  ///< lowrank: strength of the user-step prior (< 0: chosen on validation)
+  bool refit = true;       ///< after selection on validation, refit on train + validation
+  std::string em = "hard";  ///< em-bt: E-step kind, hard (MaxMin-RLHF) | soft
+  bool em_prior = true;     ///< em-bt: add log pi_k in the E-step (off: MaxMin-RLHF's E-step)
+  int restarts = 4;         ///< em-bt: EM starts per K (k-means++ starts, plus a random one)
+  std::string router = "context";  ///< micro: router input, context | attributes | features
+  double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
+  bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
+  double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
+  int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
+  double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
+  /// vpl: a user's z, auto (default: whichever of the two predicts training users held out of an
+  /// extra fit better) | population (the posterior mean over the training users' encoded mu given
+  /// the user's pairs) | encoder (VPL's amortized mu of the user's pairs)
+  std::string vpl_adapt = "auto";
+  std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
+  std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
+  // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/gppl.md)
+  std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
+  std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
+  std::string gppl_residual = "on";      ///< gppl crowd: add a per-user GP g_u(x), on | off
+  int components = 20;                   ///< gppl: latent components C
+  int inducing = 100;                    ///< gppl: inducing items M
+  double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
+  double svi_delay = 1.0;                ///< gppl: step size (i + delay)^-forget
+  double svi_forget = -1;                ///< gppl: forgetting rate (< 0: 0 full batch, else 0.9)
+  double gamma_shape = 1.0;              ///< gppl: shape of every inverse-scale prior
+  double gamma_rate_t = 100.0;           ///< gppl: rate of s^t (and of the per-user/pooled GP)
+  double gamma_rate_v = 10.0;            ///< gppl: rate of s_c^v
+  double gamma_rate_w = 10.0;            ///< gppl: rate of s_c^w
+  double gamma_rate_g = 1000.0;          ///< gppl: rate of crowd's residual s^g
+  uint64_t seed = 1;
+  int threads = 2;
+  std::string device = "cpu";
+  bool quiet = true;
+  /// The options as given (for provenance and the model file).
+  Json ToJson() const;
+  static ModelOptions FromJson(const Json& j);
+};
+
+/// What one fit produced besides the parameters (for the metrics JSON).
+struct FitReport {
+  double seconds = 0;
+  int epochs_run = 0;
+  Json details = Json::Object();  ///< family-specific (chosen l2, validation curve, ...)
+};
+
+/// Result of the online (sequential) user step.
+struct OnlineResult {
+  /// Per pair of the stream (same order): the probability the model gave the observed label
+  /// from the user's earlier pairs only (before the pair's own label was used).
+  std::vector<double> prob;
+  /// Per user: the latent after all of the user's pairs.
+  RowMatrixF latent;
+};
+
+/// The scoring interface every family implements.
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// Registered family name ("bt", "lowrank", ...).
+  virtual std::string Family() const = 0;
+  /// Size of the per-user latent (0 when the family has none).
+  virtual int LatentDim() const = 0;
+  /// Trains on `train` (pairs' users are rows of ds) with `valid` for model selection.
+  /// Afterwards TrainLatents() holds one row per user of ds (population latent if unseen).
+  virtual FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) = 0;
+  /// The latent used for a user with no comparisons (cold start): the population model.
+  virtual Eigen::VectorXf PopulationLatent() const = 0;
+  /// The user step: latents [n_users, L] for users 0..n_users-1 from their support pairs
+  /// (pairs' user = row), shared parameters frozen. Users without pairs get their cold-start
+  /// latent: PopulationLatent(), or, for a family whose prior reads the user's attributes or
+  /// features (micro --router attributes|features), the prior for that user.
+  virtual RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
+                           const std::string& device) const = 0;
+  /// P(first preferred over second) for each pair; latents has a row per pairs.user value.
+  virtual std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
+                                          const RowMatrixF& latents) const = 0;
+  /// The online user step (stage-2 routing): consumes each user's pairs of `stream` in stream
+  /// order, predicting each pair before updating on its label. `estimator` names the sequential
+  /// estimator (family-specific). Families without one throw prefmix::Error.
+  virtual OnlineResult AdaptOnline(const Dataset& ds, const PairSet& stream, int64_t n_users,
+                                   const std::string& estimator) const;
+  /// Reward of every item for each latent row: [latents.rows(), n_items].
+  virtual RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const = 0;
+  /// Learned parameter counts: {"shared": N, "per_user": L}.
+  virtual Json Params() const = 0;
+  /// Family payload (cereal inside); the file header is written by SaveModel.
+  virtual void SavePayload(std::ostream& os) const = 0;
+  virtual void LoadPayload(std::istream& is) = 0;
+
+  /// Latents of the training users, one row per entry of TrainUserIds().
+  const RowMatrixF& TrainLatents() const { return train_latents_; }
+  const std::vector<std::string>& TrainUserIds() const { return train_user_ids_; }
+  /// Latents for the users of `ds`, matched by id with the training users; unknown ids get
+  /// the population latent. Sets *n_unknown when non-null.
+  RowMatrixF LatentsFor(const Dataset& ds, int64_t* n_unknown = nullptr) const;
+
+  const ModelOptions& options() const { return options_; }
+  void set_options(const ModelOptions& o) { options_ = o; }
+  /// Data fingerprint recorded at training (checked by score/adapt/eval).
+  std::string embedding_model;
+  int64_t dim = 0;
+  int64_t context_dim = 0;
+
+ protected:
+  ModelOptions options_;
+  RowMatrixF train_latents_;
+  std::vector<std::string> train_user_ids_;
+  /// Helper for families: stores latents of all users of ds (row order).
+  void SetTrainLatents(const Dataset& ds, RowMatrixF latents);
+  /// Serialises the base part (train latents and ids) with cereal.
+  void SaveBase(std::ostream& os) const;
+  void LoadBase(std::istream& is);
+};
+
+/// A family's registry entry.
+struct FamilyInfo {
+  std::string name;
+  std::string description;
+  std::vector<std::string> options;  ///< model options this family reads (for the ignore note)
+  std::function<std::unique_ptr<Model>(const ModelOptions&)> make;
+  /// Presentation order in FamilyNames() (then by name).
+  int rank = 100;
+  /// `prefmix demo`: the family's budget on the planted presets (applied after the demo sets the
+  /// planted K, seed and threads; empty: the family's defaults), and the note the table prints.
+  std::function<void(ModelOptions&)> demo_budget;
+  std::string demo_note;
+};
+
+/// Registers a family (called from a static initialiser in the family's .cpp).
+bool RegisterFamily(FamilyInfo info);
+/// The entry for `name`; throws prefmix::Error listing the known families.
+const FamilyInfo& FindFamily(const std::string& name);
+/// Registered names, sorted in a fixed presentation order (bt, lowrank, then alphabetical).
+std::vector<std::string> FamilyNames();
+/// A new untrained model of options.family.
+std::unique_ptr<Model> MakeModel(const ModelOptions& options);
+
+/// Writes the model file (atomically): magic PFMX, format version, prefmix version, family,
+/// options, embedding_model, dims, then the payload.
+void SaveModel(const Model& model, const std::string& path);
+/// Reads and checks a model file; throws prefmix::Error on a bad/truncated/future file.
+std::unique_ptr<Model> LoadModel(const std::string& path);
+/// Refuses data whose dimension or embedding_model differs from the model's (names both).
+void CheckCompatible(const Model& model, const Dataset& ds);
+
+/// The model file format version this prefmix writes.
+constexpr uint32_t kModelFormatVersion = 1;
+
+}  // namespace prefmix
