@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "apps/cli_common.h"
-#include "core/io/dataset.h"
 #include "core/eval/experiment.h"
+#include "core/io/dataset.h"
 #include "core/model/model.h"
 
 namespace prefmix::apps {

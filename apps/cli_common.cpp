@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <unordered_set>
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/threads.h"
 
 namespace prefmix::apps {
@@ -21,19 +23,42 @@ bool ParseCommandLine(int argc, char** argv, const std::string& usage,
   try {
     po::command_line_parser parser(argc, argv);
     parser.options(desc);
+    // Strict: a flag must be spelled in full (no `--epoch` for `--epochs`).
+    parser.style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing);
     if (positional) parser.positional(*positional);
-    po::store(parser.run(), vm);
+    const po::parsed_options parsed = parser.run();
+    for (const auto& o : parsed.options) {
+      // A word that is no option's value and no declared positional argument is a mistake
+      // (e.g. `--models bt, lowrank`: `lowrank` would otherwise be dropped without a word).
+      PREFMIX_CHECK_INPUT(!o.string_key.empty(), "unexpected argument '",
+                          o.original_tokens.empty() ? std::string() : o.original_tokens[0],
+                          "' (options are --name value; see --help)");
+      // Unsigned options (--seed) would take -1 as 2^64 - 1.
+      if (o.string_key == "seed")
+        for (const auto& v : o.value)
+          PREFMIX_CHECK_INPUT(v.empty() || v[0] != '-', "--seed: ", v,
+                              " is negative (seeds are integers in [0, 2^53 - 1])");
+    }
+    po::store(parsed, vm);
     if (vm.count("help")) {
       std::cout << usage << "\n\n" << desc << "\n";
       return false;
     }
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
+      NoteInput(path);
       std::ifstream in(path);
       PREFMIX_CHECK_INPUT(in, "--config: cannot open '", path, "'");
       po::store(po::parse_config_file(in, desc), vm);
     }
     po::notify(vm);
+    if (vm.count("seed")) {
+      // Seeds are recorded as JSON numbers, exact only up to 2^53 - 1.
+      const uint64_t seed = vm["seed"].as<uint64_t>();
+      PREFMIX_CHECK_INPUT(seed <= (uint64_t{1} << 53) - 1, "--seed: ", seed,
+                          " is above 2^53 - 1, the largest integer the metrics JSON records "
+                          "exactly");
+    }
   } catch (const po::error& e) {
     throw Error(Cat(e.what(), " (see --help)"));
   }
@@ -73,6 +98,29 @@ void CreateOutputDir(const std::string& dir) {
 ProgressFn StderrProgress(const po::variables_map& vm) {
   if (vm["quiet"].as<bool>() || !isatty(2)) return ProgressFn();
   return [](const std::string& s) { std::cerr << s << "\n"; };
+}
+
+void AddUnknownUsersOption(po::options_description& desc) {
+  desc.add_options()("unknown-users", po::value<std::string>()->default_value("error"),
+                     "users the model never saw: error (default) | population (score them with "
+                     "the population model)");
+}
+
+void CheckUnknownUsers(const po::variables_map& vm, const Model& model, const Dataset& ds,
+                       const std::string& data_path) {
+  const std::string mode = vm["unknown-users"].as<std::string>();
+  PREFMIX_CHECK_INPUT(mode == "error" || mode == "population", "--unknown-users: '", mode,
+                      "' is not one of error, population");
+  if (mode == "population" || model.LatentDim() == 0) return;
+  std::unordered_set<std::string> known(model.TrainUserIds().begin(), model.TrainUserIds().end());
+  int64_t unknown = 0;
+  std::string first;
+  for (const auto& id : ds.user_ids)
+    if (!known.count(id) && unknown++ == 0) first = id;
+  PREFMIX_CHECK_INPUT(unknown == 0, data_path, ": ", unknown, " of ", ds.n_users(),
+                      " users are not among the model's training users (first: '", first,
+                      "'); adapt them first (prefmix adapt, then --users-file for score) or pass "
+                      "--unknown-users population to use the population model for them");
 }
 
 }  // namespace prefmix::apps

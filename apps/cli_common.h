@@ -25,9 +25,9 @@ void Require(const po::variables_map& vm, const char* name);
 }  // namespace prefmix::apps
 
 #include "core/eval/experiment.h"
+#include "core/eval/protocol.h"
 #include "core/io/json.h"
 #include "core/model/model.h"
-#include "core/eval/protocol.h"
 
 namespace prefmix::apps {
 
@@ -41,7 +41,7 @@ ProtocolOptions ReadProtocolOptions(const po::variables_map& vm);
 /// Parses a comma-separated list ("1,2,5") of integers; names the flag on error.
 std::vector<int> ParseIntList(const std::string& text, const char* flag);
 /// Splits "a,b,c".
-std::vector<std::string> SplitList(const std::string& text);
+std::vector<std::string> SplitList(const std::string& text, const char* flag = nullptr);
 /// The provenance object of docs/protocols.md#metrics-json.
 Json Provenance(const po::variables_map& vm, const std::string& data_path,
                 const std::string& device, const Json& options);
@@ -51,5 +51,13 @@ void WriteJson(const Json& j, const std::string& path);
 void CreateOutputDir(const std::string& dir);
 /// Progress lines on stderr, or none with --quiet or when stderr is not a terminal.
 ProgressFn StderrProgress(const po::variables_map& vm);
+
+/// Adds --unknown-users error|population (eval, score).
+void AddUnknownUsersOption(po::options_description& desc);
+/// With --unknown-users error (the default), refuses a dataset with users the model never saw
+/// when the model has per-user latents (naming how many, the first one, and the two ways out);
+/// with `population` they are scored with the population model.
+void CheckUnknownUsers(const po::variables_map& vm, const Model& model, const Dataset& ds,
+                       const std::string& data_path);
 
 }  // namespace prefmix::apps

@@ -13,6 +13,7 @@
 #include "core/eval/experiment.h"
 #include "core/eval/metrics.h"
 #include "core/eval/protocol.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 
 namespace prefmix::apps {
@@ -60,6 +61,9 @@ int RunAdapt(int argc, char** argv) {
   auto model = LoadModel(vm["model-file"].as<std::string>());
   Dataset ds = ReadDataset(vm["data"].as<std::string>());
   CheckCompatible(*model, ds);
+  // Every output is checked before any is written: all of them or none.
+  for (const char* o : {"out", "json", "asked"})
+    if (vm.count(o)) CheckOutputPath(vm[o].as<std::string>());
   auto t0 = std::chrono::steady_clock::now();
   RowMatrixF lat;
   Json metrics;
@@ -99,7 +103,10 @@ int RunAdapt(int argc, char** argv) {
     lat = model->Adapt(ds, ds.AllPairs(), ds.n_users(), device);
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  WriteUserMatrix(vm["out"].as<std::string>(), ds.user_ids, "/users/latent", lat);
+  UserMatrixProvenance prov;
+  prov.family = model->Family();
+  prov.model_sha256 = FileSha256(vm["model-file"].as<std::string>());
+  WriteUserMatrix(vm["out"].as<std::string>(), ds.user_ids, "/users/latent", lat, prov);
   if (vm.count("json")) WriteJson(metrics, vm["json"].as<std::string>());
   if (!vm["quiet"].as<bool>())
     std::cerr << "adapted " << ds.n_users() << " users (latent size " << lat.cols() << ") in " << s

@@ -46,7 +46,7 @@ int RunDemo(int argc, char** argv) {
   ds.source = "<demo:" + std::string(data::KindName(go.kind)) + ">";
   std::vector<std::string> families = vm["models"].as<std::string>() == "all"
                                           ? FamilyNames()
-                                          : SplitList(vm["models"].as<std::string>());
+                                          : SplitList(vm["models"].as<std::string>(), "models");
   for (const auto& f : families) FindFamily(f);  // fail early on a typo
   const bool quiet = vm["quiet"].as<bool>();
   const bool tty = isatty(2);

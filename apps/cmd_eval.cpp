@@ -2,6 +2,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/eval/experiment.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 
 namespace prefmix::apps {
@@ -12,6 +13,7 @@ int RunEval(int argc, char** argv) {
       "data", po::value<std::string>(), "dataset file (.h5)")(
       "json", po::value<std::string>(), "metrics output (.json, or - for stdout)")(
       "min-group-users", po::value<int>()->default_value(5), "per_group minimum users");
+  AddUnknownUsersOption(desc);
   AddCommonOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv,
@@ -26,6 +28,8 @@ int RunEval(int argc, char** argv) {
   const std::string data = vm["data"].as<std::string>();
   Dataset ds = ReadDataset(data);
   CheckCompatible(*model, ds);
+  CheckOutputPath(vm["json"].as<std::string>());
+  CheckUnknownUsers(vm, *model, ds, data);
   Json m = EvaluateModel(*model, ds, vm["min-group-users"].as<int>());
   Json opts = model->options().ToJson();
   opts["model_file"] = vm["model-file"].as<std::string>();

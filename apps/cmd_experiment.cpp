@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/eval/experiment.h"
 #include "core/eval/stats.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 
 namespace prefmix::apps {
@@ -77,7 +78,7 @@ int RunExperiment(int argc, char** argv) {
   PREFMIX_CHECK_INPUT(vm.count("model") || vm.count("models"),
                       "missing required option --model (or --models)");
   std::vector<std::string> families = vm.count("models")
-                                          ? SplitList(vm["models"].as<std::string>())
+                                          ? SplitList(vm["models"].as<std::string>(), "models")
                                           : std::vector<std::string>{vm["model"].as<std::string>()};
   PREFMIX_CHECK_INPUT(!families.empty(), "--models: empty list");
   const std::string device = ApplyCommonOptions(vm);
@@ -87,6 +88,7 @@ int RunExperiment(int argc, char** argv) {
   for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
   const std::string data = vm["data"].as<std::string>();
   Dataset ds = ReadDataset(data);
+  if (vm.count("json")) CheckOutputPath(vm["json"].as<std::string>());
   const ProgressFn progress = StderrProgress(vm);
   Json out = Json::Array();
   for (const auto& mo : mos) {

@@ -80,7 +80,7 @@ int RunFairness(int argc, char** argv) {
   Require(vm, "data");
   Require(vm, "models");
   const std::string device = ApplyCommonOptions(vm);
-  std::vector<std::string> families = SplitList(vm["models"].as<std::string>());
+  std::vector<std::string> families = SplitList(vm["models"].as<std::string>(), "models");
   if (families.size() == 1 && families[0] == "all") families = FamilyNames();
   PREFMIX_CHECK_INPUT(!families.empty(), "--models: empty list");
   ProtocolOptions proto = ReadProtocolOptions(vm);
@@ -88,7 +88,7 @@ int RunFairness(int argc, char** argv) {
   for (const auto& f : families) mos.push_back(ReadModelOptions(vm, f));
   FairnessOptions fo;
   if (vm.count("by")) {
-    fo.by = SplitList(vm["by"].as<std::string>());
+    fo.by = SplitList(vm["by"].as<std::string>(), "by");
     PREFMIX_CHECK_INPUT(!fo.by.empty(), "--by: empty list");
   }
   fo.bootstrap = vm["bootstrap"].as<int>();

@@ -53,7 +53,7 @@ int RunGridExperiment(int argc, char** argv) {
   const std::string grid = vm["grid"].as<std::string>();
   GridSpec spec = ReadGridFile(grid, defaults);
   std::vector<std::string> families =
-      vm.count("models") ? SplitList(vm["models"].as<std::string>()) : spec.models;
+      vm.count("models") ? SplitList(vm["models"].as<std::string>(), "models") : spec.models;
   if (families.size() == 1 && families[0] == "all") families = FamilyNames();
   PREFMIX_CHECK_INPUT(!families.empty(), grid,
                       ": no models (give --models or a top-level 'models = bt,lowrank')");
@@ -89,11 +89,12 @@ int RunGridMerge(int argc, char** argv) {
   Require(vm, "merge");
   Require(vm, "out");
   const std::string device = ApplyCommonOptions(vm);
-  const std::vector<std::string> files = SplitList(vm["merge"].as<std::string>());
+  const std::vector<std::string> files = SplitList(vm["merge"].as<std::string>(), "merge");
   PREFMIX_CHECK_INPUT(!files.empty(), "--merge: no table given");
   std::vector<Json> tables;
   for (const auto& f : files) {
     std::ifstream in(f);
+    NoteInput(f);
     PREFMIX_CHECK_INPUT(in, "--merge: cannot open '", f, "'");
     std::stringstream ss;
     ss << in.rdbuf();

@@ -6,6 +6,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 #include "core/io/importers.h"
 
@@ -74,6 +75,7 @@ int RunImportPairs(int argc, char** argv) {
   opts.contexts = Get(vm, "contexts");
   opts.embedding_model = Get(vm, "embedding-model");
   const Dataset ds = ImportPairs(opts);
+  CheckOutputPath(out);
   WriteDataset(ds, out);
   if (!vm["quiet"].as<bool>()) PrintSummary("pairs", ds, out);
   return 0;
@@ -96,6 +98,7 @@ int RunImportSushi(int argc, char** argv) {
   const std::string out = Get(vm, "out");
   CheckOutPath(out);
   const Dataset ds = ImportSushi(Get(vm, "dir"), set[0]);
+  CheckOutputPath(out);
   WriteDataset(ds, out);
   if (!vm["quiet"].as<bool>()) PrintSummary("sushi", ds, out);
   return 0;

@@ -2,6 +2,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 
 namespace prefmix::apps {
@@ -14,6 +15,7 @@ int RunScore(int argc, char** argv) {
       "USERS.h5 from adapt (default: the dataset's users, "
       "matched by id to the training users)")("out", po::value<std::string>(),
                                               "output SCORES.h5 (/users/ids, /scores)");
+  AddUnknownUsersOption(desc);
   AddCommonOptions(desc);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv,
@@ -25,22 +27,39 @@ int RunScore(int argc, char** argv) {
   Require(vm, "data");
   Require(vm, "out");
   ApplyCommonOptions(vm);
-  auto model = LoadModel(vm["model-file"].as<std::string>());
+  const std::string model_file = vm["model-file"].as<std::string>();
+  auto model = LoadModel(model_file);
+  const std::string model_sha = FileSha256(model_file);
   Dataset ds = ReadDataset(vm["data"].as<std::string>());
   CheckCompatible(*model, ds);
+  CheckOutputPath(vm["out"].as<std::string>());
   std::vector<std::string> ids;
   RowMatrixF lat;
   if (vm.count("users-file")) {
     const std::string uf = vm["users-file"].as<std::string>();
-    ReadUserMatrix(uf, "/users/latent", &ids, &lat);
+    UserMatrixProvenance from;
+    ReadUserMatrix(uf, "/users/latent", &ids, &lat, &from);
+    // Latents mean something only under the model that produced them.
+    PREFMIX_CHECK_INPUT(from.family.empty() || from.family == model->Family(), uf,
+                        ": latents of family '", from.family, "', the model file is family '",
+                        model->Family(), "'; run adapt with this model first");
+    PREFMIX_CHECK_INPUT(from.model_sha256.empty() || from.model_sha256 == model_sha, uf,
+                        ": latents adapted with another model file (sha256 ",
+                        from.model_sha256.substr(0, 12), "), not ", model_file, " (sha256 ",
+                        model_sha.substr(0, 12), "); run adapt with this model first");
     PREFMIX_CHECK_INPUT(lat.cols() == model->LatentDim(), uf, ": /users/latent has ", lat.cols(),
                         " columns, the model's latent size is ", model->LatentDim());
   } else {
+    CheckUnknownUsers(vm, *model, ds, vm["data"].as<std::string>());
     ids = ds.user_ids;
     lat = model->LatentsFor(ds);
   }
   RowMatrixF scores = model->Score(ds, lat);
-  WriteUserMatrix(vm["out"].as<std::string>(), ids, "/scores", scores);
+  UserMatrixProvenance prov;
+  prov.family = model->Family();
+  prov.model_sha256 = model_sha;
+  if (!ds.item_ids.empty()) prov.item_ids_sha256 = StringsSha256(ds.item_ids);
+  WriteUserMatrix(vm["out"].as<std::string>(), ids, "/scores", scores, prov);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 #include "core/model/maxmin.h"
 
@@ -42,6 +43,7 @@ int RunSelect(int argc, char** argv) {
   auto model = LoadModel(model_file);
   const std::string data = vm["data"].as<std::string>();
   Dataset ds = ReadDataset(data);
+  CheckOutputPath(vm["json"].as<std::string>());
   CheckCompatible(*model, ds);
   ValidateSelectOptions(o, ds.n_items());
   RowMatrixF rewards;

@@ -4,6 +4,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/h5io.h"
 
 namespace prefmix::apps {
@@ -30,6 +31,7 @@ int RunTrain(int argc, char** argv) {
   const double vf = vm["valid-fraction"].as<double>();
   PREFMIX_CHECK_INPUT(vf >= 0 && vf < 1, "--valid-fraction: ", vf, " is not in [0, 1)");
   Dataset ds = ReadDataset(vm["data"].as<std::string>());
+  CheckOutputPath(vm["out"].as<std::string>());  // before training, not after
   PairSet train = ds.AllPairs(), valid;
   CarveValidation(&train, &valid, ds.n_users(), vf, mo.seed);
   auto model = MakeModel(mo);

@@ -6,6 +6,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "prefmix/version.h"
 
 namespace {
@@ -44,6 +45,7 @@ void PrintUsage(std::ostream& os) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  prefmix::InstallSignalCleanup();  // Ctrl-C / kill: no *.tmp.<pid> left, exit 130 / 143
   if (argc < 2) {
     PrintUsage(std::cerr);
     return 1;

@@ -24,18 +24,25 @@ const char* kGpplFlags[] = {"gppl-users",  "gppl-residual", "item-kernel",  "com
                             "gamma-rate-g"};
 }  // namespace
 
-std::vector<std::string> SplitList(const std::string& text) {
+std::vector<std::string> SplitList(const std::string& text, const char* flag) {
   std::vector<std::string> out;
-  std::stringstream ss(text);
+  if (text.empty()) return out;
+  std::stringstream ss(text + ",");  // so that a trailing comma yields an empty element
   std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
+  while (std::getline(ss, item, ',')) {
+    // `--models bt, lowrank` reaches here as "bt,": an empty element is always a mistake.
+    PREFMIX_CHECK_INPUT(!item.empty() && item.find_first_of(" \t") == std::string::npos,
+                        flag ? Cat("--", flag, ": '") : std::string("list '"), text,
+                        "' has an empty or blank element (write the list without spaces, "
+                        "e.g. a,b,c)");
+    out.push_back(item);
+  }
   return out;
 }
 
 std::vector<int> ParseIntList(const std::string& text, const char* flag) {
   std::vector<int> out;
-  for (const auto& s : SplitList(text)) {
+  for (const auto& s : SplitList(text, flag)) {
     size_t pos = 0;
     int v = 0;
     try {
@@ -130,7 +137,11 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
   if (k == "auto") {
     o.k_auto = true;
   } else {
-    o.k = ParseIntList(k, "k").at(0);
+    const std::vector<int> ks = ParseIntList(k, "k");
+    PREFMIX_CHECK_INPUT(ks.size() == 1, "--k: '", k,
+                        "' is a list; give one value or 'auto' (a grid of K values is "
+                        "`experiment --grid`)");
+    o.k = ks[0];
     PREFMIX_CHECK_INPUT(o.k >= 1, "--k: ", k, " must be >= 1 or 'auto'");
   }
   o.dim = vm["dim"].as<int>();
@@ -190,6 +201,12 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
                       "' is not one of bt, hinge");
   PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
                       " must be a finite number >= 0");
+  // Negative means "choose on validation"; NaN or infinity is never a setting.
+  PREFMIX_CHECK_INPUT(std::isfinite(o.l2), "--l2: ", o.l2,
+                      " is not a number (give a value >= 0, or < 0 to choose on validation)");
+  PREFMIX_CHECK_INPUT(std::isfinite(o.user_prior), "--user-prior: ", o.user_prior,
+                      " is not a number (give a value >= 0, or < 0 to choose on validation)");
+  PREFMIX_CHECK_INPUT(std::isfinite(o.beta), "--beta: ", o.beta, " is not a number");
   std::vector<const char*> flags(std::begin(kModelFlags), std::end(kModelFlags));
   flags.insert(flags.end(), std::begin(kVplFlags), std::end(kVplFlags));
   flags.insert(flags.end(), std::begin(kGpplFlags), std::end(kGpplFlags));

@@ -33,12 +33,6 @@ PairTensors ToTensors(const PairSet& p) {
   return t;
 }
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 class BtModel : public Model {
  public:
   explicit BtModel(const ModelOptions& o) {

@@ -487,12 +487,6 @@ constexpr uint64_t kStartStream = 0xe3b7;
 /// Reference items for the calibrated Score() when the dataset has more items than this.
 constexpr int64_t kScoreReference = 4096;
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// The em-bt model: EM over linear heads; latent = gamma_u in the simplex (LatentDim() = K).
 class EmBtModel : public Model, public MultiHeadModel {
  public:

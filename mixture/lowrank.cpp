@@ -27,12 +27,6 @@ RowMatrixF Softmax(const RowMatrixF& omega) {
   return w;
 }
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// Mean weighted BT loss of pairs under projections P and user weights W.
 double PairLoss(const RowMatrixF& P, const RowMatrixF& W, const PairSet& pairs) {
   double s = 0, sw = 0;

@@ -454,12 +454,6 @@ RowMatrixF PalScore(const PalParams& p, const Dataset& ds, const RowMatrixF& w) 
 
 namespace {
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// Adam steps of the user step when it is run to convergence (MAP).
 constexpr int kConvergedSteps = 300;
 /// Pairs per training step when --batch is 0 (PAL's 4 is far too small for CPU throughput;

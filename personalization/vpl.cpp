@@ -171,12 +171,6 @@ SetTensors Pad(const std::vector<const ContextSet*>& sets) {
   return t;
 }
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// The rows of m whose flag is set, in order.
 RowMatrixF RowsWhere(const RowMatrixF& m, const std::vector<char>& keep) {
   RowMatrixF out(std::count(keep.begin(), keep.end(), 1), m.cols());

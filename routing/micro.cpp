@@ -135,12 +135,6 @@ constexpr int64_t kScoreReference = 4096;
 /// EM iterations of the user step.
 constexpr int kUserStepIters = 50;
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// Adam state of one parameter block.
 struct Adam {
   Eigen::MatrixXd m, v;

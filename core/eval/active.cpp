@@ -158,6 +158,13 @@ std::vector<std::vector<int>> SelectQueries(const AmortizedPosteriorModel& model
   if (after_round) after_round(0);
   for (int r = 1; r <= o.queries; ++r) {
     const std::vector<int> pick = PickRound(model, ds, *users, asked, o, &rng);
+    if (std::all_of(pick.begin(), pick.end(), [](int p) { return p < 0; })) {
+      // Every pool is used up: the remaining rounds would ask nothing (a million rounds over a
+      // 4-pair pool used to run for minutes). A curve still gets its remaining points.
+      if (after_round)
+        for (int rest = r; rest <= o.queries; ++rest) after_round(rest);
+      break;
+    }
     for (size_t u = 0; u < U; ++u) {
       if (pick[u] < 0) continue;
       auto& x = (*users)[u];

@@ -217,12 +217,6 @@ std::vector<int32_t> RankedUsers(const Dataset& ds, const PairSet& pairs) {
   return out;
 }
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// One model's (or baseline's) evaluation pooled over the protocol's splits.
 struct Eval {
   std::string name;

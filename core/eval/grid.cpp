@@ -10,9 +10,9 @@
 
 #include "core/error.h"
 #include "core/eval/fairness.h"
-#include "core/io/h5io.h"
 #include "core/eval/metrics.h"
 #include "core/eval/stats.h"
+#include "core/io/h5io.h"
 
 namespace prefmix {
 namespace {

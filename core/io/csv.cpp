@@ -7,10 +7,12 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 
 namespace prefmix {
 
 CsvReader CsvReader::FromFile(const std::string& path) {
+  NoteInput(path);
   std::ifstream in(path, std::ios::binary);
   PREFMIX_CHECK_INPUT(in, path, ": cannot open file (", std::strerror(errno), ")");
   std::ostringstream ss;

@@ -41,6 +41,12 @@ void PairSet::Push(int32_t u, int32_t a, int32_t b, int32_t ctx, float w, float 
   truth.push_back(tp);
 }
 
+PairSet Concat(const PairSet& a, const PairSet& b) {
+  PairSet c = a;
+  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
+  return c;
+}
+
 void PairSet::PushFrom(const PairSet& o, size_t j) {
   Push(o.user[j], o.first[j], o.second[j], o.context[j], o.weight[j], o.label[j], o.truth[j]);
 }

@@ -51,6 +51,9 @@ struct PairSet {
   std::vector<std::vector<size_t>> ByUser(int64_t n_users) const;
 };
 
+/// The pairs of `a` followed by those of `b`.
+PairSet Concat(const PairSet& a, const PairSet& b);
+
 /// The whole dataset file in memory.
 struct Dataset {
   std::string source;  ///< file path (for error messages); "<memory>" otherwise

@@ -4,14 +4,15 @@
 
 #include <hdf5.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 
-#include "core/io/atomic_file.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
 #include "core/io/sha256.h"
 
 namespace prefmix {
@@ -98,6 +99,18 @@ class Reader {
     PREFMIX_CHECK_INPUT(rank >= 0, path_, ": ", p, ": bad dataspace");
     std::vector<hsize_t> dims(rank);
     if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    // A declared size beyond this machine's memory is a bad file, named as such, not an
+    // "out of memory" without a file or field (h5py creates such datasets without writing them).
+    Hid t(H5Dget_type(d), H5Tclose);
+    const long double elem = t.ok() ? std::max<size_t>(1, H5Tget_size(t.get())) : 1;
+    long double bytes = elem;
+    for (hsize_t x : dims) bytes *= static_cast<long double>(x);
+    const long double memory = static_cast<long double>(sysconf(_SC_PHYS_PAGES)) *
+                               static_cast<long double>(sysconf(_SC_PAGE_SIZE));
+    PREFMIX_CHECK_INPUT(memory <= 0 || bytes <= memory, path_, ": ", p, " declares shape ",
+                        ShapeStr(dims), " (", static_cast<double>(bytes / (1L << 30)),
+                        " GiB), more than this machine's memory (",
+                        static_cast<double>(memory / (1L << 30)), " GiB)");
     return dims;
   }
 
@@ -199,9 +212,13 @@ class Reader {
       Hid space(H5Screate_simple(1, &n, nullptr), H5Sclose);
       H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, buf.data());
     } else {
+      // Fixed-length strings (numpy's 'S' dtype, as h5py writes them): read them NUL-padded,
+      // not NUL-terminated, or HDF5 drops the last character of a full-length string to make
+      // room for a terminator ('new0_g0' became 'new0_g').
       size_t len = H5Tget_size(ftype);
       Hid mem(H5Tcopy(H5T_C_S1), H5Tclose);
       H5Tset_size(mem.get(), len);
+      H5Tset_strpad(mem.get(), H5T_STR_NULLPAD);
       H5Tset_cset(mem.get(), H5Tget_cset(ftype));
       std::vector<char> buf(n * len);
       herr_t rc = is_attr ? H5Aread(obj, mem.get(), buf.data())
@@ -270,6 +287,7 @@ Dataset ReadDataset(const std::string& path) {
   std::error_code ec;
   PREFMIX_CHECK_INPUT(fs::exists(path, ec), path, ": no such file");
   PREFMIX_CHECK_INPUT(fs::is_regular_file(path, ec), path, ": not a regular file");
+  NoteInput(path);
   {
     std::ifstream probe(path, std::ios::binary);
     PREFMIX_CHECK_INPUT(probe, path, ": cannot open for reading");
@@ -370,7 +388,10 @@ class Writer {
 
   void Group(const char* p) {
     if (LinkExists(file_, p)) return;
-    Hid g(H5Gcreate2(file_, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    // No modification times in object headers: the same inputs give the same bytes.
+    Hid gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+    H5Pset_obj_track_times(gcpl.get(), false);
+    Hid g(H5Gcreate2(file_, p, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
     Check(g.ok(), p);
   }
 
@@ -382,6 +403,7 @@ class Writer {
   Hid Create(const std::string& p, hid_t ftype, const std::vector<hsize_t>& dims) {
     Hid space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
     Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_obj_track_times(dcpl.get(), false);  // reproducible bytes (no timestamps)
     hsize_t total = 1;
     for (auto d : dims) total *= d;
     if (total * H5Tget_size(ftype) > (1u << 22) && dims[0] > 0) {
@@ -473,7 +495,9 @@ void WriteDataset(const Dataset& ds, const std::string& path) {
   ds.Validate();
   AtomicOutput out(path);
   {
-    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    H5Pset_obj_track_times(fcpl.get(), false);  // the root group too: reproducible bytes
+    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
     PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
     Writer w(path, file.get());
     Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
@@ -546,15 +570,23 @@ std::string FileSha256(const std::string& path) {
 namespace prefmix {
 
 void WriteUserMatrix(const std::string& path, const std::vector<std::string>& ids,
-                     const std::string& dataset, const RowMatrixF& m) {
+                     const std::string& dataset, const RowMatrixF& m,
+                     const UserMatrixProvenance& prov) {
   SilenceHdf5();
   PREFMIX_ASSERT((int64_t)ids.size() == m.rows(), "ids/rows mismatch");
   PREFMIX_ASSERT(m.allFinite(), "non-finite values in ", dataset);
   AtomicOutput out(path);
   {
-    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    H5Pset_obj_track_times(fcpl.get(), false);  // the root group too: reproducible bytes
+    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
     PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
     Writer w(path, file.get());
+    Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
+    if (!prov.family.empty()) w.StringAttr(root.get(), "family", prov.family);
+    if (!prov.model_sha256.empty()) w.StringAttr(root.get(), "model_sha256", prov.model_sha256);
+    if (!prov.item_ids_sha256.empty())
+      w.StringAttr(root.get(), "item_ids_sha256", prov.item_ids_sha256);
     w.Group("/users");
     w.Strings("/users/ids", ids);
     w.FloatMatrix(dataset, m);
@@ -564,9 +596,10 @@ void WriteUserMatrix(const std::string& path, const std::vector<std::string>& id
 }
 
 void ReadUserMatrix(const std::string& path, const std::string& dataset,
-                    std::vector<std::string>* ids, RowMatrixF* m) {
+                    std::vector<std::string>* ids, RowMatrixF* m, UserMatrixProvenance* prov) {
   SilenceHdf5();
   PREFMIX_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or missing)");
+  NoteInput(path);
   Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot open as HDF5");
   Reader r(path, file.get());
@@ -577,6 +610,25 @@ void ReadUserMatrix(const std::string& path, const std::string& dataset,
   PREFMIX_CHECK_INPUT(m->rows() == (int64_t)ids->size(), path, ": ", dataset, " has ", m->rows(),
                       " rows, expected ", ids->size(), " (one per /users/ids)");
   PREFMIX_CHECK_INPUT(m->allFinite(), path, ": ", dataset, " has a non-finite value");
+  if (prov) {
+    *prov = UserMatrixProvenance();
+    Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
+    auto one = [&](const char* name) {
+      if (!r.HasAttr(root.get(), name)) return std::string();
+      const auto v = r.StringAttr(root.get(), name, "/");
+      return v.empty() ? std::string() : v[0];
+    };
+    prov->family = one("family");
+    prov->model_sha256 = one("model_sha256");
+    prov->item_ids_sha256 = one("item_ids_sha256");
+  }
+}
+
+std::string StringsSha256(const std::vector<std::string>& s) {
+  Sha256 h;
+  for (const auto& x : s)  // each with its NUL terminator
+    h.Update(reinterpret_cast<const uint8_t*>(x.c_str()), x.size() + 1);
+  return h.HexDigest();
 }
 
 }  // namespace prefmix

@@ -21,13 +21,26 @@ std::string FileSha256(const std::string& path);
 
 namespace prefmix {
 
-/// Writes /users/ids and `dataset` (float32 [n_users, L], e.g. "/users/latent" or "/scores")
-/// atomically: the output of `adapt` and `score`.
-void WriteUserMatrix(const std::string& path, const std::vector<std::string>& ids,
-                     const std::string& dataset, const RowMatrixF& m);
+/// Where a user matrix came from: root attributes of the file (empty fields are not written).
+struct UserMatrixProvenance {
+  std::string family;           ///< the model's family
+  std::string model_sha256;     ///< SHA-256 of the model file
+  std::string item_ids_sha256;  ///< score: SHA-256 of the item ids in column order
+};
 
-/// Reads what WriteUserMatrix wrote (checked: shapes, finiteness, unique ids).
+/// Writes /users/ids and `dataset` (float32 [n_users, L], e.g. "/users/latent" or "/scores")
+/// atomically, with its provenance: the output of `adapt` and `score`.
+void WriteUserMatrix(const std::string& path, const std::vector<std::string>& ids,
+                     const std::string& dataset, const RowMatrixF& m,
+                     const UserMatrixProvenance& prov = {});
+
+/// Reads what WriteUserMatrix wrote (checked: shapes, finiteness, unique ids); the provenance
+/// when `prov` is given (empty fields for files written without it).
 void ReadUserMatrix(const std::string& path, const std::string& dataset,
-                    std::vector<std::string>* ids, RowMatrixF* m);
+                    std::vector<std::string>* ids, RowMatrixF* m,
+                    UserMatrixProvenance* prov = nullptr);
+
+/// SHA-256 (hex) of a list of strings (each followed by a NUL byte).
+std::string StringsSha256(const std::vector<std::string>& s);
 
 }  // namespace prefmix

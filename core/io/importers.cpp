@@ -15,8 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/io/csv.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/io/csv.h"
 #include "core/io/npy.h"
 
 namespace prefmix {
@@ -279,6 +280,7 @@ struct TextTable {
 
 // Reads `path` and splits each non-empty line at `sep` (tab for .idata/.udata, space for .order).
 TextTable ReadTokens(const std::string& path, char sep) {
+  NoteInput(path);
   std::ifstream in(path, std::ios::binary);
   PREFMIX_CHECK_INPUT(in, path, ": cannot open file (", std::strerror(errno), ")");
   TextTable t;

@@ -8,8 +8,9 @@
 #include <limits>
 #include <vector>
 
-#include "core/io/csv.h"
 #include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "core/io/csv.h"
 
 namespace prefmix {
 namespace {
@@ -161,6 +162,7 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }  // namespace
 
 NpyHeader ReadNpyHeader(const std::string& path) {
+  NoteInput(path);
   std::ifstream in(path, std::ios::binary);
   PREFMIX_CHECK_INPUT(in, path, ": cannot open file (", std::strerror(errno), ")");
   char pre[12];

@@ -229,6 +229,7 @@ void SaveModel(const Model& model, const std::string& path) {
 }
 
 std::unique_ptr<Model> LoadModel(const std::string& path) {
+  NoteInput(path);
   std::ifstream f(path, std::ios::binary);
   PREFMIX_CHECK_INPUT(f, path, ": cannot open model file");
   char magic[4] = {0, 0, 0, 0};

@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/io/csv.h"
 #include "core/io/dataset.h"
-#include "core/error.h"
 #include "core/io/h5io.h"
 #include "core/io/importers.h"
 #include "core/io/npy.h"

@@ -440,6 +440,14 @@ TEST(VplTest, CliAdaptActiveWithPool) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(testing::Exists(dir + "/u.h5"));
   EXPECT_EQ(testing::Lines(testing::ReadFile(dir + "/asked.csv")), 1 + 3 * 2);
+  // More questions than the pool holds: every pool pair is asked once, then the selection stops
+  // (a million rounds over 5-pair pools used to run for minutes).
+  r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +
+                          "/u2.h5 --active 1000000 --pool " + dir + "/pool.csv --asked " + dir +
+                          "/asked2.csv --quiet",
+                      dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(testing::Lines(testing::ReadFile(dir + "/asked2.csv")), 1 + 3 * 5);
   // Bad pool: unknown user, out-of-range item -> exit 1 naming file, line and value.
   std::ofstream(dir + "/bad.csv") << "user,chosen,rejected\nnobody,1,2\n";
   r = testing::RunCli("adapt --model-file " + dir + "/m.pfmx --data " + dir + "/d.h5 --out " + dir +

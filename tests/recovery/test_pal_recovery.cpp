@@ -64,12 +64,6 @@ double KnownTruthAccuracy(const data::IdealPointTruth& t, double alpha, const Pa
   return hits / queries.size();
 }
 
-PairSet Concat(const PairSet& a, const PairSet& b) {
-  PairSet c = a;
-  for (size_t j = 0; j < b.size(); ++j) c.PushFrom(b, j);
-  return c;
-}
-
 /// Recovery on the ideal-point preset (users overridden when > 0) for seeds 1..n_seeds: seen
 /// accuracy and the unseen shots curve against the oracle and against the known-truth predictor
 /// (KnownTruthAccuracy). Returns {seeds with seen within 3 points of the known-truth predictor,

@@ -2,11 +2,13 @@
 // (python/prefmix/schema.py), and bad files through `prefmix inspect`.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
-#include "core/io/dataset.h"
 #include "core/error.h"
+#include "core/io/dataset.h"
 #include "core/io/h5io.h"
 #include "data/generate.h"
 #include "tests/test_util.h"
@@ -145,6 +147,37 @@ TEST(DatasetTest, FileWrittenByH5pyLoads) {
   EXPECT_NE(r.out.find("comparisons:  58"), std::string::npos) << r.out;
 }
 
+// Strings written the common h5py way, as fixed-length numpy bytes (dtype 'S'), keep every
+// character: the last one used to be dropped ('new0_g0' -> 'new0_g'), which also made distinct
+// ids collide as "duplicate user id".
+TEST(DatasetTest, FixedLengthStringsKeepEveryCharacter) {
+  if (!testing::PythonHas("h5py"))
+    GTEST_SKIP() << "python3-h5py missing: apt-get install python3-h5py";
+  const std::string dir = TestDir(), path = dir + "/fixed.h5";
+  std::string cmd = testing::Python() + " " + kH5Schema + " example " + path + " >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string code = std::string("import h5py, numpy as np\nf = h5py.File('") + path +
+                           "', 'r+')\n"
+                           "del f['users/ids']\n"
+                           "f['users/ids'] = np.array([b'new0_g0', b'new0_g1', b'u2', b'u3', "
+                           "b'u4', b'u5'])\n"
+                           "del f['items/ids']\n"
+                           "f['items/ids'] = np.array([('item%d' % i).encode() for i in "
+                           "range(30)])\n"
+                           "a = f['users/attributes/region']\n"
+                           "a.attrs['labels'] = np.array([b'east', b'west'])\n"
+                           "f.close()\n";
+  std::string err;
+  ASSERT_EQ(RunPython(code, dir, &err), 0) << err;
+  const Dataset ds = ReadDataset(path);
+  EXPECT_EQ(ds.user_ids[0], "new0_g0");
+  EXPECT_EQ(ds.user_ids[1], "new0_g1");
+  EXPECT_EQ(ds.user_ids[5], "u5");
+  EXPECT_EQ(ds.item_ids[29], "item29");
+  EXPECT_EQ(ds.item_ids[3], "item3");
+  EXPECT_EQ(ds.attributes[0].labels, (std::vector<std::string>{"east", "west"}));
+}
+
 /// A bad file: python code mutating the h5py example `f` (opened r+), and what the one-line
 /// error must contain.
 struct BadFile {
@@ -230,6 +263,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "a = f['users/attributes/region']; x = a[()]; x[0] = 5; a[...] = x",
                 {"/users/attributes/region[0]", "5"}},
         BadFile{"missing_user_ids", "del f['users/ids']", {"/users/ids", "missing"}},
+        BadFile{"absurd_declared_size",
+                "del f['comparisons/weight']; "
+                "f.create_dataset('comparisons/weight', shape=(10**13,), dtype='f4')",
+                {"/comparisons/weight", "declares shape [10000000000000]", "memory"}},
         BadFile{"context_out_of_range",
                 "c = f['comparisons/context']; x = c[()]; x[1] = 3; c[...] = x",
                 {"/comparisons/context[1]", "3"}}),
@@ -257,6 +294,25 @@ TEST(BadDatasetFileTest, NonHdf5TruncatedAndMissingFiles) {
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_EQ(Lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(dir + "/cut.h5"), std::string::npos) << r.err;
+}
+
+// The same dataset written twice, a second apart, gives the same bytes (HDF5 object headers
+// carry no modification times), so files regenerated from the same seed compare equal.
+TEST(DatasetTest, SameDatasetGivesIdenticalBytes) {
+  const std::string dir = TestDir();
+  data::GenerateOptions g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
+  g.n_users = 20;
+  const Dataset ds = data::Generate(g);
+  WriteDataset(ds, dir + "/a.h5");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  WriteDataset(data::Generate(g), dir + "/b.h5");
+  EXPECT_EQ(testing::ReadFile(dir + "/a.h5"), testing::ReadFile(dir + "/b.h5"));
+  auto r = RunCli("generate --kind lowrank --users 15 --seed 4 --out " + dir + "/c.h5", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  r = RunCli("generate --kind lowrank --users 15 --seed 4 --out " + dir + "/d.h5", dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir + "/c.h5"), testing::ReadFile(dir + "/d.h5"));
 }
 
 TEST(DatasetTest, WriteToMissingDirectoryFailsCleanly) {

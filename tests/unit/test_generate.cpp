@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "core/io/dataset.h"
 #include "core/error.h"
+#include "core/io/dataset.h"
 #include "core/io/h5io.h"
 #include "data/generate.h"
 

@@ -9,9 +9,9 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/io/json.h"
-#include "core/userstep/math.h"
-#include "core/rng.h"
 #include "core/io/sha256.h"
+#include "core/rng.h"
+#include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 
 namespace prefmix {

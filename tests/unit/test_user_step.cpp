@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/device.h"
-#include "core/userstep/math.h"
 #include "core/rng.h"
+#include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 #include "core/userstep/user_step_raw.h"
 
