@@ -2,6 +2,7 @@
 // Shared CLI plumbing: option parsing with `--config FILE` (the command line wins), `--help`.
 #include <boost/program_options.hpp>
 #include <string>
+#include <vector>
 
 namespace prefmix::apps {
 
@@ -33,8 +34,10 @@ namespace prefmix::apps {
 
 /// Adds the model options shared by the families (--model/--models, --k, --dim, --epochs, ...).
 void AddModelOptions(po::options_description& desc);
-/// Resolves the options for `family`; notes on stderr the explicitly given options it ignores.
-ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family);
+/// Resolves the options for `family`; notes the explicitly given options it ignores on stderr,
+/// or in `notes` when given.
+ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family,
+                              std::vector<std::string>* notes = nullptr);
 /// Adds --protocol and its options (docs/protocols.md).
 void AddProtocolOptions(po::options_description& desc);
 ProtocolOptions ReadProtocolOptions(const po::variables_map& vm);

@@ -129,7 +129,8 @@ void AddModelOptions(po::options_description& desc) {
       "gppl crowd: rate of the per-user residual's inverse-scale prior");
 }
 
-ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family) {
+ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& family,
+                              std::vector<std::string>* notes) {
   const FamilyInfo& info = FindFamily(family);
   ModelOptions o;
   o.family = family;
@@ -220,9 +221,13 @@ ModelOptions ReadModelOptions(const po::variables_map& vm, const std::string& fa
     if (key == "no_refit") key = "refit";
     bool used = false;
     for (const auto& u : info.options) used |= u == key;
-    if (!used)
-      std::cerr << "note: --" << flag << " does not apply to family '" << family
-                << "' and is ignored\n";
+    if (used) continue;
+    const std::string note =
+        Cat("--", flag, " does not apply to family '", family, "' and is ignored");
+    if (notes)
+      notes->push_back(note);
+    else
+      std::cerr << "note: " << note << "\n";
   }
   return o;
 }

@@ -488,6 +488,16 @@ class Writer {
   hid_t file_;
 };
 
+/// A new HDF5 file at `temp` (the atomic output of `path`), without modification times in its
+/// object headers, the root group's included: the same content gives the same bytes.
+Hid CreateFile(const std::string& temp, const std::string& path) {
+  Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  H5Pset_obj_track_times(fcpl.get(), false);
+  Hid file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
+  PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
+  return file;
+}
+
 }  // namespace
 
 void WriteDataset(const Dataset& ds, const std::string& path) {
@@ -495,10 +505,7 @@ void WriteDataset(const Dataset& ds, const std::string& path) {
   ds.Validate();
   AtomicOutput out(path);
   {
-    Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
-    H5Pset_obj_track_times(fcpl.get(), false);  // the root group too: reproducible bytes
-    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
-    PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
+    Hid file = CreateFile(out.temp_path(), path);
     Writer w(path, file.get());
     Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
     w.StringAttr(root.get(), "format", "prefmix.dataset");
@@ -577,10 +584,7 @@ void WriteUserMatrix(const std::string& path, const std::vector<std::string>& id
   PREFMIX_ASSERT(m.allFinite(), "non-finite values in ", dataset);
   AtomicOutput out(path);
   {
-    Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
-    H5Pset_obj_track_times(fcpl.get(), false);  // the root group too: reproducible bytes
-    Hid file(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
-    PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
+    Hid file = CreateFile(out.temp_path(), path);
     Writer w(path, file.get());
     Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
     if (!prov.family.empty()) w.StringAttr(root.get(), "family", prov.family);

@@ -1,0 +1,158 @@
+"""`import prefmix` (python/prefmix): round trips, every family from Python, identical results to
+the CLI, errors as ValueError naming the argument, and zero-copy scores. Run by ctest with
+PYTHONPATH=build/python and PREFMIX_CLI set (stdlib unittest)."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+import prefmix
+
+CLI = os.environ.get("PREFMIX_CLI", "build/prefmix")
+
+
+def planted(n_users=40, per_user=16, n_items=80, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    items = rng.standard_normal((n_items, dim)).astype(np.float32)
+    tastes = rng.standard_normal((3, dim))
+    group = rng.integers(0, 3, n_users)
+    users, chosen, rejected = [], [], []
+    for u in range(n_users):
+        for _ in range(per_user):
+            a, b = rng.choice(n_items, 2, replace=False)
+            d = items[a] @ tastes[group[u]] - items[b] @ tastes[group[u]]
+            win = rng.random() < 1 / (1 + np.exp(-2 * d))
+            users.append(u)
+            chosen.append(a if win else b)
+            rejected.append(b if win else a)
+    return items, np.array(chosen), np.array(rejected), np.array(users), group
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        items, chosen, rejected, users, group = planted()
+        cls.arrays = (items, chosen, rejected, users)
+        cls.ds = prefmix.Dataset.from_arrays(
+            items, chosen, rejected, users, user_ids=[f"p{u}" for u in range(40)],
+            item_ids=[f"i{i}" for i in range(80)],
+            attributes={"group": [f"g{g}" for g in group]}, embedding_model="toy")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def test_arrays_dataset_file_dataset(self):
+        ds = self.ds
+        self.assertEqual((ds.n_items, ds.dim, ds.n_users, len(ds)), (80, 6, 40, 640))
+        ds.save(self.path("d.h5"))
+        back = prefmix.Dataset.load(self.path("d.h5"))
+        np.testing.assert_array_equal(back.items, self.arrays[0])
+        self.assertEqual(back.user_ids, ds.user_ids)
+        self.assertEqual(back.item_ids, ds.item_ids)
+        comparisons, users = back.to_pandas()
+        self.assertEqual(len(comparisons), 640)
+        self.assertEqual(comparisons["chosen_row"].tolist(), self.arrays[1].tolist())
+        self.assertEqual(comparisons["user"].iloc[0], "p0")
+        self.assertEqual(users.shape, (40, 1))
+        # The file follows the schema as the pure-Python reader sees it.
+        self.assertEqual(prefmix.schema.validate(self.path("d.h5"))["comparisons"], 640)
+        # Users given by id instead of row.
+        ids = [f"x{u}" for u in self.arrays[3]]
+        by_id = prefmix.Dataset.from_arrays(*self.arrays[:3], ids)
+        self.assertEqual(by_id.user_ids[:2], ["x0", "x1"])
+
+    def test_every_family_fits_and_predicts(self):
+        budget = dict(k=3, epochs=8, hidden=16, dim=3, components=3, inducing=20, no_refit=True,
+                      router="attributes", threads=1, seed=2)
+        self.assertEqual(set(prefmix.families()),
+                         {"bt", "lowrank", "em-bt", "pal-a", "pal-b", "vpl", "micro", "gppl"})
+        for family in prefmix.families():
+            with self.subTest(family=family):
+                m = prefmix.Model(family, **budget).fit(self.ds)
+                p = m.predict_proba(self.ds, ["p0", "p1", "p0"], [0, 1, 2], [3, 4, 5])
+                self.assertEqual(p.shape, (3,))
+                self.assertTrue(np.all((p >= 0) & (p <= 1)))
+                s = m.score(self.ds)
+                self.assertEqual(s.shape, (40, 80))
+                self.assertEqual(s.dtype, np.float32)
+                lat = m.adapt(self.ds)
+                self.assertEqual(lat.values.shape[0], 40)
+
+    def test_same_predictions_as_the_cli(self):
+        self.ds.save(self.path("cli.h5"))
+        run = [CLI, "train", "--data", self.path("cli.h5"), "--model", "lowrank", "--k", "3",
+               "--epochs", "30", "--seed", "4", "--threads", "1", "--quiet",
+               "--out", self.path("cli.pfmx")]
+        subprocess.run(run, check=True)
+        subprocess.run([CLI, "score", "--model-file", self.path("cli.pfmx"), "--data",
+                        self.path("cli.h5"), "--out", self.path("cli_scores.h5")], check=True)
+        cli_scores = prefmix.schema.h5py.File(self.path("cli_scores.h5"), "r")["scores"][()]
+        m = prefmix.Model("lowrank", k=3, epochs=30, seed=4, threads=1).fit(self.ds)
+        np.testing.assert_array_equal(m.score(self.ds), cli_scores)
+        # A model file from the CLI loads in Python and predicts the same.
+        loaded = prefmix.load(self.path("cli.pfmx"))
+        np.testing.assert_array_equal(loaded.score(self.ds), cli_scores)
+        m.save(self.path("py.pfmx"))
+        out = subprocess.run([CLI, "eval", "--model-file", self.path("py.pfmx"), "--data",
+                              self.path("cli.h5"), "--json", "-"], check=True,
+                             capture_output=True, text=True).stdout
+        self.assertIn('"model": "lowrank"', out)
+
+    def test_bad_arguments_raise_value_error_naming_them(self):
+        cases = [
+            (lambda: prefmix.Model("nope"), "unknown family 'nope'"),
+            (lambda: prefmix.Model("lowrank", epochs=-3), "--epochs"),
+            (lambda: prefmix.Model("lowrank", frobnicate=1), "frobnicate"),
+            (lambda: prefmix.Model("gppl", components=0), "--components: 0"),
+            (lambda: prefmix.Model("bt", l2=float("nan")), "--l2: nan"),
+            (lambda: prefmix.Dataset.from_arrays(np.zeros((3, 2)), [0], [0], [0]),
+             "compared with itself"),
+            (lambda: prefmix.Dataset.from_arrays(np.zeros((3, 2)), [0], [7], [0]), "7"),
+            (lambda: prefmix.Dataset.from_arrays(np.zeros((3, 2)), [0, 1], [1], [0]),
+             "lengths"),
+            (lambda: prefmix.Model("bt").score(self.ds), "not fitted"),
+            (lambda: prefmix.Dataset.load(self.path("missing.h5")), "missing.h5"),
+        ]
+        for call, text in cases:
+            with self.subTest(text=text):
+                with self.assertRaises(ValueError) as e:
+                    call()
+                self.assertIn(text, str(e.exception))
+        m = prefmix.Model("lowrank", k=3, epochs=5).fit(self.ds)
+        with self.assertRaises(ValueError) as e:
+            m.predict_proba(self.ds, ["stranger"], [0], [1])
+        self.assertIn("stranger", str(e.exception))
+        p = m.predict_proba(self.ds, ["stranger"], [0], [1], unknown_users="population")
+        self.assertEqual(p.shape, (1,))
+
+    def test_scores_are_not_copied(self):
+        m = prefmix.Model("bt", epochs=5).fit(self.ds)
+        s = m.score(self.ds)
+        # The array owns the C++ result through a capsule: no second buffer.
+        self.assertIsNotNone(s.base)
+        self.assertTrue(s.flags["C_CONTIGUOUS"])
+        frame = m.score(self.ds, frame=True)
+        self.assertEqual(list(frame.columns[:2]), ["i0", "i1"])
+        self.assertEqual(frame.index[0], "p0")
+
+    def test_experiment_returns_the_cli_metrics(self):
+        m = prefmix.experiment(self.ds, "lowrank", protocol="unseen", shots=[0, 2], k=3,
+                               epochs=10, seed=1)
+        self.assertEqual(m["model"], "lowrank")
+        self.assertEqual(m["protocol"], "unseen")
+        self.assertEqual([s["k"] for s in m["shots"]], [0, 2])
+        self.assertIn("per_group", m)
+        both = prefmix.experiment(self.ds, ["bt", "em-bt"], k=3, seed=1)
+        self.assertEqual([x["model"] for x in both], ["bt", "em-bt"])
+
+
+if __name__ == "__main__":
+    unittest.main()
