@@ -4,6 +4,8 @@
 #include <dlfcn.h>
 #include <omp.h>
 
+#include <atomic>
+
 namespace prefmix {
 namespace {
 int g_threads = 0;
@@ -21,5 +23,15 @@ void SetThreads(int n) {
 }
 
 int GetThreads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+namespace {
+std::atomic<bool> g_cancel{false};
+}  // namespace
+
+void RequestCancel() { g_cancel.store(true); }
+void ClearCancel() { g_cancel.store(false); }
+void ThrowIfCancelled() {
+  if (g_cancel.load(std::memory_order_relaxed)) throw Cancelled();
+}
 
 }  // namespace prefmix

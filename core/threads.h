@@ -1,8 +1,23 @@
 #pragma once
-// One place that sets the worker thread count for OpenMP and LibTorch.
+// One place that sets the worker thread count for OpenMP and LibTorch, and the cooperative
+// cancellation of long work (training loops check it once per epoch).
+#include <exception>
+
 namespace prefmix {
 /// Sets OpenMP's and torch's intra-op thread counts.
 void SetThreads(int n);
 /// The thread count last set (default 2... or OpenMP's max).
 int GetThreads();
+
+/// Thrown by ThrowIfCancelled() after RequestCancel(): the work stops at its next check and
+/// leaves its inputs as they were (a fit assigns its result only when it completes).
+struct Cancelled : std::exception {
+  const char* what() const noexcept override { return "cancelled"; }
+};
+/// Asks the running work to stop (any thread; e.g. Python's Ctrl-C).
+void RequestCancel();
+/// Clears a request (before new work starts).
+void ClearCancel();
+/// Throws Cancelled when a cancel was requested. Training loops call it once per epoch.
+void ThrowIfCancelled();
 }  // namespace prefmix

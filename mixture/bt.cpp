@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/io/serialize.h"
 #include "core/model/model.h"
+#include "core/threads.h"
 #include "core/userstep/math.h"
 
 namespace prefmix::mixture {
@@ -213,6 +214,7 @@ class BtModel : public Model {
     std::vector<torch::Tensor> best_state;
     torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 7);
     for (int ep = 1; ep <= epochs; ++ep) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       net_->train();
       torch::Tensor order = batch < tr.n ? torch::randperm(tr.n, gen, torch::kLong) : all_idx;
       for (int64_t b = 0; b < tr.n; b += batch) {
@@ -268,7 +270,9 @@ const bool kRegistered = RegisterFamily(
      "one Bradley-Terry reward for all users (linear or --arch mlp); LibTorch + Adam",
      {"epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit"},
      [](const ModelOptions& o) { return std::make_unique<BtModel>(o); },
-     0});
+     0,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::mixture

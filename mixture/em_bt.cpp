@@ -13,6 +13,7 @@
 #include "core/model/maxmin.h"
 #include "core/model/model.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 
@@ -347,6 +348,7 @@ EmRun RunEm(const RowMatrixF& items, const PairSet& pairs, const UserPairs& inde
                    o.use_prior, o.device);
   run.objective.push_back(EmObjective(run.last, *state, o, W));
   for (int r = 0; r < o.max_rounds; ++r) {
+    ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
     MStep(items, pairs, index, run.last.gamma, o, state);
     run.last = EStep(ItemHeadRewards(items, state->theta), pairs, index, state->pi, o.hard,
                      o.use_prior, o.device);
@@ -762,7 +764,9 @@ const bool kRegistered = RegisterFamily(
      "MaxMin-RLHF: EM mixture of K linear BT heads (hard or soft), batched log-likelihood E-step",
      {"k", "epochs", "l2", "refit", "em", "em_prior", "restarts"},
      [](const ModelOptions& o) { return std::make_unique<EmBtModel>(o); },
-     2});
+     2,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::mixture

@@ -11,6 +11,7 @@
 #include "core/eval/metrics.h"
 #include "core/io/serialize.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 
@@ -408,6 +409,7 @@ class LowRankModel : public Model {
     Eigen::MatrixXf best_v = V_;
     RowMatrixF best_o = omega;
     for (int ep = 1; ep <= epochs; ++ep) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       LowRankPass pass = LowRankLossAndGrad(ds.items, tr, V_, omega, l2, &P, &ws);
       PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "lowrank: training diverged (loss ", pass.loss,
                           " at epoch ", ep, "); lower --lr");
@@ -594,7 +596,9 @@ const bool kRegistered = RegisterFamily(
      "LoRe-style low-rank rewards r_u(e) = e'V softmax(w_u); joint Adam; batched simplex user step",
      {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit"},
      [](const ModelOptions& o) { return std::make_unique<LowRankModel>(o); },
-     1});
+     1,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::mixture

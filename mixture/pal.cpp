@@ -880,13 +880,20 @@ const bool kRegisteredA = RegisterFamily(
      "PAL-A ideal point: r_u(e) = -|f(e) - a_u|, a_u = P'softmax(omega_u) (or f(Pw), f(P)w); "
      "LibTorch + Adam; batched user step on omega_u",
      WithIdeal(kPalOptions),
-     [](const ModelOptions& o) { return std::make_unique<PalModel>(o, false); }, 3});
+     [](const ModelOptions& o) { return std::make_unique<PalModel>(o, false); },
+     3,
+     {},
+     ""});
 
 const bool kRegisteredB = RegisterFamily(
     {"pal-b",
      "PAL-B ideal point: r_u(c, e) = s cos(f(e), sum_k w_uk g_k(c)) (learned p_k without "
      "contexts); LibTorch + Adam; batched user step on omega_u",
-     kPalOptions, [](const ModelOptions& o) { return std::make_unique<PalModel>(o, true); }, 4});
+     kPalOptions,
+     [](const ModelOptions& o) { return std::make_unique<PalModel>(o, true); },
+     4,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::mixture

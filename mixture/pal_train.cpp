@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/threads.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -264,6 +265,7 @@ PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* 
   std::vector<torch::Tensor> best_state;
   int ep = 0;
   for (ep = 1; ep <= c.epochs; ++ep) {
+    ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
     torch::Tensor order = batch < tr.n ? torch::randperm(tr.n, gen, torch::kLong) : all;
     for (int64_t b = 0; b < tr.n; b += batch) {
       auto idx = order.slice(0, b, std::min(tr.n, b + batch));

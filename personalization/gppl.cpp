@@ -255,6 +255,7 @@ class GpplModel : public Model {
     Rng batch_rng(DeriveSeed(options_.seed, kBatchStream));
     bool converged = false;
     for (int epoch = 0; epoch < max_steps && !converged; ++epoch) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       if (!full)
         for (size_t i = order.size(); i > 1; --i)
           std::swap(order[i - 1], order[batch_rng.Below(i)]);
@@ -1056,7 +1057,9 @@ const bool kRegistered = RegisterFamily(
       "ls_factor", "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v",
       "gamma_rate_w", "gamma_rate_g"},
      [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); },
-     7});
+     7,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::personalization

@@ -780,6 +780,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     std::vector<torch::Tensor> best_state;
     torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 11);
     for (int ep = 1; ep <= epochs; ++ep) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       net_->train();
       const auto ctx = SampleContexts(tr, by, &rng);
       torch::Tensor order = torch::randperm(n, gen, torch::kLong);

@@ -12,6 +12,7 @@
 #include "core/model/maxmin.h"
 #include "core/model/model.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 #include "routing/online.h"
@@ -405,6 +406,7 @@ class MicroModel : public Model, public MultiHeadModel {
     int since = 0;
     MicroParams best_p = params_;
     for (int ep = 1; ep <= epochs; ++ep) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       MicroPass pass = MicroLossAndGrad(ds.items, x, in_tr, tr, params_, options_.balance,
                                         options_.sample_entropy, l2);
       PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "micro: training diverged (loss ", pass.loss,
@@ -530,7 +532,9 @@ const bool kRegistered = RegisterFamily(
      {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit", "router", "balance",
       "sample_entropy"},
      [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); },
-     6});
+     6,
+     {},
+     ""});
 
 }  // namespace
 }  // namespace prefmix::routing

@@ -28,7 +28,7 @@ except ImportError as _e:  # pragma: no cover - reported on use
 
 _log = _logging.getLogger("prefmix")  # quiet unless the application configures logging
 
-__all__ = ["Dataset", "Model", "load", "experiment", "families", "schema", "Latents"]
+__all__ = ["Dataset", "Model", "load", "experiment", "fairness", "families", "schema", "Latents"]
 
 
 def _need_core():
@@ -242,7 +242,7 @@ class Model:
     def fit(self, dataset, valid_fraction=0.2):
         """Trains on every comparison of `dataset` (valid_fraction of each user's pairs held out
         for model selection, as `prefmix train`). Returns the model."""
-        self._m.fit(dataset._ds, float(valid_fraction))
+        self._m.fit(dataset._ds, float(valid_fraction))  # Ctrl-C stops it within an epoch
         return self
 
     def predict_proba(self, dataset, users, chosen, rejected, unknown_users="error"):
@@ -297,3 +297,18 @@ def experiment(dataset, families, protocol="seen", **options):
     for note in out["notes"]:
         _log.info(note)
     return out["results"][0] if single else out["results"]
+
+
+def fairness(dataset, families, protocol="seen", by=None, bootstrap=1000, ci_level=0.95,
+             hist_bins=10, closure=True, **options):
+    """`prefmix fairness` from Python: every family under the same split(s), per-group accuracy
+    and log loss with bootstrap CIs, worst group, gaps, per-user distributions, MaxMin selection
+    win rates for multi-head models. Returns the dict the CLI writes as fairness.json (without
+    provenance). `by`: the attributes to report (default: every user attribute)."""
+    fams = [families] if isinstance(families, str) else list(families)
+    out = _json.loads(_need_core()._fairness(
+        dataset._ds, fams, _args({"protocol": protocol, **options}), list(by or []),
+        int(bootstrap), float(ci_level), int(hist_bins), bool(closure)))
+    for note in out["notes"]:
+        _log.info(note)
+    return out["result"]

@@ -6,10 +6,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -17,10 +21,12 @@
 #include "apps/cli_common.h"
 #include "core/error.h"
 #include "core/eval/experiment.h"
+#include "core/eval/fairness.h"
 #include "core/eval/protocol.h"
 #include "core/io/dataset.h"
 #include "core/io/h5io.h"
 #include "core/model/model.h"
+#include "core/threads.h"
 #include "prefmix/version.h"
 
 namespace py = pybind11;
@@ -40,6 +46,63 @@ variables_map Parse(const std::vector<std::string>& args, options_description& d
   variables_map vm;
   apps::ParseCommandLine(static_cast<int>(argv.size()), argv.data(), "", desc, vm);
   return vm;
+}
+
+/// Runs `work` on a worker thread while this (Python's main) thread, without the GIL between
+/// checks, looks for signals every 50 ms: Ctrl-C asks the work to stop (the training loops check
+/// once per epoch) and raises KeyboardInterrupt as soon as the worker has stopped. `threads` is
+/// set on the worker (OpenMP's thread count is per thread).
+template <typename Work>
+void RunInterruptible(int threads, Work&& work) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::exception_ptr error;
+  ClearCancel();
+  std::thread worker([&] {
+    try {
+      SetThreads(threads);
+      work();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  bool interrupted = false;
+  for (;;) {
+    {
+      py::gil_scoped_release release;
+      std::unique_lock<std::mutex> lock(mu);
+      if (cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return done; })) break;
+    }
+    if (PyErr_CheckSignals() != 0) {  // KeyboardInterrupt (or another handler's exception)
+      RequestCancel();
+      interrupted = true;
+      break;
+    }
+  }
+  {
+    py::gil_scoped_release release;
+    worker.join();
+  }
+  ClearCancel();
+  if (interrupted) throw py::error_already_set();
+  if (error) std::rethrow_exception(error);
+}
+
+/// Progress lines of experiment and fairness, to the `logging` logger "prefmix" at INFO level
+/// (silent unless the application configures logging); callable from the worker thread.
+ProgressFn LogProgress() {
+  return [](const std::string& message) {
+    py::gil_scoped_acquire gil;
+    py::module_::import("logging").attr("getLogger")("prefmix").attr("info")(message);
+  };
+}
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 /// A numpy array that owns a moved Eigen matrix (no copy of the data).
@@ -162,12 +225,16 @@ class PyModel {
   void Fit(const Dataset& ds, double valid_fraction) {
     PREFMIX_CHECK_INPUT(valid_fraction >= 0 && valid_fraction < 1,
                         "valid_fraction: ", valid_fraction, " is not in [0, 1)");
-    py::gil_scoped_release release;
-    PairSet train = ds.AllPairs(), valid;
-    CarveValidation(&train, &valid, ds.n_users(), valid_fraction, options_.seed);
-    auto m = MakeModel(options_);
-    m->Fit(ds, train, valid);
-    model_ = std::move(m);
+    std::unique_ptr<Model> m;
+    RunInterruptible(options_.threads, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      PairSet train = ds.AllPairs(), valid;
+      CarveValidation(&train, &valid, ds.n_users(), valid_fraction, options_.seed);
+      m = MakeModel(options_);
+      m->Fit(ds, train, valid);
+      seconds_ = Since(t0);
+    });
+    model_ = std::move(m);  // only a completed fit replaces the model
   }
 
   const Model& model() const {
@@ -214,7 +281,9 @@ class PyModel {
     RowMatrixF scores;
     {
       py::gil_scoped_release release;
+      const auto t0 = std::chrono::steady_clock::now();
       scores = m.Score(ds, lat);
+      seconds_ = Since(t0);
     }
     return ToNumpy(std::move(scores));
   }
@@ -241,7 +310,9 @@ class PyModel {
     RowMatrixF lat;
     {
       py::gil_scoped_release release;
+      const auto t0 = std::chrono::steady_clock::now();
       lat = m.Adapt(ds, ds.AllPairs(), ds.n_users(), options_.device);
+      seconds_ = Since(t0);
     }
     return ToNumpy(std::move(lat));
   }
@@ -251,10 +322,13 @@ class PyModel {
   std::string OptionsJson() const { return options_.ToJson().Dump(); }
   const std::string& Family() const { return options_.family; }
   const std::vector<std::string>& Notes() const { return notes_; }
+  /// Seconds the last fit, score or adapt spent inside C++ (for the Python overhead figure).
+  double LastSeconds() const { return seconds_; }
 
  private:
   ModelOptions options_;
   std::vector<std::string> notes_;  ///< options given that the family ignores
+  mutable double seconds_ = 0;  ///< set by const calls too (score, adapt)
   std::unique_ptr<Model> model_;
 };
 
@@ -271,10 +345,9 @@ std::string Experiment(const Dataset& ds, const std::vector<std::string>& famili
   std::vector<std::string> notes;
   for (const auto& f : families) mos.push_back(apps::ReadModelOptions(vm, f, &notes));
   Json out = Json::Array();
-  {
-    py::gil_scoped_release release;
+  RunInterruptible(mos.empty() ? 1 : mos[0].threads, [&] {
     for (const auto& mo : mos) {
-      Json m = RunExperiment(ds, mo, proto);
+      Json m = RunExperiment(ds, mo, proto, LogProgress());
       Json opts = mo.ToJson();
       opts["protocol"] = proto.name;
       Json prov = Json::Object();
@@ -285,9 +358,45 @@ std::string Experiment(const Dataset& ds, const std::vector<std::string>& famili
       m["provenance"] = prov;
       out.push_back(m);
     }
-  }
+  });
   Json result = Json::Object();
   result["results"] = out;
+  Json n = Json::Array();
+  for (const auto& x : notes) n.push_back(x);
+  result["notes"] = n;
+  return result.Dump();
+}
+
+std::string Fairness(const Dataset& ds, const std::vector<std::string>& families,
+                     const std::vector<std::string>& args, const std::vector<std::string>& by,
+                     int bootstrap, double ci_level, int hist_bins, bool closure) {
+  options_description desc("fairness options");
+  apps::AddModelOptions(desc);
+  apps::AddProtocolOptions(desc);
+  apps::AddCommonOptions(desc);
+  variables_map vm = Parse(args, desc);
+  const std::string device = apps::ApplyCommonOptions(vm);
+  const ProtocolOptions proto = apps::ReadProtocolOptions(vm);
+  std::vector<std::string> notes;
+  std::vector<ModelOptions> mos;
+  for (const auto& f : families) mos.push_back(apps::ReadModelOptions(vm, f, &notes));
+  PREFMIX_CHECK_INPUT(!mos.empty(), "families: empty list");
+  FairnessOptions fo;
+  fo.by = by;
+  fo.bootstrap = bootstrap;
+  fo.ci_level = ci_level;
+  fo.hist_bins = hist_bins;
+  fo.closure = closure;
+  const auto groupings = FairnessGroupings(ds, fo.by);  // checks `by` before any training
+  Json out;
+  RunInterruptible(mos[0].threads, [&] {
+    ModelHook hook = [&](const Model& m, const Dataset& d2) {
+      return SelectionWinRates(m, d2, groupings, proto.min_group_users, proto.seed);
+    };
+    out = RunFairness(ds, mos, proto, fo, LogProgress(), hook);
+  });
+  Json result = Json::Object();
+  result["result"] = out;
   Json n = Json::Array();
   for (const auto& x : notes) n.push_back(x);
   result["notes"] = n;
@@ -309,6 +418,8 @@ PYBIND11_MODULE(_prefmix, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const prefmix::InternalError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const prefmix::Cancelled&) {
+      PyErr_SetString(PyExc_KeyboardInterrupt, "cancelled");
     }
   });
   m.def("families", &FamilyNames, "registered model families, in presentation order");
@@ -368,6 +479,7 @@ PYBIND11_MODULE(_prefmix, m) {
       .def("save", &PyModel::Save, py::arg("path"))
       .def("options_json", &PyModel::OptionsJson)
       .def_property_readonly("notes", &PyModel::Notes)
+      .def_property_readonly("last_seconds", &PyModel::LastSeconds)
       .def_property_readonly("fitted",
                              [](const PyModel& p) {
                                try {
@@ -386,4 +498,7 @@ PYBIND11_MODULE(_prefmix, m) {
       });
 
   m.def("_experiment", &Experiment, py::arg("dataset"), py::arg("families"), py::arg("args"));
+  m.def("_fairness", &Fairness, py::arg("dataset"), py::arg("families"), py::arg("args"),
+        py::arg("by"), py::arg("bootstrap"), py::arg("ci_level"), py::arg("hist_bins"),
+        py::arg("closure"));
 }

@@ -153,6 +153,34 @@ class ApiTest(unittest.TestCase):
         both = prefmix.experiment(self.ds, ["bt", "em-bt"], k=3, seed=1)
         self.assertEqual([x["model"] for x in both], ["bt", "em-bt"])
 
+    def test_fairness_returns_the_cli_dict(self):
+        f = prefmix.fairness(self.ds, ["bt", "lowrank"], k=3, epochs=10, bootstrap=50, seed=1)
+        for key in ["format", "format_version", "dataset", "protocol", "groupings", "bootstrap",
+                    "models"]:
+            self.assertIn(key, f)
+        self.assertEqual([m["model"] for m in f["models"]], ["bt", "lowrank"])
+        with self.assertRaises(ValueError) as e:
+            prefmix.fairness(self.ds, "bt", by=["nonexistent"])
+        self.assertIn("nonexistent", str(e.exception))
+
+    def test_ctrl_c_stops_a_long_fit(self):
+        import signal
+        import threading
+        import time
+        # About a million epochs of bt: minutes of work, interrupted after one second.
+        m = prefmix.Model("bt", epochs=1000000, patience=1000000, l2=0.001, threads=1)
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        t0 = time.monotonic()
+        timer.start()
+        with self.assertRaises(KeyboardInterrupt):
+            m.fit(self.ds)
+        latency = time.monotonic() - t0 - 1.0
+        timer.join()
+        print(f"\nKeyboardInterrupt {latency:.3f} s after SIGINT", file=sys.stderr)
+        self.assertLess(latency, 3.0)
+        self.assertFalse(m.fitted)  # an interrupted fit leaves no half-trained model
+        self.assertTrue(prefmix.Model("bt", epochs=3).fit(self.ds).fitted)  # usable afterwards
+
 
 if __name__ == "__main__":
     unittest.main()
