@@ -253,24 +253,38 @@ class Model:
             dataset._ds, [str(u) for u in users], [int(i) for i in chosen],
             [int(i) for i in rejected], unknown_users))
 
-    def score(self, dataset, users=None, latents=None, unknown_users="error", frame=False):
-        """Reward of every item of `dataset` for each user: users by id (default: the training
-        users), or `latents` from adapt(). A float32 array [n_users, n_items] that owns the C++
-        result (no copy), or with frame=True a DataFrame indexed by user id, columns item ids."""
+    def score(self, dataset, users=None, items=None, latents=None, unknown_users="error",
+              frame=False):
+        """Reward of each item of `dataset` (all, or the rows in `items`) for each user: users by
+        id (default: the training users), or `latents` from adapt(). A float32 array
+        [n_users, n_items] that owns the C++ result (no copy when all items are scored), or with
+        frame=True a DataFrame indexed by user id, columns item ids."""
         if latents is not None:
             ids, values = latents.ids, self._m.score_latents(dataset._ds, latents.values)
         else:
             ids = list(self._m.train_user_ids) if users is None else [str(u) for u in users]
             values = self._m.score(dataset._ds, ids, unknown_users)
+        columns = dataset.item_ids
+        if items is not None:
+            items = _np.asarray(items, dtype=_np.int64)
+            if items.size and (items.min() < 0 or items.max() >= dataset.n_items):
+                bad = items[(items < 0) | (items >= dataset.n_items)][0]
+                raise ValueError(f"items: row {bad} is not in [0, {dataset.n_items})")
+            values = values[:, items]
+            columns = [columns[i] for i in items]
         if not frame:
             return values
         import pandas as pd
-        return pd.DataFrame(values, index=pd.Index(ids, name="user"), columns=dataset.item_ids)
+        return pd.DataFrame(values, index=pd.Index(ids, name="user"), columns=columns)
 
-    def adapt(self, dataset):
-        """The user step for every user of `dataset` from all their comparisons (shared
-        parameters frozen): Latents(ids, values)."""
-        return Latents(dataset.user_ids, self._m.adapt(dataset._ds))
+    def adapt(self, dataset, shots=None):
+        """The user step for every user of `dataset` (shared parameters frozen) from all of each
+        user's comparisons, or from the first `shots` of them (file order: stored comparisons,
+        then ranking-derived ones). Returns Latents(ids, values)."""
+        if shots is not None and int(shots) < 0:
+            raise ValueError(f"shots: {shots} is negative")
+        return Latents(dataset.user_ids,
+                       self._m.adapt(dataset._ds, -1 if shots is None else int(shots)))
 
     def save(self, path):
         """Writes the model file (the CLI's format: `prefmix eval --model-file` reads it)."""

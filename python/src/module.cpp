@@ -304,14 +304,23 @@ class PyModel {
     return ToNumpy(std::move(scores));
   }
 
-  py::array_t<float> Adapt(const Dataset& ds) const {
+  /// The user step from each user's pairs, or from the first `shots` of them (shots >= 0).
+  py::array_t<float> Adapt(const Dataset& ds, int64_t shots) const {
     const Model& m = model();
     CheckCompatible(m, ds);
     RowMatrixF lat;
     {
       py::gil_scoped_release release;
       const auto t0 = std::chrono::steady_clock::now();
-      lat = m.Adapt(ds, ds.AllPairs(), ds.n_users(), options_.device);
+      PairSet support = ds.AllPairs();
+      if (shots >= 0) {
+        PairSet first;
+        std::vector<int64_t> taken(ds.n_users(), 0);
+        for (size_t j = 0; j < support.size(); ++j)
+          if (taken[support.user[j]]++ < shots) first.PushFrom(support, j);
+        support = std::move(first);
+      }
+      lat = m.Adapt(ds, support, ds.n_users(), options_.device);
       seconds_ = Since(t0);
     }
     return ToNumpy(std::move(lat));
@@ -328,7 +337,7 @@ class PyModel {
  private:
   ModelOptions options_;
   std::vector<std::string> notes_;  ///< options given that the family ignores
-  mutable double seconds_ = 0;  ///< set by const calls too (score, adapt)
+  mutable double seconds_ = 0;      ///< set by const calls too (score, adapt)
   std::unique_ptr<Model> model_;
 };
 
@@ -475,7 +484,7 @@ PYBIND11_MODULE(_prefmix, m) {
            py::arg("chosen"), py::arg("rejected"), py::arg("unknown_users"))
       .def("score", &PyModel::Score, py::arg("dataset"), py::arg("users"), py::arg("unknown_users"))
       .def("score_latents", &PyModel::ScoreLatents, py::arg("dataset"), py::arg("latents"))
-      .def("adapt", &PyModel::Adapt, py::arg("dataset"))
+      .def("adapt", &PyModel::Adapt, py::arg("dataset"), py::arg("shots"))
       .def("save", &PyModel::Save, py::arg("path"))
       .def("options_json", &PyModel::OptionsJson)
       .def_property_readonly("notes", &PyModel::Notes)

@@ -133,6 +133,24 @@ class ApiTest(unittest.TestCase):
         p = m.predict_proba(self.ds, ["stranger"], [0], [1], unknown_users="population")
         self.assertEqual(p.shape, (1,))
 
+    def test_adapt_from_the_first_shots_and_score_some_items(self):
+        m = prefmix.Model("lowrank", k=3, epochs=10, seed=1).fit(self.ds)
+        full = m.adapt(self.ds)
+        cold = m.adapt(self.ds, shots=0)
+        two = m.adapt(self.ds, shots=2)
+        self.assertEqual(cold.ids, self.ds.user_ids)
+        # 0 shots: every user at the population latent; 2 shots: in between, not the full fit.
+        np.testing.assert_allclose(cold.values, np.repeat(cold.values[:1], 40, axis=0))
+        self.assertFalse(np.allclose(two.values, cold.values))
+        self.assertFalse(np.allclose(two.values, full.values))
+        s = m.score(self.ds, users=["p3"], items=[5, 1])
+        np.testing.assert_array_equal(s, m.score(self.ds, users=["p3"])[:, [5, 1]])
+        frame = m.score(self.ds, latents=two, items=[0], frame=True)
+        self.assertEqual(list(frame.columns), ["i0"])
+        with self.assertRaises(ValueError) as e:
+            m.score(self.ds, items=[80])
+        self.assertIn("items: row 80", str(e.exception))
+
     def test_scores_are_not_copied(self):
         m = prefmix.Model("bt", epochs=5).fit(self.ds)
         s = m.score(self.ds)
