@@ -341,55 +341,63 @@ class PyModel {
   std::unique_ptr<Model> model_;
 };
 
-std::string Experiment(const Dataset& ds, const std::vector<std::string>& families,
-                       const std::vector<std::string>& args) {
-  options_description desc("experiment options");
+/// Model and protocol options for several families, parsed as `prefmix experiment` parses them.
+struct Run {
+  std::string device;
+  ProtocolOptions proto;
+  std::vector<ModelOptions> models;
+  std::vector<std::string> notes;  ///< options a family ignores
+};
+
+Run ParseRun(const std::vector<std::string>& families, const std::vector<std::string>& args) {
+  options_description desc("run options");
   apps::AddModelOptions(desc);
   apps::AddProtocolOptions(desc);
   apps::AddCommonOptions(desc);
   variables_map vm = Parse(args, desc);
-  const std::string device = apps::ApplyCommonOptions(vm);
-  const ProtocolOptions proto = apps::ReadProtocolOptions(vm);
-  std::vector<ModelOptions> mos;
-  std::vector<std::string> notes;
-  for (const auto& f : families) mos.push_back(apps::ReadModelOptions(vm, f, &notes));
+  Run r;
+  r.device = apps::ApplyCommonOptions(vm);
+  r.proto = apps::ReadProtocolOptions(vm);
+  for (const auto& f : families) r.models.push_back(apps::ReadModelOptions(vm, f, &r.notes));
+  PREFMIX_CHECK_INPUT(!r.models.empty(), "families: empty list");
+  return r;
+}
+
+/// {"<key>": result, "notes": [...]} as text for the Python layer.
+std::string WithNotes(const char* key, Json result, const std::vector<std::string>& notes) {
+  Json out = Json::Object();
+  out[key] = std::move(result);
+  Json n = Json::Array();
+  for (const auto& x : notes) n.push_back(x);
+  out["notes"] = n;
+  return out.Dump();
+}
+
+std::string Experiment(const Dataset& ds, const std::vector<std::string>& families,
+                       const std::vector<std::string>& args) {
+  const Run run = ParseRun(families, args);
   Json out = Json::Array();
-  RunInterruptible(mos.empty() ? 1 : mos[0].threads, [&] {
-    for (const auto& mo : mos) {
-      Json m = RunExperiment(ds, mo, proto, LogProgress());
+  RunInterruptible(run.models[0].threads, [&] {
+    for (const auto& mo : run.models) {
+      Json m = RunExperiment(ds, mo, run.proto, LogProgress());
       Json opts = mo.ToJson();
-      opts["protocol"] = proto.name;
+      opts["protocol"] = run.proto.name;
       Json prov = Json::Object();
       prov["version"] = PREFMIX_VERSION;
       prov["commit"] = PREFMIX_GIT_COMMIT;
-      prov["device"] = device;
+      prov["device"] = run.device;
       prov["options"] = opts;
       m["provenance"] = prov;
       out.push_back(m);
     }
   });
-  Json result = Json::Object();
-  result["results"] = out;
-  Json n = Json::Array();
-  for (const auto& x : notes) n.push_back(x);
-  result["notes"] = n;
-  return result.Dump();
+  return WithNotes("results", out, run.notes);
 }
 
 std::string Fairness(const Dataset& ds, const std::vector<std::string>& families,
                      const std::vector<std::string>& args, const std::vector<std::string>& by,
                      int bootstrap, double ci_level, int hist_bins, bool closure) {
-  options_description desc("fairness options");
-  apps::AddModelOptions(desc);
-  apps::AddProtocolOptions(desc);
-  apps::AddCommonOptions(desc);
-  variables_map vm = Parse(args, desc);
-  const std::string device = apps::ApplyCommonOptions(vm);
-  const ProtocolOptions proto = apps::ReadProtocolOptions(vm);
-  std::vector<std::string> notes;
-  std::vector<ModelOptions> mos;
-  for (const auto& f : families) mos.push_back(apps::ReadModelOptions(vm, f, &notes));
-  PREFMIX_CHECK_INPUT(!mos.empty(), "families: empty list");
+  const Run run = ParseRun(families, args);
   FairnessOptions fo;
   fo.by = by;
   fo.bootstrap = bootstrap;
@@ -398,18 +406,13 @@ std::string Fairness(const Dataset& ds, const std::vector<std::string>& families
   fo.closure = closure;
   const auto groupings = FairnessGroupings(ds, fo.by);  // checks `by` before any training
   Json out;
-  RunInterruptible(mos[0].threads, [&] {
+  RunInterruptible(run.models[0].threads, [&] {
     ModelHook hook = [&](const Model& m, const Dataset& d2) {
-      return SelectionWinRates(m, d2, groupings, proto.min_group_users, proto.seed);
+      return SelectionWinRates(m, d2, groupings, run.proto.min_group_users, run.proto.seed);
     };
-    out = RunFairness(ds, mos, proto, fo, LogProgress(), hook);
+    out = RunFairness(ds, run.models, run.proto, fo, LogProgress(), hook);
   });
-  Json result = Json::Object();
-  result["result"] = out;
-  Json n = Json::Array();
-  for (const auto& x : notes) n.push_back(x);
-  result["notes"] = n;
-  return result.Dump();
+  return WithNotes("result", out, run.notes);
 }
 
 }  // namespace
