@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <unordered_set>
 
 #include "core/device.h"
 #include "core/error.h"
@@ -112,11 +111,11 @@ void CheckUnknownUsers(const po::variables_map& vm, const Model& model, const Da
   PREFMIX_CHECK_INPUT(mode == "error" || mode == "population", "--unknown-users: '", mode,
                       "' is not one of error, population");
   if (mode == "population" || model.LatentDim() == 0) return;
-  std::unordered_set<std::string> known(model.TrainUserIds().begin(), model.TrainUserIds().end());
+  const std::vector<int64_t> rows = model.TrainRows(ds.user_ids);
   int64_t unknown = 0;
   std::string first;
-  for (const auto& id : ds.user_ids)
-    if (!known.count(id) && unknown++ == 0) first = id;
+  for (size_t u = 0; u < rows.size(); ++u)
+    if (rows[u] < 0 && unknown++ == 0) first = ds.user_ids[u];
   PREFMIX_CHECK_INPUT(unknown == 0, data_path, ": ", unknown, " of ", ds.n_users(),
                       " users are not among the model's training users (first: '", first,
                       "'); adapt them first (prefmix adapt, then --users-file for score) or pass "

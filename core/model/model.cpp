@@ -113,28 +113,35 @@ OnlineResult Model::AdaptOnline(const Dataset&, const PairSet&, int64_t, const s
       Cat("--online: family '", Family(), "' has no online user step (families with one: micro)"));
 }
 
-RowMatrixF Model::LatentsFor(const Dataset& ds, int64_t* n_unknown) const {
-  const int L = LatentDim();
-  RowMatrixF out(ds.n_users(), L);
+std::vector<int64_t> Model::TrainRows(const std::vector<std::string>& ids) const {
   std::unordered_map<std::string, int64_t> index;
   for (size_t i = 0; i < train_user_ids_.size(); ++i) index[train_user_ids_[i]] = i;
-  Eigen::VectorXf pop = L > 0 ? PopulationLatent() : Eigen::VectorXf();
-  int64_t unknown = 0;
-  for (int64_t u = 0; u < ds.n_users(); ++u) {
-    auto it = index.find(ds.user_ids[u]);
-    if (L == 0) {
-      unknown += it == index.end();
-      continue;
-    }
-    if (it == index.end()) {
-      out.row(u) = pop.transpose();
-      ++unknown;
-    } else {
-      out.row(u) = train_latents_.row(it->second);
-    }
+  std::vector<int64_t> rows(ids.size(), -1);
+  for (size_t u = 0; u < ids.size(); ++u) {
+    auto it = index.find(ids[u]);
+    if (it != index.end()) rows[u] = it->second;
   }
-  if (n_unknown) *n_unknown = unknown;
+  return rows;
+}
+
+RowMatrixF Model::LatentsForRows(const std::vector<int64_t>& rows) const {
+  const int L = LatentDim();
+  RowMatrixF out(static_cast<int64_t>(rows.size()), L);
+  if (L == 0) return out;
+  const Eigen::VectorXf pop = PopulationLatent();
+  for (size_t u = 0; u < rows.size(); ++u) {
+    if (rows[u] < 0)
+      out.row(u) = pop.transpose();
+    else
+      out.row(u) = train_latents_.row(rows[u]);
+  }
   return out;
+}
+
+RowMatrixF Model::LatentsFor(const Dataset& ds, int64_t* n_unknown) const {
+  const std::vector<int64_t> rows = TrainRows(ds.user_ids);
+  if (n_unknown) *n_unknown = std::count(rows.begin(), rows.end(), int64_t{-1});
+  return LatentsForRows(rows);
 }
 
 void Model::SetTrainLatents(const Dataset& ds, RowMatrixF latents) {

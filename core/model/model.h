@@ -126,6 +126,11 @@ class Model {
   /// Latents for the users of `ds`, matched by id with the training users; unknown ids get
   /// the population latent. Sets *n_unknown when non-null.
   RowMatrixF LatentsFor(const Dataset& ds, int64_t* n_unknown = nullptr) const;
+  /// The training-user row of each id (-1 for an id the model never saw).
+  std::vector<int64_t> TrainRows(const std::vector<std::string>& ids) const;
+  /// One latent per entry of `rows` (from TrainRows): that training user's, or the population
+  /// latent for -1.
+  RowMatrixF LatentsForRows(const std::vector<int64_t>& rows) const;
 
   const ModelOptions& options() const { return options_; }
   void set_options(const ModelOptions& o) { options_ = o; }

@@ -126,7 +126,7 @@ class Dataset:
     items = property(lambda self: self._ds.items, doc="[n_items, D] float32 embeddings (a copy)")
 
     def __len__(self):
-        return len(self._ds.pairs()["user"])
+        return self._ds.n_pairs  # stored comparisons and ranking-derived pairs
 
     def __repr__(self):
         return (f"<prefmix.Dataset: {self.n_items} items x {self.dim}, {self.n_users} users, "

@@ -183,28 +183,19 @@ Dataset FromArrays(
   return ds;
 }
 
-/// Rows of `ids` in the model's training users; unknown ids are an error unless `population`.
+/// Latents of the users named by `ids`; an id the model never saw is an error unless
+/// `unknown_users` is "population" (or the model has no per-user latent).
 RowMatrixF LatentsOf(const Model& model, const std::vector<std::string>& ids,
                      const std::string& unknown_users) {
   PREFMIX_CHECK_INPUT(unknown_users == "error" || unknown_users == "population", "unknown_users: '",
                       unknown_users, "' is not one of error, population");
-  std::unordered_map<std::string, int64_t> row;
-  for (size_t i = 0; i < model.TrainUserIds().size(); ++i) row[model.TrainUserIds()[i]] = i;
-  RowMatrixF lat(ids.size(), model.LatentDim());
-  const Eigen::VectorXf pop = model.PopulationLatent();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto it = row.find(ids[i]);
-    if (it == row.end()) {
-      PREFMIX_CHECK_INPUT(unknown_users == "population" || model.LatentDim() == 0, "users: '",
-                          ids[i],
-                          "' is not among the model's training users; adapt it first, or pass "
-                          "unknown_users='population'");
-      lat.row(i) = pop.transpose();
-    } else {
-      lat.row(i) = model.TrainLatents().row(it->second);
-    }
-  }
-  return lat;
+  const std::vector<int64_t> rows = model.TrainRows(ids);
+  for (size_t i = 0; i < ids.size(); ++i)
+    PREFMIX_CHECK_INPUT(rows[i] >= 0 || unknown_users == "population" || model.LatentDim() == 0,
+                        "users: '", ids[i],
+                        "' is not among the model's training users; adapt it first, or pass "
+                        "unknown_users='population'");
+  return model.LatentsForRows(rows);
 }
 
 class PyModel {
@@ -447,6 +438,8 @@ PYBIND11_MODULE(_prefmix, m) {
       .def_property_readonly("n_users", &Dataset::n_users)
       .def_property_readonly("dim", &Dataset::dim)
       .def_property_readonly("n_comparisons", &Dataset::n_comparisons)
+      .def_property_readonly(
+          "n_pairs", [](const Dataset& d) { return d.n_comparisons() + d.n_ranking_pairs(); })
       .def_property_readonly("user_ids", [](const Dataset& d) { return d.user_ids; })
       .def_property_readonly("item_ids", [](const Dataset& d) { return d.item_ids; })
       .def_property_readonly("embedding_model", [](const Dataset& d) { return d.embedding_model; })
