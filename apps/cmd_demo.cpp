@@ -64,11 +64,11 @@ int RunDemo(int argc, char** argv) {
     mo.seed = seed;
     mo.threads = vm["threads"].as<int>();
     mo.device = device;
-    mo.k = static_cast<int>(go.k);  // the demo knows the planted number of components
-    mo.router = "attributes";       // micro: the planted presets have no contexts; route on
-                                    // the user attributes (segment tracks the group)
     const FamilyInfo& info = FindFamily(f);
-    if (info.demo_budget) info.demo_budget(mo);
+    // The demo knows the planted number of components.
+    for (const auto& s : info.options)
+      if (s.key == "k") mo.Set("k", static_cast<int>(go.k));
+    if (info.demo_budget) info.demo_budget(mo, static_cast<int>(go.k));
     ProtocolOptions seen;
     seen.seed = seed;
     ProtocolOptions unseen = seen;

@@ -13,6 +13,7 @@ int RunSelect(int argc, char** argv);
 int RunExperiment(int argc, char** argv);
 int RunDemo(int argc, char** argv);
 int RunFairness(int argc, char** argv);
+int RunOptions(int argc, char** argv);
 /// `experiment --grid`: called by RunExperiment when --grid is given (apps/cmd_grid.cpp).
 int RunGridExperiment(int argc, char** argv);
 int RunGridMerge(int argc, char** argv);

@@ -31,6 +31,7 @@ const Command kCommands[] = {
      "train + evaluate under a protocol (metrics JSON)"},
     {"fairness", prefmix::apps::RunFairness,
      "per-group accuracy of several families: fairness.json + report.html"},
+    {"options", prefmix::apps::RunOptions, "every family's options and defaults"},
     {"demo", prefmix::apps::RunDemo,
      "the main job on an embedded default: generate, train all, compare"},
 };

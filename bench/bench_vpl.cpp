@@ -48,18 +48,18 @@ void BM_VplAdapt(benchmark::State& state) {
   static std::unique_ptr<Model> model = [] {
     ModelOptions o;
     o.family = "vpl";
-    o.dim = 64;
-    o.hidden = 256;
-    o.epochs = 1;
-    o.lr = 0;
-    o.refit = false;
+    o.Set("dim", 64);
+    o.Set("hidden", 256);
+    o.Set("epochs", 1);
+    o.Set("lr", 0);
+    o.Set("refit", false);
     auto m = MakeModel(o);
     const PairSet all = train.AllPairs();
     m->Fit(train, all, PairSet());
     return m;
   }();
   ModelOptions o = model->options();
-  o.vpl_adapt = state.range(1) ? "population" : "encoder";
+  o.Set("vpl_adapt", state.range(1) ? "population" : "encoder");
   model->set_options(o);
   const PairSet support = fresh.AllPairs();
   for (auto _ : state) {

@@ -36,11 +36,7 @@ PairTensors ToTensors(const PairSet& p) {
 
 class BtModel : public Model {
  public:
-  explicit BtModel(const ModelOptions& o) {
-    PREFMIX_CHECK_INPUT(o.arch == "linear" || o.arch == "mlp", "--arch: '", o.arch,
-                        "' is not one of linear, mlp");
-    PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
-  }
+  explicit BtModel(const ModelOptions&) {}
   std::string Family() const override { return "bt"; }
   int LatentDim() const override { return 0; }
   Eigen::VectorXf PopulationLatent() const override { return Eigen::VectorXf(); }
@@ -50,11 +46,11 @@ class BtModel : public Model {
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;
-    const int max_epochs = options_.epochs > 0 ? options_.epochs : 300;
+    const int max_epochs = options_.Int("epochs");
     torch::Tensor E = ItemTensor(ds);
     PairTensors tr = ToTensors(train);
     FitReport rep;
-    double l2 = options_.l2;
+    double l2 = options_.Real("l2");
     int epochs = max_epochs;
     if (!valid.empty()) {
       PairTensors va = ToTensors(valid);
@@ -77,7 +73,7 @@ class BtModel : public Model {
         }
       }
       rep.details["selection"] = curve;
-      if (options_.refit) {
+      if (options_.Flag("refit")) {
         PairTensors all = ToTensors(Concat(train, valid));
         TrainOnce(E, all, nullptr, l2, epochs, nullptr);
       } else {
@@ -166,12 +162,12 @@ class BtModel : public Model {
 
   void Build(int64_t d) {
     torch::manual_seed(options_.seed);
-    if (options_.arch == "linear") {
+    if (options_.Text("arch") == "linear") {
       net_ = torch::nn::Sequential(torch::nn::Linear(torch::nn::LinearOptions(d, 1).bias(false)));
       torch::NoGradGuard ng;
       for (auto& p : net_->parameters()) p.zero_();
     } else {
-      const int h = options_.hidden;
+      const int h = options_.Int("hidden");
       net_ =
           torch::nn::Sequential(torch::nn::Linear(d, h), torch::nn::ReLU(), torch::nn::Linear(h, h),
                                 torch::nn::ReLU(), torch::nn::Linear(h, 1));
@@ -204,9 +200,11 @@ class BtModel : public Model {
   double TrainOnce(const torch::Tensor& E, const PairTensors& tr, const PairTensors* va, double l2,
                    int epochs, int* best_epoch) {
     Build(E.size(1));
-    const double lr = options_.lr > 0 ? options_.lr : (options_.arch == "linear" ? 0.05 : 0.005);
+    const double lr = options_.Real("lr") > 0             ? options_.Real("lr")
+                      : options_.Text("arch") == "linear" ? 0.05
+                                                          : 0.005;
     torch::optim::Adam opt(net_->parameters(), torch::optim::AdamOptions(lr));
-    const int64_t batch = options_.batch > 0 ? options_.batch : tr.n;
+    const int64_t batch = options_.Int("batch") > 0 ? options_.Int("batch") : tr.n;
     torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
     torch::Tensor va_idx = va ? torch::arange(va->n, torch::kLong) : torch::Tensor();
     double best = INFINITY;
@@ -237,7 +235,7 @@ class BtModel : public Model {
         if (best_epoch) *best_epoch = ep;
         best_state.clear();
         for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
-      } else if (++since >= options_.patience) {
+      } else if (++since >= options_.Int("patience")) {
         break;
       }
     }
@@ -268,7 +266,10 @@ class BtModel : public Model {
 const bool kRegistered = RegisterFamily(
     {"bt",
      "one Bradley-Terry reward for all users (linear or --arch mlp); LibTorch + Adam",
-     {"epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit"},
+     {opt::Epochs(300), opt::Lr("0", "0: 0.05 linear, 0.005 mlp"), opt::Batch(0, "0: full batch"),
+      opt::L2("-1", "< 0: chosen on validation"),
+      opt::Text("arch", "linear", {"linear", "mlp"}, "the item reward: linear, or an MLP"),
+      opt::Hidden(64), opt::Patience(20), opt::Refit()},
      [](const ModelOptions& o) { return std::make_unique<BtModel>(o); },
      0,
      {},

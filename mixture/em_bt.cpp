@@ -492,13 +492,7 @@ constexpr int64_t kScoreReference = 4096;
 /// The em-bt model: EM over linear heads; latent = gamma_u in the simplex (LatentDim() = K).
 class EmBtModel : public Model, public MultiHeadModel {
  public:
-  explicit EmBtModel(const ModelOptions& o) : K_(o.k_auto ? 0 : o.k) {
-    PREFMIX_CHECK_INPUT(o.k_auto || (o.k >= 1 && o.k <= math::kMaxK), "--k: ", o.k,
-                        " is not in [1, ", math::kMaxK, "] (or 'auto') for em-bt");
-    PREFMIX_CHECK_INPUT(o.em == "hard" || o.em == "soft", "--em: '", o.em,
-                        "' is not one of hard, soft");
-    PREFMIX_CHECK_INPUT(o.restarts >= 1, "--restarts: ", o.restarts, " must be >= 1");
-  }
+  explicit EmBtModel(const ModelOptions& o) : K_(o.Auto("k") ? 0 : o.Int("k")) {}
   std::string Family() const override { return "em-bt"; }
   int LatentDim() const override { return K_; }
   Eigen::VectorXf PopulationLatent() const override { return pi_.cast<float>(); }
@@ -513,13 +507,14 @@ class EmBtModel : public Model, public MultiHeadModel {
     const UserPairs tix = GroupByUser(train, U);
     PREFMIX_CHECK_INPUT(tix.n_active >= 1, ds.source, ": no user has training pairs");
     std::vector<int> ks;
-    if (options_.k_auto) {
+    if (options_.Auto("k")) {
       for (int k = 1; k <= std::min<int64_t>(kAutoMaxK, tix.n_active); ++k) ks.push_back(k);
     } else {
-      ks.push_back(options_.k);
+      ks.push_back(options_.Int("k"));
     }
-    const std::vector<double> l2_grid =
-        options_.l2 >= 0 ? std::vector<double>{options_.l2} : std::vector<double>{1e-4, 1e-3, 1e-2};
+    const std::vector<double> l2_grid = options_.Real("l2") >= 0
+                                            ? std::vector<double>{options_.Real("l2")}
+                                            : std::vector<double>{1e-4, 1e-3, 1e-2};
     const double n_train = TotalWeight(train);
     FitReport rep;
     Json k_curve = Json::Array();
@@ -535,7 +530,7 @@ class EmBtModel : public Model, public MultiHeadModel {
       best.k = K;
       Json starts = Json::Array();
       // The data-driven start selects l2; the other starts run at the chosen l2.
-      for (int s = 0; s < options_.restarts; ++s) {
+      for (int s = 0; s < options_.Int("restarts"); ++s) {
         std::vector<int> labels = StartLabels(ds, train, tix, K, s);
         const std::vector<double> grid = s == 0 ? l2_grid : std::vector<double>{best.l2};
         for (double l2 : grid) {
@@ -579,13 +574,13 @@ class EmBtModel : public Model, public MultiHeadModel {
     // to separate K from K + 1; both curves are reported).
     chosen = per_k[0];
     for (const auto& b : per_k)
-      if (options_.k_auto ? b.bic < chosen.bic : b.score > chosen.score) chosen = b;
+      if (options_.Auto("k") ? b.bic < chosen.bic : b.score > chosen.score) chosen = b;
     K_ = chosen.k;
     EmOptions fo = eo;
     fo.l2 = chosen.l2;
     EmState st = chosen.state;
     PairSet fit_pairs = train;
-    if (options_.refit && !valid.empty()) fit_pairs = Concat(train, valid);
+    if (options_.Flag("refit") && !valid.empty()) fit_pairs = Concat(train, valid);
     const UserPairs fix = GroupByUser(fit_pairs, U);
     // Refit (train + validation) warm-started from the selected state: no relabelling.
     EmRun final_run = RunEm(ds.items, fit_pairs, fix, fo, &st);
@@ -595,10 +590,10 @@ class EmBtModel : public Model, public MultiHeadModel {
     rep.details["em"] = eo.hard ? "hard" : "soft";
     rep.details["em_prior"] = eo.use_prior;
     rep.details["k"] = K_;
-    if (options_.k_auto) rep.details["k_criterion"] = "bic";
+    if (options_.Auto("k")) rep.details["k_criterion"] = "bic";
     rep.details["k_selection"] = k_curve;
     rep.details["l2"] = chosen.l2;
-    rep.details["restarts"] = options_.restarts;
+    rep.details["restarts"] = options_.Int("restarts");
     rep.details["rounds"] = final_run.rounds;
     Json tr = Json::Array();
     for (double j : final_run.objective) tr.push_back(j);
@@ -617,8 +612,8 @@ class EmBtModel : public Model, public MultiHeadModel {
     // The group posterior from the support pairs (soft in both modes: from a few pairs the
     // uncertainty matters; users without pairs get pi, the population).
     const UserPairs ix = GroupByUser(support, n_users);
-    return EStep(ItemHeadRewards(ds.items, theta_), support, ix, pi_, false, options_.em_prior,
-                 device)
+    return EStep(ItemHeadRewards(ds.items, theta_), support, ix, pi_, false,
+                 options_.Flag("em_prior"), device)
         .gamma;
   }
 
@@ -688,16 +683,18 @@ class EmBtModel : public Model, public MultiHeadModel {
 
   EmOptions BaseOptions() const {
     EmOptions o;
-    o.hard = options_.em == "hard";
-    o.use_prior = options_.em_prior;
-    o.max_rounds = options_.epochs > 0 ? options_.epochs : 100;
+    o.hard = options_.Text("em") == "hard";
+    o.use_prior = options_.Flag("em_prior");
+    o.max_rounds = options_.Int("epochs");
     o.device = options_.device;
     return o;
   }
 
   /// Start s of K: the last of three or more starts is a random partition (the MaxMin-RLHF
   /// style start, for diversity); the others are k-means++ with different seeds.
-  bool IsRandomStart(int s) const { return options_.restarts >= 3 && s == options_.restarts - 1; }
+  bool IsRandomStart(int s) const {
+    return options_.Int("restarts") >= 3 && s == options_.Int("restarts") - 1;
+  }
 
   std::vector<int> StartLabels(const Dataset& ds, const PairSet& train, const UserPairs& ix, int K,
                                int s) const {
@@ -759,10 +756,24 @@ class EmBtModel : public Model, public MultiHeadModel {
   Eigen::VectorXd pi_;     ///< [K] mixing weights
 };
 
+std::vector<OptionSpec> EmBtOptions() {
+  OptionSpec k = opt::K(4, true);
+  k.max = math::kMaxK;
+  k.rule = "or auto: chosen by BIC over K = 1..6";
+  return {k,
+          opt::Epochs(100, "EM rounds"),
+          opt::L2("-1", "< 0: chosen on validation"),
+          opt::Refit(),
+          opt::Text("em", "hard", {"hard", "soft"},
+                    "E-step: hard assignments (MaxMin-RLHF) or soft responsibilities"),
+          opt::OnOff("em_prior", true, "add log pi_k in the E-step (off: MaxMin-RLHF's E-step)"),
+          opt::Int("restarts", 4, "EM starts per K (k-means++ starts, plus a random one)", 1, 1e6)};
+}
+
 const bool kRegistered = RegisterFamily(
     {"em-bt",
      "MaxMin-RLHF: EM mixture of K linear BT heads (hard or soft), batched log-likelihood E-step",
-     {"k", "epochs", "l2", "refit", "em", "em_prior", "restarts"},
+     EmBtOptions(),
      [](const ModelOptions& o) { return std::make_unique<EmBtModel>(o); },
      2,
      {},

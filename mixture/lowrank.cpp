@@ -259,13 +259,9 @@ namespace {
 
 class LowRankModel : public Model {
  public:
-  explicit LowRankModel(const ModelOptions& o) {
-    PREFMIX_CHECK_INPUT(o.k >= 1 && o.k <= math::kMaxK, "--k: ", o.k, " is not in [1, ",
-                        math::kMaxK, "] for lowrank");
-    PREFMIX_CHECK_INPUT(!o.k_auto, "--k auto is not supported by lowrank; give a number");
-  }
+  explicit LowRankModel(const ModelOptions&) {}
   std::string Family() const override { return "lowrank"; }
-  int LatentDim() const override { return options_.k; }
+  int LatentDim() const override { return options_.Int("k"); }
   Eigen::VectorXf PopulationLatent() const override { return w0_; }
 
   FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
@@ -273,9 +269,9 @@ class LowRankModel : public Model {
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;
-    const int max_epochs = options_.epochs > 0 ? options_.epochs : 500;
+    const int max_epochs = options_.Int("epochs");
     FitReport rep;
-    double l2 = options_.l2;
+    double l2 = options_.Real("l2");
     int epochs = max_epochs;
     RowMatrixF omega;
     if (!valid.empty()) {
@@ -303,13 +299,14 @@ class LowRankModel : public Model {
       int be = 0;
       Train(ds, train, &valid, l2, epochs, &be, &omega);
       FitPrior(Softmax(omega), train, ds.n_users());
-      lambda_ =
-          options_.user_prior >= 0 ? options_.user_prior : SelectPrior(ds, train, valid, &rep);
-      if (options_.refit) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr, &omega);
+      lambda_ = options_.Real("user_prior") >= 0 ? options_.Real("user_prior")
+                                                 : SelectPrior(ds, train, valid, &rep);
+      if (options_.Flag("refit"))
+        Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr, &omega);
     } else {
       if (l2 < 0) l2 = 1e-4;
       Train(ds, train, nullptr, l2, max_epochs, nullptr, &omega);
-      lambda_ = options_.user_prior >= 0 ? options_.user_prior : -1.0;  // Bayes
+      lambda_ = options_.Real("user_prior") >= 0 ? options_.Real("user_prior") : -1.0;  // Bayes
     }
     // Population latent: mean simplex weight of the users that had training pairs.
     RowMatrixF W = Softmax(omega);
@@ -328,7 +325,7 @@ class LowRankModel : public Model {
       rep.details["user_prior"] = lambda_;
     }
     Json alpha = Json::Array();
-    for (int k = 0; k < options_.k; ++k) alpha.push_back(static_cast<double>(alpha_[k]));
+    for (int k = 0; k < options_.Int("k"); ++k) alpha.push_back(static_cast<double>(alpha_[k]));
     rep.details["dirichlet_prior"] = alpha;
     rep.epochs_run = epochs;
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -343,7 +340,7 @@ class LowRankModel : public Model {
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
                                   const RowMatrixF& latents) const override {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     RowMatrixF P = ds.items * V_;
     std::vector<double> p(pairs.size());
 #pragma omp parallel for schedule(static)
@@ -364,7 +361,7 @@ class LowRankModel : public Model {
   Json Params() const override {
     Json j = Json::Object();
     j["shared"] = static_cast<int64_t>(V_.size());
-    j["per_user"] = options_.k;
+    j["per_user"] = options_.Int("k");
     return j;
   }
 
@@ -377,10 +374,10 @@ class LowRankModel : public Model {
     LoadBase(is);
     cereal::PortableBinaryInputArchive ar(is);
     ar(V_, w0_, alpha_, lambda_);
-    PREFMIX_CHECK_INPUT(V_.rows() == dim && V_.cols() == options_.k && w0_.size() == options_.k &&
-                            alpha_.size() == options_.k,
+    PREFMIX_CHECK_INPUT(V_.rows() == dim && V_.cols() == options_.Int("k") &&
+                            w0_.size() == options_.Int("k") && alpha_.size() == options_.Int("k"),
                         "model file: lowrank basis has shape [", V_.rows(), ", ", V_.cols(),
-                        "], expected [", dim, ", ", options_.k, "]");
+                        "], expected [", dim, ", ", options_.Int("k"), "]");
   }
 
  private:
@@ -388,7 +385,7 @@ class LowRankModel : public Model {
   /// the parameters of the best epoch are kept and that loss returned.
   double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
                int* best_epoch, RowMatrixF* omega_out) {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     const int64_t D = ds.dim(), U = ds.n_users();
     Rng rng(DeriveSeed(options_.seed, 101));
     V_.resize(D, K);
@@ -398,7 +395,7 @@ class LowRankModel : public Model {
     RowMatrixF omega(U, K);
     for (Eigen::Index i = 0; i < omega.size(); ++i)
       omega.data()[i] = 0.5f * static_cast<float>(rng.Normal());
-    const double lr = options_.lr > 0 ? options_.lr : 0.05;
+    const double lr = options_.Real("lr");
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     Eigen::MatrixXf mv = Eigen::MatrixXf::Zero(D, K), vv = mv;
     RowMatrixF mo = RowMatrixF::Zero(U, K), vo = mo;
@@ -429,7 +426,7 @@ class LowRankModel : public Model {
         if (best_epoch) *best_epoch = ep;
         best_v = V_;
         best_o = omega;
-      } else if (++since >= options_.patience) {
+      } else if (++since >= options_.Int("patience")) {
         break;
       }
     }
@@ -444,7 +441,7 @@ class LowRankModel : public Model {
   /// The batched user step with V frozen: q_j = (2y-1)(P[a]-P[b]), prior centre w0.
   RowMatrixF AdaptWith(const Dataset& ds, const PairSet& support, int64_t n_users,
                        const std::string& device, double lambda) const {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     RowMatrixF P = ds.items * V_;
     UserStepProblem prob = GatherUserStepProblem(P, support, n_users);
     prob.prior.assign(w0_.data(), w0_.data() + K);
@@ -495,7 +492,7 @@ class LowRankModel : public Model {
   /// Population weight w0 (mean of the training users' w) and a Dirichlet prior fitted to the
   /// training users' w by the method of moments.
   void FitPrior(const RowMatrixF& W, const PairSet& train, int64_t n_users) {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     std::vector<char> has(n_users, 0);
     for (int32_t u : train.user) has[u] = 1;
     Eigen::VectorXd m = Eigen::VectorXd::Zero(K), m2 = Eigen::VectorXd::Zero(K);
@@ -533,7 +530,7 @@ class LowRankModel : public Model {
                         const std::string& device) const {
     constexpr int kSamples = 4096;
     constexpr double kMinEss = 16;
-    const int K = options_.k;
+    const int K = options_.Int("k");
     Rng rng(DeriveSeed(options_.seed, 202));
     RowMatrixF S(kSamples, K);
     for (int m = 0; m < kSamples; ++m) {
@@ -591,10 +588,20 @@ class LowRankModel : public Model {
   double lambda_ = 1.0;    ///< MAP user-step prior strength; < 0 selects the Bayes user step
 };
 
+OptionSpec LowRankK() {
+  OptionSpec k = opt::K(4, false);
+  k.max = math::kMaxK;
+  return k;
+}
+
 const bool kRegistered = RegisterFamily(
     {"lowrank",
      "LoRe-style low-rank rewards r_u(e) = e'V softmax(w_u); joint Adam; batched simplex user step",
-     {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit"},
+     {LowRankK(), opt::Epochs(500), opt::Lr("0.05"), opt::L2("-1", "< 0: chosen on validation"),
+      opt::Patience(20),
+      opt::UserPrior("-1",
+                     "< 0: chosen on held-out training users, or Bayes without validation pairs"),
+      opt::Refit()},
      [](const ModelOptions& o) { return std::make_unique<LowRankModel>(o); },
      1,
      {},

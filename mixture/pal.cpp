@@ -466,17 +466,10 @@ constexpr int kAutoFirstK = 4;
 class PalModel : public Model {
  public:
   PalModel(const ModelOptions& o, bool cosine) : cosine_(cosine) {
-    const char* fam = cosine ? "pal-b" : "pal-a";
-    PREFMIX_CHECK_INPUT(o.k_auto || (o.k >= 1 && o.k <= math::kMaxK), "--k: ", o.k,
-                        " is not in [1, ", math::kMaxK, "] for ", fam);
-    PREFMIX_CHECK_INPUT(o.dim >= 0, "--dim: ", o.dim, " is negative");
-    PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
-    PREFMIX_CHECK_INPUT(o.loss == "bt" || o.loss == "hinge", "--loss: '", o.loss,
-                        "' is not one of bt, hinge");
-    ideal_ = cosine ? PalIdeal::kPw : ParsePalIdeal(o.ideal);
+    ideal_ = cosine ? PalIdeal::kPw : ParsePalIdeal(o.Text("ideal"));
   }
   std::string Family() const override { return cosine_ ? "pal-b" : "pal-a"; }
-  int LatentDim() const override { return options_.k; }
+  int LatentDim() const override { return options_.Int("k"); }
   Eigen::VectorXf PopulationLatent() const override {
     return PalSoftmax(omega0_.transpose()).row(0).transpose().cast<float>();
   }
@@ -491,10 +484,11 @@ class PalModel : public Model {
       for (int32_t c : train.context) ctx |= c >= 0;
     context_dim = ctx ? ds.contexts.cols() : 0;
     const std::vector<int> grid = DimGrid(ds.dim());
-    PREFMIX_CHECK_INPUT(!options_.k_auto || !valid.empty(), "--k auto: ", Family(),
+    const bool auto_k = options_.Auto("k");
+    PREFMIX_CHECK_INPUT(!auto_k || !valid.empty(), "--k auto: ", Family(),
                         " chooses K on validation pairs, and there are none (--valid-fraction 0?); "
                         "give a number");
-    if (options_.k_auto) options_.k = kAutoFirstK;
+    if (auto_k) options_.Set("k", kAutoFirstK);
     PalTrainConfig cfg = BaseConfig(ctx);
     FitReport rep;
     PalTrainResult fit;
@@ -508,10 +502,10 @@ class PalModel : public Model {
         PalTrainConfig c = cfg;
         c.k = k;
         c.dim = d;
-        c.hidden = std::max(options_.hidden, d);
+        c.hidden = std::max(options_.Int("hidden"), d);
         PalTrainResult r = TrainPal(ds, train, &valid, c);
         Json e = Json::Object();
-        if (options_.k_auto) e["k"] = k;
+        if (auto_k) e["k"] = k;
         e["dim"] = d;
         e["hidden"] = c.hidden;
         e["valid_loss"] = r.best_valid;
@@ -523,15 +517,14 @@ class PalModel : public Model {
           fit = std::move(r);
         }
       };
-      for (int d : grid) trial(options_.k, d);
-      if (options_.k_auto) {
+      for (int d : grid) trial(options_.Int("k"), d);
+      if (auto_k) {
         // Coordinate search: d at K = kAutoFirstK, then K at that d.
         const int d = cfg.dim;
         for (int k : kAutoKGrid)
           if (k != kAutoFirstK) trial(k, d);
         // From here on the model is a K = cfg.k model (model file, latents, user step).
-        options_.k = cfg.k;
-        options_.k_auto = false;
+        options_.Set("k", cfg.k);
         rep.details["k_criterion"] = "validation loss";
       }
       rep.details["selection"] = curve;
@@ -540,7 +533,7 @@ class PalModel : public Model {
       SetPopulation(fit.omega, train, ds.n_users());
       step_ = SelectUserStep(ds, train, valid, &rep);
       seen_step_ = SelectSeenStep(ds, train, valid, fit.omega, &rep);
-      if (options_.refit) {
+      if (options_.Flag("refit")) {
         const PairSet all = Concat(train, valid);
         fit = TrainPal(ds, all, nullptr, cfg);
         params_ = fit.params;
@@ -551,7 +544,7 @@ class PalModel : public Model {
       }
     } else {
       cfg.dim = grid[grid.size() / 2];
-      cfg.hidden = std::max(options_.hidden, cfg.dim);
+      cfg.hidden = std::max(options_.Int("hidden"), cfg.dim);
       fit = TrainPal(ds, train, nullptr, cfg);
       params_ = fit.params;
       SetPopulation(fit.omega, train, ds.n_users());
@@ -559,12 +552,12 @@ class PalModel : public Model {
       seen_step_.reset();
       SetTrainLatents(ds, SeenLatents(ds, train, fit.omega));
     }
-    rep.details["k"] = options_.k;
+    rep.details["k"] = options_.Int("k");
     rep.details["dim"] = cfg.dim;
     rep.details["hidden"] = cfg.hidden;
     rep.details["epochs"] = cfg.epochs;
     rep.details["ideal"] = PalIdealName(ideal_);
-    rep.details["loss"] = options_.loss;
+    rep.details["loss"] = options_.Text("loss");
     rep.details["contexts"] = ctx;
     if (cosine_) rep.details["scale"] = params_.Scale();
     Json us = Json::Object();
@@ -606,7 +599,7 @@ class PalModel : public Model {
   Json Params() const override {
     Json j = Json::Object();
     j["shared"] = params_.NumParams();
-    j["per_user"] = options_.k;
+    j["per_user"] = options_.Int("k");
     return j;
   }
 
@@ -629,7 +622,7 @@ class PalModel : public Model {
     ar(params_.cosine, ideal, params_.protos, params_.log_scale, omega0_, step_.lambda, step_.steps,
        step_.lr, step_.hinge, n_g);
     PREFMIX_CHECK_INPUT(ideal >= 0 && ideal <= 2 && params_.cosine == cosine_ &&
-                            (n_g == 0 || n_g == static_cast<uint32_t>(options_.k)),
+                            (n_g == 0 || n_g == static_cast<uint32_t>(options_.Int("k"))),
                         "model file: ", Family(), " payload is inconsistent (ideal ", ideal, ", ",
                         n_g, " prompt projectors)");
     params_.ideal = static_cast<PalIdeal>(ideal);
@@ -638,11 +631,11 @@ class PalModel : public Model {
     for (uint32_t k = 0; k < n_g; ++k) params_.g.push_back(LoadMlp(ar));
     const int64_t pd = params_.ideal == PalIdeal::kPw ? params_.f.OutDim() : dim;
     PREFMIX_CHECK_INPUT(
-        params_.f.InDim() == dim && params_.protos.rows() == options_.k &&
-            params_.protos.cols() == pd && omega0_.size() == options_.k && step_.steps >= 0,
+        params_.f.InDim() == dim && params_.protos.rows() == options_.Int("k") &&
+            params_.protos.cols() == pd && omega0_.size() == options_.Int("k") && step_.steps >= 0,
         "model file: ", Family(), " parameters have shapes f [", params_.f.InDim(), " -> ",
         params_.f.OutDim(), "], P [", params_.protos.rows(), ", ", params_.protos.cols(),
-        "]; expected input dimension ", dim, " and K = ", options_.k);
+        "]; expected input dimension ", dim, " and K = ", options_.Int("k"));
     for (const auto& g : params_.g)
       PREFMIX_CHECK_INPUT(g.InDim() == context_dim && g.OutDim() == params_.f.OutDim(),
                           "model file: ", Family(), " prompt projector has shape [", g.InDim(),
@@ -671,13 +664,13 @@ class PalModel : public Model {
   /// on wide embeddings; {4, 8, 16}, chosen on validation, on small-D data (D <= 64).
   std::vector<int> DimGrid(int64_t D) const {
     if (ideal_ == PalIdeal::kFPw) {
-      PREFMIX_CHECK_INPUT(options_.dim == 0 || options_.dim == D,
+      PREFMIX_CHECK_INPUT(options_.Int("dim") == 0 || options_.Int("dim") == D,
                           "--ideal f(Pw) maps the "
                           "prototypes with f, so it needs --dim equal to the embedding dimension ",
-                          D, " (got ", options_.dim, "; or leave --dim 0)");
+                          D, " (got ", options_.Int("dim"), "; or leave --dim 0)");
       return {static_cast<int>(D)};
     }
-    if (options_.dim > 0) return {options_.dim};
+    if (options_.Int("dim") > 0) return {options_.Int("dim")};
     if (D > 64) return {static_cast<int>(std::min<int64_t>(D, 512))};
     return {4, 8, 16};
   }
@@ -686,27 +679,27 @@ class PalModel : public Model {
     PalTrainConfig c;
     c.cosine = cosine_;
     c.ideal = ideal_;
-    c.k = options_.k;
-    c.hinge = options_.loss == "hinge";
+    c.k = options_.Int("k");
+    c.hinge = options_.Text("loss") == "hinge";
     c.contexts = ctx;
-    c.epochs = options_.epochs > 0 ? options_.epochs : 300;
-    c.batch = options_.batch > 0 ? options_.batch : kDefaultBatch;
-    c.lr = options_.lr > 0 ? options_.lr : 1e-3;
+    c.epochs = options_.Int("epochs");
+    c.batch = options_.Int("batch");
+    c.lr = options_.Real("lr");
     c.lr_proto = 50 * c.lr;  // PAL: 5e-3 for P and W against 1e-4 for the projectors
     c.lr_scale = 0.1;        // PAL's logit_scale step size
     // PAL's projector weight decay (0.01, coupled Adam L2 on a mean loss) shrinks f far too much
     // over our few hundred steps (ideal-point preset, seed 1: validation loss 0.426 against
     // 0.379 without); it stays available as --l2 0.01.
-    c.l2 = options_.l2 >= 0 ? options_.l2 : 0.0;
-    c.patience = options_.patience;
+    c.l2 = options_.Real("l2");
+    c.patience = options_.Int("patience");
     c.seed = options_.seed;
     return c;
   }
 
   PalUserStepOptions DefaultUserStep() const {
     PalUserStepOptions s;
-    s.hinge = options_.loss == "hinge";
-    s.lambda = options_.user_prior >= 0 ? options_.user_prior : 1.0;
+    s.hinge = options_.Text("loss") == "hinge";
+    s.lambda = options_.Real("user_prior") >= 0 ? options_.Real("user_prior") : 1.0;
     s.steps = kConvergedSteps;
     return s;
   }
@@ -717,7 +710,7 @@ class PalModel : public Model {
     std::vector<char> has(n_users, 0);
     for (int32_t u : pairs.user) has[u] = 1;
     const RowMatrixD W = PalSoftmax(omega.cast<double>());
-    Eigen::VectorXd m = Eigen::VectorXd::Zero(options_.k);
+    Eigen::VectorXd m = Eigen::VectorXd::Zero(options_.Int("k"));
     int64_t n = 0;
     for (int64_t u = 0; u < n_users; ++u)
       if (has[u]) {
@@ -734,9 +727,9 @@ class PalModel : public Model {
   std::vector<PalUserStepOptions> UserStepGrid() const {
     std::vector<PalUserStepOptions> grid;
     PalUserStepOptions base;
-    base.hinge = options_.loss == "hinge";
-    if (options_.user_prior >= 0) {
-      base.lambda = options_.user_prior;
+    base.hinge = options_.Text("loss") == "hinge";
+    if (options_.Real("user_prior") >= 0) {
+      base.lambda = options_.Real("user_prior");
       base.steps = kConvergedSteps;
       grid.push_back(base);
       return grid;
@@ -848,7 +841,7 @@ class PalModel : public Model {
     double s = 0, sw = 0;
     for (size_t j = 0; j < x.size(); ++j) {
       const double c = pairs.weight[j];
-      if (options_.loss == "hinge") {
+      if (options_.Text("loss") == "hinge") {
         const double y = pairs.label[j] > 0.5f ? 1.0 : -1.0;
         s += c * std::max(0.0, 1.0 - y * x[j]);
       } else {
@@ -867,11 +860,25 @@ class PalModel : public Model {
   std::optional<PalUserStepOptions> seen_step_;  ///< how training users' latents were formed
 };
 
-const std::vector<std::string> kPalOptions = {
-    "k", "dim", "epochs", "lr", "batch", "l2", "hidden", "patience", "user_prior", "refit", "loss"};
-
-std::vector<std::string> WithIdeal(std::vector<std::string> v) {
-  v.push_back("ideal");
+std::vector<OptionSpec> PalOptions(bool with_ideal) {
+  std::vector<OptionSpec> v = {
+      opt::K(4, true),
+      opt::Dim(0, "0: {4, 8, 16} chosen on validation for D <= 64, else min(D, 512)"),
+      opt::Epochs(300),
+      opt::Lr("1e-3", "the prototypes and user weights step 50x this"),
+      opt::Batch(kDefaultBatch, ""),
+      opt::L2("0", "projector weight decay"),
+      opt::Hidden(64),
+      opt::Patience(20),
+      opt::UserPrior("-1",
+                     "< 0: the user step is chosen on held-out training users, 1 without "
+                     "validation pairs"),
+      opt::Refit(),
+      opt::Text("loss", "bt", {"bt", "hinge"}, "training loss: Bradley-Terry, or PAL's hinge")};
+  v[0].max = math::kMaxK;
+  if (with_ideal)
+    v.push_back(opt::Text("ideal", "Pw", {"Pw", "f(Pw)", "f(P)w"},
+                          "the ideal point: a = P'w, PAL's f(Pw) (needs --dim = D) or f(P)w"));
   return v;
 }
 
@@ -879,7 +886,7 @@ const bool kRegisteredA = RegisterFamily(
     {"pal-a",
      "PAL-A ideal point: r_u(e) = -|f(e) - a_u|, a_u = P'softmax(omega_u) (or f(Pw), f(P)w); "
      "LibTorch + Adam; batched user step on omega_u",
-     WithIdeal(kPalOptions),
+     PalOptions(true),
      [](const ModelOptions& o) { return std::make_unique<PalModel>(o, false); },
      3,
      {},
@@ -889,7 +896,7 @@ const bool kRegisteredB = RegisterFamily(
     {"pal-b",
      "PAL-B ideal point: r_u(c, e) = s cos(f(e), sum_k w_uk g_k(c)) (learned p_k without "
      "contexts); LibTorch + Adam; batched user step on omega_u",
-     kPalOptions,
+     PalOptions(false),
      [](const ModelOptions& o) { return std::make_unique<PalModel>(o, true); },
      4,
      {},

@@ -165,29 +165,10 @@ struct Batch {
 class GpplModel : public Model {
  public:
   explicit GpplModel(const ModelOptions& o) {
-    variant_ = ParseVariant(o.gppl_users);
-    PREFMIX_CHECK_INPUT(o.item_kernel == "matern32" || o.item_kernel == "identity",
-                        "--item-kernel: '", o.item_kernel, "' is not one of matern32, identity");
-    PREFMIX_CHECK_INPUT(o.components >= 1 && o.components <= 256, "--components: ", o.components,
-                        " must be in [1, 256]");
-    PREFMIX_CHECK_INPUT(o.inducing >= 2, "--inducing: ", o.inducing, " must be >= 2");
-    PREFMIX_CHECK_INPUT(std::isfinite(o.ls_factor) && o.ls_factor > 0, "--ls-factor: ", o.ls_factor,
-                        " must be a finite number > 0");
-    PREFMIX_CHECK_INPUT(std::isfinite(o.svi_delay) && o.svi_delay >= 1,
-                        "--svi-delay: ", o.svi_delay, " must be a finite number >= 1");
-    PREFMIX_CHECK_INPUT(o.svi_forget < 0 || (o.svi_forget <= 1 && std::isfinite(o.svi_forget)),
-                        "--svi-forget: ", o.svi_forget, " must be in [0, 1] (< 0: automatic)");
-    for (auto [flag, v] : {std::pair<const char*, double>{"--gamma-shape", o.gamma_shape},
-                           {"--gamma-rate-t", o.gamma_rate_t},
-                           {"--gamma-rate-v", o.gamma_rate_v},
-                           {"--gamma-rate-w", o.gamma_rate_w},
-                           {"--gamma-rate-g", o.gamma_rate_g}})
-      PREFMIX_CHECK_INPUT(std::isfinite(v) && v > 0, flag, ": ", v, " must be a finite number > 0");
-    C_ = variant_ == Variant::kCrowd ? o.components : 0;
-    PREFMIX_CHECK_INPUT(o.gppl_residual == "on" || o.gppl_residual == "off", "--gppl-residual: '",
-                        o.gppl_residual, "' is not one of on, off");
-    has_g_ =
-        variant_ == Variant::kPerUser || (variant_ == Variant::kCrowd && o.gppl_residual == "on");
+    variant_ = ParseVariant(o.Text("gppl_users"));
+    C_ = variant_ == Variant::kCrowd ? o.Int("components") : 0;
+    has_g_ = variant_ == Variant::kPerUser ||
+             (variant_ == Variant::kCrowd && o.Text("gppl_residual") == "on");
   }
 
   std::string Family() const override { return "gppl"; }
@@ -197,7 +178,8 @@ class GpplModel : public Model {
   int GOffset() const { return 2 * C_; }
   /// Prior rate of s^g: the paper's GPPL rate (--gamma-rate-t) for per-user, else the residual's.
   double RateG() const {
-    return variant_ == Variant::kPerUser ? options_.gamma_rate_t : options_.gamma_rate_g;
+    return variant_ == Variant::kPerUser ? options_.Real("gamma_rate_t")
+                                         : options_.Real("gamma_rate_g");
   }
 
   Eigen::VectorXf PopulationLatent() const override {
@@ -228,11 +210,13 @@ class GpplModel : public Model {
     for (int64_t u = 0; u < ds.n_users(); ++u)
       if (!by_user[u].empty()) active.push_back(u);
     const int64_t n_pairs = static_cast<int64_t>(all.size());
-    const int64_t batch_pairs =
-        options_.batch > 0 ? options_.batch : (n_pairs <= kFullBatchMax ? n_pairs : 2000);
+    const int64_t batch_pairs = options_.Int("batch") > 0
+                                    ? options_.Int("batch")
+                                    : (n_pairs <= kFullBatchMax ? n_pairs : 2000);
     const bool full = batch_pairs >= n_pairs;
-    const double forget = options_.svi_forget >= 0 ? options_.svi_forget : (full ? 0.0 : 0.9);
-    const int max_steps = options_.epochs > 0 ? options_.epochs : (full ? 100 : 20);
+    const double forget =
+        options_.Real("svi_forget") >= 0 ? options_.Real("svi_forget") : (full ? 0.0 : 0.9);
+    const int max_steps = options_.Int("epochs") > 0 ? options_.Int("epochs") : (full ? 100 : 20);
 
     // Priors and the initial posterior (= prior; users' means random to break the symmetry).
     Init(ds.n_users());
@@ -268,7 +252,7 @@ class GpplModel : public Model {
           ++k;
         }
         const double scale = static_cast<double>(order.size()) / static_cast<double>(k - k0);
-        const double step = std::pow(steps + options_.svi_delay, -forget);
+        const double step = std::pow(steps + options_.Real("svi_delay"), -forget);
         if (full) {
           Step(whole, scale, step, 1, steps > 0);
         } else {
@@ -304,7 +288,7 @@ class GpplModel : public Model {
     ReleaseLocal();
 
     rep.epochs_run = static_cast<int>(elbo_trace.size());
-    rep.details["variant"] = options_.gppl_users;
+    rep.details["variant"] = options_.Text("gppl_users");
     rep.details["inducing_items"] = static_cast<int64_t>(M());
     rep.details["exact_items"] = M() == ds.n_items();
     rep.details["components"] = C_;
@@ -489,11 +473,11 @@ class GpplModel : public Model {
     std::vector<int64_t> items;
     for (int64_t i = 0; i < ds.n_items(); ++i)
       if (used[i]) items.push_back(i);
-    kernel_.identity = options_.item_kernel == "identity";
+    kernel_.identity = options_.Text("item_kernel") == "identity";
     if (!kernel_.identity) {
       RowMatrixF sub(items.size(), ds.dim());
       for (size_t k = 0; k < items.size(); ++k) sub.row(k) = ds.items.row(items[k]);
-      std::vector<double> ls = MedianLengthScales(sub, options_.ls_factor, options_.seed);
+      std::vector<double> ls = MedianLengthScales(sub, options_.Real("ls_factor"), options_.seed);
       kernel_.inv_ls.clear();
       for (double l : ls) kernel_.inv_ls.push_back(l > 0 ? 1.0 / l : 0.0);
     } else {
@@ -503,13 +487,13 @@ class GpplModel : public Model {
                           "inducing value per item and allows at most 20000");
     }
     std::vector<int64_t> chosen = items;
-    if (!kernel_.identity && static_cast<int64_t>(items.size()) > options_.inducing) {
+    if (!kernel_.identity && static_cast<int64_t>(items.size()) > options_.Int("inducing")) {
       // k-means++ seeding in the kernel's metric: distance^2 = 2 - 2 k(x, z).
       Rng rng(DeriveSeed(options_.seed, kInducingStream));
       chosen.clear();
       std::vector<double> d2(items.size(), INFINITY);
       size_t next = rng.Below(items.size());
-      for (int m = 0; m < options_.inducing; ++m) {
+      for (int m = 0; m < options_.Int("inducing"); ++m) {
         chosen.push_back(items[next]);
         const float* z = ds.items.row(items[next]).data();
         double total = 0;
@@ -677,11 +661,11 @@ class GpplModel : public Model {
     const int m = M();
     cache_for_ = 0;
     if (!keep_globals) {
-      const double a0 = options_.gamma_shape;
-      st_ = {a0, options_.gamma_rate_t};
+      const double a0 = options_.Real("gamma_shape");
+      st_ = {a0, options_.Real("gamma_rate_t")};
       sg_ = {a0, RateG()};
-      sv_.assign(C_, GammaFactor{a0, options_.gamma_rate_v});
-      sw_.assign(C_, GammaFactor{a0, options_.gamma_rate_w});
+      sv_.assign(C_, GammaFactor{a0, options_.Real("gamma_rate_v")});
+      sw_.assign(C_, GammaFactor{a0, options_.Real("gamma_rate_w")});
       auto prior = [&](GaussFactor& g, double s) {
         g.prec = Kinv_ * s;
         g.shift = Vec::Zero(m);
@@ -748,7 +732,8 @@ class GpplModel : public Model {
       double stat = 0;
       for (int64_t u : bt.users) stat += gT_[u];
       const double users = static_cast<double>(bt.users.size()) * scale;
-      GammaStep(&sg_, options_.gamma_shape + 0.5 * users * M(), RateG() + 0.5 * scale * stat, step);
+      GammaStep(&sg_, options_.Real("gamma_shape") + 0.5 * users * M(),
+                RateG() + 0.5 * scale * stat, step);
     }
     if (variant_ == Variant::kPerUser) return;
     ItemMoments im = CachedMoments(bt);
@@ -803,16 +788,16 @@ class GpplModel : public Model {
     cache_ = im;  // current after the refreshes above
     cache_for_ = bt.id;
     // Inverse scales.
-    const double a0 = options_.gamma_shape;
-    GammaStep(&st_, a0 + 0.5 * M(), options_.gamma_rate_t + 0.5 * TraceKinvSecond(t_.mean, t_.cov),
-              step);
+    const double a0 = options_.Real("gamma_shape");
+    GammaStep(&st_, a0 + 0.5 * M(),
+              options_.Real("gamma_rate_t") + 0.5 * TraceKinvSecond(t_.mean, t_.cov), step);
     for (int c = 0; c < C_; ++c) {
       GammaStep(&sv_[c], a0 + 0.5 * M(),
-                options_.gamma_rate_v + 0.5 * TraceKinvSecond(v_[c].mean, v_[c].cov), step);
+                options_.Real("gamma_rate_v") + 0.5 * TraceKinvSecond(v_[c].mean, v_[c].cov), step);
       double stat = 0;
       for (int64_t u : bt.users) stat += wm_(u, c) * wm_(u, c) + wS_[u](c, c);
       GammaStep(&sw_[c], a0 + 0.5 * scale * bt.users.size(),
-                options_.gamma_rate_w + 0.5 * scale * stat, step);
+                options_.Real("gamma_rate_w") + 0.5 * scale * stat, step);
     }
   }
 
@@ -999,7 +984,7 @@ class GpplModel : public Model {
       e += bt.w[j] * (LogNormalCdf(bt.sign[j] * mean / kSqrt2) - 0.25 * var);
     }
     const int m = M();
-    const double a0 = options_.gamma_shape;
+    const double a0 = options_.Real("gamma_shape");
     auto gauss_kl = [&](const GaussFactor& g, const GammaFactor& s) {
       return 0.5 * (s.Mean() * TraceKinvSecond(g.mean, g.cov) - m - m * s.MeanLog() + logdet_K_ -
                     g.LogDetCov());
@@ -1009,11 +994,11 @@ class GpplModel : public Model {
       e -= sg_.Kl(a0, RateG());
     }
     if (variant_ == Variant::kPerUser) return e;
-    e -= gauss_kl(t_, st_) + st_.Kl(a0, options_.gamma_rate_t);
+    e -= gauss_kl(t_, st_) + st_.Kl(a0, options_.Real("gamma_rate_t"));
     for (int c = 0; c < C_; ++c)
-      e -= gauss_kl(v_[c], sv_[c]) + sv_[c].Kl(a0, options_.gamma_rate_v);
+      e -= gauss_kl(v_[c], sv_[c]) + sv_[c].Kl(a0, options_.Real("gamma_rate_v"));
     if (C_ == 0) return e;
-    for (int c = 0; c < C_; ++c) e -= sw_[c].Kl(a0, options_.gamma_rate_w);
+    for (int c = 0; c < C_; ++c) e -= sw_[c].Kl(a0, options_.Real("gamma_rate_w"));
     for (int64_t u : bt.users) {
       const Mat& S = wS_[u];
       Eigen::LLT<Mat> llt(S);
@@ -1048,14 +1033,43 @@ class GpplModel : public Model {
   std::vector<double> gpv_;       ///< Var[g_u(a) - g_u(b)] per pair of the last local step
 };
 
+std::vector<OptionSpec> GpplOptions() {
+  auto positive = [](OptionSpec s) {
+    s.min = 0;
+    s.min_open = true;
+    return s;
+  };
+  OptionSpec delay = opt::Real("svi_delay", "1", "SVI step size (i + delay)^-forget", 1);
+  return {
+      opt::Epochs(0, "SVI steps; 0: 100 with one full batch, else 20"),
+      opt::Batch(0, "0: all pairs when there are at most 200000, else 2000"),
+      opt::Text("gppl_users", "crowd", {"crowd", "per-user", "pooled"},
+                "crowdGPPL, an independent GP per person, or one GP for everybody"),
+      opt::Text("gppl_residual", "on", {"on", "off"}, "crowd: add a per-user GP g_u(x) to f_u"),
+      opt::Text("item_kernel", "matern32", {"matern32", "identity"},
+                "item kernel: Matern 3/2 with median-heuristic length-scales, or the identity"),
+      opt::Int("components", 20, "latent components C (crowd)", 1, 256),
+      opt::Int("inducing", 100, "inducing items M (all items when there are at most M)", 2, 1e9),
+      positive(opt::Real("ls_factor", "1", "length-scale = factor x the median heuristic")),
+      delay,
+      opt::Real("svi_forget", "-1", "SVI forgetting rate (< 0: 0 with one full batch, else 0.9)",
+                -1e300, 1),
+      positive(opt::Real("gamma_shape", "1", "shape of the inverse-scale gamma priors")),
+      positive(opt::Real("gamma_rate_t", "100",
+                         "rate of the consensus (and per-user / pooled GP) inverse-scale prior")),
+      positive(
+          opt::Real("gamma_rate_v", "10", "rate of the item components' inverse-scale priors")),
+      positive(opt::Real("gamma_rate_w", "10", "rate of the user weights' inverse-scale priors")),
+      positive(opt::Real("gamma_rate_g", "1000",
+                         "crowd: rate of the per-user residual's inverse-scale prior"))};
+}
+
 const bool kRegistered = RegisterFamily(
     {"gppl",
      "crowdGPPL: Bayesian collaborative preference learning, f_u = sum_c v_c w_c(u) + t with GP "
      "priors over item embeddings, probit likelihood, variational inference (--gppl-users "
      "crowd | per-user | pooled)",
-     {"epochs", "batch", "gppl_users", "gppl_residual", "item_kernel", "components", "inducing",
-      "ls_factor", "svi_delay", "svi_forget", "gamma_shape", "gamma_rate_t", "gamma_rate_v",
-      "gamma_rate_w", "gamma_rate_g"},
+     GpplOptions(),
      [](const ModelOptions& o) { return std::make_unique<GpplModel>(o); },
      7,
      {},

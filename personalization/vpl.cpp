@@ -182,18 +182,6 @@ RowMatrixF RowsWhere(const RowMatrixF& m, const std::vector<char>& keep) {
 class VplModel : public Model, public AmortizedPosteriorModel {
  public:
   explicit VplModel(const ModelOptions& o) {
-    PREFMIX_CHECK_INPUT(o.dim >= 0, "--dim: ", o.dim, " must be >= 0 (0: chosen on validation)");
-    PREFMIX_CHECK_INPUT(o.hidden >= 1, "--hidden: ", o.hidden, " must be >= 1");
-    PREFMIX_CHECK_INPUT(o.arch == "linear" || o.arch == "mlp", "--arch: '", o.arch,
-                        "' is not one of linear, mlp (vpl's decoder)");
-    PREFMIX_CHECK_INPUT(std::isfinite(o.beta), "--beta: ", o.beta, " is not a finite number");
-    PREFMIX_CHECK_INPUT(o.anneal_period >= 1, "--anneal-period: ", o.anneal_period,
-                        " must be >= 1");
-    PREFMIX_CHECK_INPUT(o.anneal_floor >= 0 && o.anneal_floor <= 1,
-                        "--anneal-floor: ", o.anneal_floor, " is not in [0, 1]");
-    PREFMIX_CHECK_INPUT(
-        o.vpl_adapt == "auto" || o.vpl_adapt == "encoder" || o.vpl_adapt == "population",
-        "--vpl-adapt: '", o.vpl_adapt, "' is not one of auto, encoder, population");
     PREFMIX_CHECK_INPUT(o.device == "cpu", "--device ", o.device,
                         ": vpl trains and encodes with LibTorch, which is CPU-only in this build; "
                         "use --device cpu");
@@ -203,7 +191,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   /// A user without pairs: the prior mean z = 0 (encoder), or the mean of the training users' mu
   /// (population: the posterior mean given no pairs).
   Eigen::VectorXf PopulationLatent() const override {
-    if (options_.vpl_adapt != "population" || population_.rows() == 0)
+    if (options_.Text("vpl_adapt") != "population" || population_.rows() == 0)
       return Eigen::VectorXf::Zero(latent_);
     return population_.colwise().mean().transpose();
   }
@@ -223,13 +211,13 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;
-    hidden_ = options_.hidden;
-    const int max_epochs = options_.epochs > 0 ? options_.epochs : 200;
+    hidden_ = options_.Int("hidden");
+    const int max_epochs = options_.Int("epochs");
     FitReport rep;
     int epochs = max_epochs;
-    std::vector<int64_t> grid =
-        options_.dim > 0 ? std::vector<int64_t>{options_.dim} : std::vector<int64_t>{4, 8, 16};
-    const double l2 = options_.l2 >= 0 ? options_.l2 : 1e-3;
+    std::vector<int64_t> grid = options_.Int("dim") > 0 ? std::vector<int64_t>{options_.Int("dim")}
+                                                        : std::vector<int64_t>{4, 8, 16};
+    const double l2 = options_.Real("l2");
     AdaptLosses adapt_losses;
     if (!valid.empty()) {
       double best = INFINITY;
@@ -253,9 +241,9 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       rep.details["selection"] = curve;
       // --vpl-adapt auto: one more fit of the selected size without some training users, who
       // then are new users to both adaptations.
-      if (options_.vpl_adapt == "auto")
+      if (options_.Text("vpl_adapt") == "auto")
         adapt_losses = HeldOutUserLosses(ds, train, valid, l2, max_epochs);
-      if (options_.refit) {
+      if (options_.Flag("refit")) {
         Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
       } else if (best_latent_ != grid.back() || adapt_losses.users > 0) {
         // The net holds the last grid point's best-validation parameters (or the held-out-user
@@ -268,7 +256,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       latent_ = grid.back();
       Train(ds, train, nullptr, l2, max_epochs, nullptr);
     }
-    if (options_.vpl_adapt == "auto") {
+    if (options_.Text("vpl_adapt") == "auto") {
       // The adaptation with the lower log loss on the pseudo-new users' validation pairs; VPL's
       // encoder when there was nothing to choose on. From here on the model is that one (seen
       // latents, Adapt, model file).
@@ -282,13 +270,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         sel["encoder_log_loss"] = adapt_losses.encoder;
         sel["population_log_loss"] = adapt_losses.population;
       }
-      options_.vpl_adapt = adapt_losses.users > 0 && adapt_losses.population < adapt_losses.encoder
-                               ? "population"
-                               : "encoder";
-      sel["chosen"] = options_.vpl_adapt;
+      options_.Set("vpl_adapt",
+                   adapt_losses.users > 0 && adapt_losses.population < adapt_losses.encoder
+                       ? "population"
+                       : "encoder");
+      sel["chosen"] = options_.Text("vpl_adapt");
       rep.details["adapt_selection"] = sel;
     }
-    const PairSet all = options_.refit ? Concat(train, valid) : train;
+    const PairSet all = options_.Flag("refit") ? Concat(train, valid) : train;
     RowMatrixF lat = Encode(ds, UserContextSets(all, ds.n_users(), kMaxContext)).mu;
     // Active units: latent dimensions whose mu varies across users (posterior-collapse guard).
     std::vector<char> has(ds.n_users(), 0);
@@ -312,7 +301,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     // The training users' encoded mu: k-means / active units above, and the candidates of the
     // population posterior (a user without pairs has mu = 0 exactly and is not one).
     population_ = RowsWhere(lat, has);
-    if (options_.vpl_adapt == "population") {
+    if (options_.Text("vpl_adapt") == "population") {
       // Seen users too: the posterior mean over the training users' mu given the user's own
       // pairs (their own mu is among the candidates). Users without pairs: the mean of the mu_i.
       lat = LatentsOf(ds, UserContextSets(all, ds.n_users(), kMaxContext));
@@ -320,7 +309,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         if (!has[u]) lat.row(u) = PopulationLatent().transpose();
     }
     SetTrainLatents(ds, lat);
-    rep.details["seen_latents"] = options_.vpl_adapt;
+    rep.details["seen_latents"] = options_.Text("vpl_adapt");
     rep.details["latent"] = latent_;
     rep.details["hidden"] = hidden_;
     rep.details["l2"] = l2;
@@ -349,7 +338,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   }
 
   RowMatrixF LatentsOf(const Dataset& ds, const std::vector<ContextSet>& sets) const override {
-    if (options_.vpl_adapt == "population") return PopulationPosteriorMean(ds, sets);
+    if (options_.Text("vpl_adapt") == "population") return PopulationPosteriorMean(ds, sets);
     return Encode(ds, sets).mu;
   }
 
@@ -715,7 +704,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     return bt + kl_weight * KlRows(mu, logvar).mean();
   }
 
-  double Beta() const { return options_.beta >= 0 ? options_.beta : 1e-4; }
+  double Beta() const { return options_.Real("beta"); }
 
   VplNet Net() const {
     PREFMIX_ASSERT(!net_.is_empty(), "vpl model used before training/loading");
@@ -724,7 +713,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
 
   void Build() {
     torch::manual_seed(options_.seed);
-    net_ = VplNet(dim, hidden_, latent_, options_.arch == "linear");
+    net_ = VplNet(dim, hidden_, latent_, options_.Text("arch") == "linear");
   }
 
   /// Training context sets: for each pair j, 2-8 other pairs of its user (fewer when the user
@@ -763,11 +752,11 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
     Build();
-    const double lr = options_.lr > 0 ? options_.lr : 3e-3;
+    const double lr = options_.Real("lr");
     torch::optim::AdamW opt(net_->parameters(), torch::optim::AdamWOptions(lr).weight_decay(l2));
     const torch::Tensor E = ItemTensor(ds);
     const int64_t n = (int64_t)tr.size();
-    const int64_t batch = options_.batch > 0 ? options_.batch : 512;
+    const int64_t batch = options_.Int("batch");
     const PairTensors pt = ToTensors(tr);
     const auto by = tr.ByUser(ds.n_users());
     Rng rng(DeriveSeed(options_.seed, 0x791));
@@ -792,7 +781,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         for (int64_t i = b0; i < b1; ++i) ptr.push_back(&ctx[ord[i]]);
         PairTensors bp{pt.first.index_select(0, idx), pt.second.index_select(0, idx),
                        pt.label.index_select(0, idx), pt.weight.index_select(0, idx)};
-        const double w = beta * CosineAnneal(step++, options_.anneal_period, options_.anneal_floor);
+        const double w = beta * CosineAnneal(step++, options_.Int("anneal_period"),
+                                             options_.Real("anneal_floor"));
         opt.zero_grad();
         auto loss = LossTensor(net_, E, bp, Pad(ptr), w, torch::Tensor());
         loss.backward();
@@ -809,7 +799,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         if (best_epoch) *best_epoch = ep;
         best_state.clear();
         for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
-      } else if (++since >= options_.patience) {
+      } else if (++since >= options_.Int("patience")) {
         break;
       }
     }
@@ -833,22 +823,44 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   RowMatrixF population_;
 };
 
+std::vector<OptionSpec> VplOptions() {
+  OptionSpec beta = opt::Real("beta", "1e-4", "KL weight (VPL's Pets value)");
+  beta.negative_is_default = true;
+  OptionSpec adapt = opt::Text(
+      "vpl_adapt", "auto", {"auto", "population", "encoder"},
+      "a user's z (seen and new users): the posterior mean over the training users' encoded mu "
+      "given the user's pairs (population), VPL's amortized mu of the pairs (encoder), or "
+      "whichever predicts training users held out of an extra fit better (auto)");
+  adapt.legacy = "encoder";  // files from before the option adapted with the encoder
+  return {opt::Dim(0, "0: {4, 8, 16} chosen on validation"),
+          opt::Epochs(200),
+          opt::Lr("3e-3"),
+          opt::Batch(512, ""),
+          opt::L2("1e-3", "Adam weight decay"),
+          opt::Text("arch", "linear", {"linear", "mlp"}, "the reward decoder: linear or an MLP"),
+          opt::Hidden(64),
+          opt::Patience(20),
+          opt::Refit(),
+          beta,
+          opt::Int("anneal_period", 1000, "cyclical cosine KL annealing period (optimizer steps)",
+                   1, 1e9),
+          opt::Real("anneal_floor", "0.1", "KL annealing floor", 0, 1),
+          adapt};
+}
+
 const bool kRegistered = RegisterFamily(
     {"vpl",
      "VPL: variational user latent z ~ q(z | context pairs) from a pair encoder + self-attention "
      "(precision-weighted pooling), reward decoder MLP([e; z]); amortized adaptation",
-     {"dim", "epochs", "lr", "batch", "l2", "arch", "hidden", "patience", "refit", "beta",
-      "anneal_period", "anneal_floor", "vpl_adapt"},
-     [](const ModelOptions& o) { return std::make_unique<VplModel>(o); },
-     5,
+     VplOptions(), [](const ModelOptions& o) { return std::make_unique<VplModel>(o); }, 5,
      // The demo's budget: one latent size above the planted K, a narrower encoder and a
      // short schedule (about 10 s for both protocols; `experiment` keeps the defaults).
-     [](ModelOptions& o) {
-       o.dim = o.k + 1;
-       o.hidden = 32;
-       o.epochs = 30;
-       o.lr = 0.01;
-       o.refit = false;
+     [](ModelOptions& o, int planted_k) {
+       o.Set("dim", planted_k + 1);
+       o.Set("hidden", 32);
+       o.Set("epochs", 30);
+       o.Set("lr", 0.01);
+       o.Set("refit", false);
      },
      "vpl runs on a demo budget (latent K + 1, hidden 32, 30 epochs, no refit)."});
 

@@ -154,17 +154,9 @@ struct Adam {
 
 class MicroModel : public Model, public MultiHeadModel {
  public:
-  explicit MicroModel(const ModelOptions& o) {
-    PREFMIX_CHECK_INPUT(o.k >= 1 && o.k <= math::kMaxK, "--k: ", o.k, " is not in [1, ",
-                        math::kMaxK, "] for micro");
-    PREFMIX_CHECK_INPUT(!o.k_auto, "--k auto is not supported by micro; give a number");
-    PREFMIX_CHECK_INPUT(o.router == "context" || o.router == "attributes" || o.router == "features",
-                        "--router: '", o.router, "' is not one of context, attributes, features");
-    PREFMIX_CHECK_INPUT(o.balance >= 0 && std::isfinite(o.balance), "--balance: ", o.balance,
-                        " must be a finite number >= 0");
-  }
+  explicit MicroModel(const ModelOptions&) {}
   std::string Family() const override { return "micro"; }
-  int LatentDim() const override { return options_.k; }
+  int LatentDim() const override { return options_.Int("k"); }
   Eigen::VectorXf PopulationLatent() const override { return pibar_.cast<float>(); }
 
   FitReport Fit(const Dataset& ds, const PairSet& train, const PairSet& valid) override {
@@ -172,7 +164,7 @@ class MicroModel : public Model, public MultiHeadModel {
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;
-    const std::string& r = options_.router;
+    const std::string r = options_.Text("router");
     if (r == "attributes") {
       PREFMIX_CHECK_INPUT(!ds.attributes.empty(), "--router attributes: ", ds.source,
                           " has no /users/attributes");
@@ -189,9 +181,9 @@ class MicroModel : public Model, public MultiHeadModel {
     } else if (ds.has_contexts) {
       context_dim = ds.contexts.cols();
     }
-    const int max_epochs = options_.epochs > 0 ? options_.epochs : 500;
+    const int max_epochs = options_.Int("epochs");
     FitReport rep;
-    double l2 = options_.l2;
+    double l2 = options_.Real("l2");
     int epochs = max_epochs;
     if (!valid.empty()) {
       const std::vector<double> grid =
@@ -214,22 +206,22 @@ class MicroModel : public Model, public MultiHeadModel {
       }
       rep.details["selection"] = curve;
       Train(ds, train, &valid, l2, epochs, nullptr);
-      strength_ =
-          options_.user_prior >= 0 ? options_.user_prior : SelectStrength(ds, train, valid, &rep);
-      if (options_.refit) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
+      strength_ = options_.Real("user_prior") >= 0 ? options_.Real("user_prior")
+                                                   : SelectStrength(ds, train, valid, &rep);
+      if (options_.Flag("refit")) Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
     } else {
       if (l2 < 0) l2 = 1e-4;
       Train(ds, train, nullptr, l2, max_epochs, nullptr);
-      strength_ = options_.user_prior >= 0 ? options_.user_prior : 2.0;
+      strength_ = options_.Real("user_prior") >= 0 ? options_.Real("user_prior") : 2.0;
     }
-    const PairSet all = options_.refit ? Concat(train, valid) : train;
+    const PairSet all = options_.Flag("refit") ? Concat(train, valid) : train;
     SetTrainLatents(ds, TrainUserLatents(ds, all));
     rep.details["l2"] = l2;
     rep.details["epochs"] = epochs;
     rep.details["router"] = r;
     rep.details["user_prior"] = strength_;
     Json pb = Json::Array();
-    for (int k = 0; k < options_.k; ++k) pb.push_back(pibar_[k]);
+    for (int k = 0; k < options_.Int("k"); ++k) pb.push_back(pibar_[k]);
     rep.details["mean_routing"] = pb;
     rep.epochs_run = epochs;
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -261,10 +253,11 @@ class MicroModel : public Model, public MultiHeadModel {
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
                                   const RowMatrixF& latents) const override {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     const RowMatrixD R = (ds.items * params_.theta.cast<float>()).cast<double>();
     RowMatrixD ctx_pi;
-    const bool by_context = options_.router == "context" && context_dim > 0 && ds.has_contexts;
+    const bool by_context =
+        options_.Text("router") == "context" && context_dim > 0 && ds.has_contexts;
     if (by_context) ctx_pi = MicroRoute(ContextInputs(ds), params_);
     std::vector<double> out(pairs.size());
 #pragma omp parallel for schedule(static)
@@ -295,7 +288,7 @@ class MicroModel : public Model, public MultiHeadModel {
   Json Params() const override {
     Json j = Json::Object();
     j["shared"] = static_cast<int64_t>(params_.theta.size() + params_.w.size() + params_.b.size());
-    j["per_user"] = options_.k;
+    j["per_user"] = options_.Int("k");
     return j;
   }
 
@@ -310,7 +303,7 @@ class MicroModel : public Model, public MultiHeadModel {
     cereal::PortableBinaryInputArchive ar(is);
     ar(params_.theta, params_.w, params_.b, pibar_, attr_names_, attr_codes_, feature_dim_,
        strength_);
-    const int K = options_.k;
+    const int K = options_.Int("k");
     PREFMIX_CHECK_INPUT(
         params_.theta.rows() == dim && params_.theta.cols() == K && params_.w.rows() == K &&
             params_.w.cols() == InputDim() && params_.b.size() == K && pibar_.size() == K &&
@@ -323,12 +316,12 @@ class MicroModel : public Model, public MultiHeadModel {
  private:
   /// Router input size for the configured router.
   int64_t InputDim() const {
-    if (options_.router == "attributes") {
+    if (options_.Text("router") == "attributes") {
       int64_t d = 0;
       for (int32_t c : attr_codes_) d += c;
       return d;
     }
-    if (options_.router == "features") return feature_dim_;
+    if (options_.Text("router") == "features") return feature_dim_;
     return context_dim;
   }
 
@@ -336,7 +329,7 @@ class MicroModel : public Model, public MultiHeadModel {
   RowMatrixD UserInputs(const Dataset& ds) const {
     const int64_t U = ds.n_users();
     RowMatrixD x = RowMatrixD::Zero(U, InputDim());
-    if (options_.router == "attributes") {
+    if (options_.Text("router") == "attributes") {
       int64_t col = 0;
       for (size_t a = 0; a < attr_names_.size(); ++a) {
         const int idx = ds.FindAttribute(attr_names_[a]);
@@ -347,7 +340,7 @@ class MicroModel : public Model, public MultiHeadModel {
         }
         col += attr_codes_[a];
       }
-    } else if (options_.router == "features" && ds.user_features.rows() > 0) {
+    } else if (options_.Text("router") == "features" && ds.user_features.rows() > 0) {
       PREFMIX_CHECK_INPUT(ds.user_features.cols() == feature_dim_, ds.source,
                           ": /users/features has ", ds.user_features.cols(),
                           " columns, the micro model was trained with ", feature_dim_);
@@ -367,7 +360,7 @@ class MicroModel : public Model, public MultiHeadModel {
   /// The router input matrix for training (a zero row appended last) and each pair's row.
   RowMatrixD PairInputs(const Dataset& ds, const PairSet& pairs,
                         std::vector<int32_t>* input) const {
-    const bool ctx = options_.router == "context";
+    const bool ctx = options_.Text("router") == "context";
     RowMatrixD base = ctx ? ContextInputs(ds) : UserInputs(ds);
     RowMatrixD x = RowMatrixD::Zero(base.rows() + 1, base.cols());
     x.topRows(base.rows()) = base;
@@ -387,7 +380,7 @@ class MicroModel : public Model, public MultiHeadModel {
   /// returned. Sets pibar_ (the training pairs' mean routing).
   double Train(const Dataset& ds, const PairSet& tr, const PairSet* va, double l2, int epochs,
                int* best_epoch) {
-    const int K = options_.k;
+    const int K = options_.Int("k");
     const int64_t D = ds.dim();
     std::vector<int32_t> in_tr, in_va;
     const RowMatrixD x = PairInputs(ds, tr, &in_tr);
@@ -400,15 +393,15 @@ class MicroModel : public Model, public MultiHeadModel {
     params_.w.resize(K, x.cols());
     for (Eigen::Index i = 0; i < params_.w.size(); ++i) params_.w.data()[i] = 0.01 * rng.Normal();
     params_.b = Eigen::VectorXd::Zero(K);
-    const double lr = options_.lr > 0 ? options_.lr : 0.05;
+    const double lr = options_.Real("lr");
     Adam at, aw, ab;
     double best = INFINITY;
     int since = 0;
     MicroParams best_p = params_;
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
-      MicroPass pass = MicroLossAndGrad(ds.items, x, in_tr, tr, params_, options_.balance,
-                                        options_.sample_entropy, l2);
+      MicroPass pass = MicroLossAndGrad(ds.items, x, in_tr, tr, params_, options_.Real("balance"),
+                                        options_.Flag("sample_entropy"), l2);
       PREFMIX_CHECK_INPUT(std::isfinite(pass.loss), "micro: training diverged (loss ", pass.loss,
                           " at epoch ", ep, "); lower --lr");
       at.Step(&params_.theta, pass.grad.theta, lr, ep);
@@ -423,7 +416,7 @@ class MicroModel : public Model, public MultiHeadModel {
         since = 0;
         if (best_epoch) *best_epoch = ep;
         best_p = params_;
-      } else if (++since >= options_.patience) {
+      } else if (++since >= options_.Int("patience")) {
         break;
       }
     }
@@ -442,8 +435,8 @@ class MicroModel : public Model, public MultiHeadModel {
 
   /// Router prior pi0_u for every user of ds [n_users, K].
   RowMatrixF PriorLatents(const Dataset& ds, int64_t n_users) const {
-    RowMatrixF out(n_users, options_.k);
-    if (options_.router == "context") {
+    RowMatrixF out(n_users, options_.Int("k"));
+    if (options_.Text("router") == "context") {
       for (int64_t u = 0; u < n_users; ++u) out.row(u) = pibar_.transpose().cast<float>();
       return out;
     }
@@ -471,16 +464,16 @@ class MicroModel : public Model, public MultiHeadModel {
   /// without pairs); otherwise the user step on the user's pairs.
   RowMatrixF TrainUserLatents(const Dataset& ds, const PairSet& pairs) const {
     const int64_t U = ds.n_users();
-    if (options_.router != "context") return AdaptWith(ds, pairs, U, "cpu", strength_);
+    if (options_.Text("router") != "context") return AdaptWith(ds, pairs, U, "cpu", strength_);
     std::vector<int32_t> in;
     const RowMatrixD Pi = MicroRoute(PairInputs(ds, pairs, &in), params_);
-    RowMatrixD acc = RowMatrixD::Zero(U, options_.k);
+    RowMatrixD acc = RowMatrixD::Zero(U, options_.Int("k"));
     std::vector<double> c(U, 0.0);
     for (size_t j = 0; j < pairs.size(); ++j) {
       acc.row(pairs.user[j]) += pairs.weight[j] * Pi.row(in[j]);
       c[pairs.user[j]] += pairs.weight[j];
     }
-    RowMatrixF out(U, options_.k);
+    RowMatrixF out(U, options_.Int("k"));
     for (int64_t u = 0; u < U; ++u)
       out.row(u) = c[u] > 0 ? (acc.row(u) / c[u]).cast<float>().eval()
                             : pibar_.transpose().cast<float>().eval();
@@ -525,16 +518,32 @@ class MicroModel : public Model, public MultiHeadModel {
   double strength_ = 2.0;                ///< Dirichlet strength s of the user step
 };
 
+std::vector<OptionSpec> MicroOptions() {
+  OptionSpec k = opt::K(4, false);
+  k.max = math::kMaxK;
+  return {
+      k,
+      opt::Epochs(500),
+      opt::Lr("0.05"),
+      opt::L2("-1", "< 0: chosen on validation"),
+      opt::Patience(20),
+      opt::UserPrior("-1", "< 0: chosen on held-out training users, 2 without validation pairs"),
+      opt::Refit(),
+      opt::Text("router", "context", {"context", "attributes", "features"},
+                "router input: the comparison's context, the user's attributes or features"),
+      opt::Real("balance", "0.5", "load-balancing weight of the routing entropy term", 0),
+      opt::Switch("sample_entropy", "sample-entropy", false,
+                  "per-sample routing entropy (MiCRo's code) instead of the batch mean")};
+}
+
 const bool kRegistered = RegisterFamily(
     {"micro",
      "MiCRo: K linear BT heads mixed in probability by a router on the context, user attributes "
      "or user features; batched mixture-weight user step (cold start from the router)",
-     {"k", "epochs", "lr", "l2", "patience", "user_prior", "refit", "router", "balance",
-      "sample_entropy"},
-     [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); },
-     6,
-     {},
-     ""});
+     MicroOptions(), [](const ModelOptions& o) { return std::make_unique<MicroModel>(o); }, 6,
+     // The planted presets have no contexts: route on the user attributes (the segment tracks
+     // the group).
+     [](ModelOptions& o, int) { o.Set("router", "attributes"); }, ""});
 
 }  // namespace
 }  // namespace prefmix::routing

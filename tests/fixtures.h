@@ -15,20 +15,25 @@ namespace prefmix {
 inline ModelOptions MicroOptions(uint64_t seed, const std::string& router = "attributes") {
   ModelOptions mo;
   mo.family = "micro";
-  mo.k = 3;
+  mo.Set("k", 3);
   mo.seed = seed;
-  mo.router = router;
+  mo.Set("router", router);
   return mo;
 }
 
-/// vpl with the family's own defaults for epochs and learning rate.
+/// vpl with the family's own defaults.
 inline ModelOptions VplOptions(uint64_t seed) {
   ModelOptions o;
   o.family = "vpl";
   o.seed = seed;
-  o.epochs = 0;  // family default
-  o.lr = 0;      // family default
   return o;
+}
+
+/// Sets `key` where o.family declares it (one budget for several families); a no-op elsewhere.
+template <typename T>
+void SetIfDeclared(ModelOptions& o, const std::string& key, T value) {
+  for (const auto& s : FamilyOptions(o.family))
+    if (s.key == key) o.Set(key, value);
 }
 
 /// The amortized-posterior view of a vpl model.

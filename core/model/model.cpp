@@ -12,102 +12,6 @@
 
 namespace prefmix {
 
-Json ModelOptions::ToJson() const {
-  Json j = Json::Object();
-  j["family"] = family;
-  j["k"] = k_auto ? Json("auto") : Json(k);
-  j["dim"] = dim;
-  j["epochs"] = epochs;
-  j["lr"] = lr;
-  j["batch"] = batch;
-  j["l2"] = l2;
-  j["arch"] = arch;
-  j["hidden"] = hidden;
-  j["patience"] = patience;
-  j["user_prior"] = user_prior;
-  j["refit"] = refit;
-  j["em"] = em;
-  j["em_prior"] = em_prior;
-  j["restarts"] = restarts;
-  j["router"] = router;
-  j["balance"] = balance;
-  j["sample_entropy"] = sample_entropy;
-  j["beta"] = beta;
-  j["anneal_period"] = anneal_period;
-  j["anneal_floor"] = anneal_floor;
-  j["vpl_adapt"] = vpl_adapt;
-  j["ideal"] = ideal;
-  j["loss"] = loss;
-  j["gppl_users"] = gppl_users;
-  j["item_kernel"] = item_kernel;
-  j["gppl_residual"] = gppl_residual;
-  j["components"] = components;
-  j["inducing"] = inducing;
-  j["ls_factor"] = ls_factor;
-  j["svi_delay"] = svi_delay;
-  j["svi_forget"] = svi_forget;
-  j["gamma_shape"] = gamma_shape;
-  j["gamma_rate_t"] = gamma_rate_t;
-  j["gamma_rate_v"] = gamma_rate_v;
-  j["gamma_rate_w"] = gamma_rate_w;
-  j["gamma_rate_g"] = gamma_rate_g;
-  j["seed"] = static_cast<uint64_t>(seed);
-  j["threads"] = threads;
-  j["device"] = device;
-  return j;
-}
-
-ModelOptions ModelOptions::FromJson(const Json& j) {
-  ModelOptions o;
-  o.family = j.at("family").str();
-  if (j.at("k").is_string())
-    o.k_auto = true;
-  else
-    o.k = static_cast<int>(j.at("k").number());
-  o.dim = static_cast<int>(j.at("dim").number());
-  o.epochs = static_cast<int>(j.at("epochs").number());
-  o.lr = j.at("lr").number();
-  o.batch = static_cast<int>(j.at("batch").number());
-  o.l2 = j.at("l2").number();
-  o.arch = j.at("arch").str();
-  o.hidden = static_cast<int>(j.at("hidden").number());
-  o.patience = static_cast<int>(j.at("patience").number());
-  o.user_prior = j.at("user_prior").number();
-  o.refit = j.at("refit").boolean();
-  // Added after format version 1's first files: optional, defaults when absent.
-  if (j.contains("em")) o.em = j.at("em").str();
-  if (j.contains("em_prior")) o.em_prior = j.at("em_prior").boolean();
-  if (j.contains("restarts")) o.restarts = static_cast<int>(j.at("restarts").number());
-  if (j.contains("router")) o.router = j.at("router").str();
-  if (j.contains("balance")) o.balance = j.at("balance").number();
-  if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
-  if (j.contains("beta")) o.beta = j.at("beta").number();
-  if (j.contains("anneal_period"))
-    o.anneal_period = static_cast<int>(j.at("anneal_period").number());
-  if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
-  // Files written before --vpl-adapt existed adapted with the encoder (then the only way).
-  o.vpl_adapt = j.contains("vpl_adapt") ? j.at("vpl_adapt").str() : "encoder";
-  if (j.contains("ideal")) o.ideal = j.at("ideal").str();
-  if (j.contains("loss")) o.loss = j.at("loss").str();
-  if (j.contains("gppl_users")) o.gppl_users = j.at("gppl_users").str();
-  if (j.contains("item_kernel")) o.item_kernel = j.at("item_kernel").str();
-  if (j.contains("gppl_residual")) o.gppl_residual = j.at("gppl_residual").str();
-  if (j.contains("components")) o.components = static_cast<int>(j.at("components").number());
-  if (j.contains("inducing")) o.inducing = static_cast<int>(j.at("inducing").number());
-  if (j.contains("ls_factor")) o.ls_factor = j.at("ls_factor").number();
-  if (j.contains("svi_delay")) o.svi_delay = j.at("svi_delay").number();
-  if (j.contains("svi_forget")) o.svi_forget = j.at("svi_forget").number();
-  if (j.contains("gamma_shape")) o.gamma_shape = j.at("gamma_shape").number();
-  if (j.contains("gamma_rate_t")) o.gamma_rate_t = j.at("gamma_rate_t").number();
-  if (j.contains("gamma_rate_v")) o.gamma_rate_v = j.at("gamma_rate_v").number();
-  if (j.contains("gamma_rate_w")) o.gamma_rate_w = j.at("gamma_rate_w").number();
-  if (j.contains("gamma_rate_g")) o.gamma_rate_g = j.at("gamma_rate_g").number();
-  o.seed = static_cast<uint64_t>(j.at("seed").number());
-  o.threads = static_cast<int>(j.at("threads").number());
-  o.device = j.at("device").str();
-  return o;
-}
-
 OnlineResult Model::AdaptOnline(const Dataset&, const PairSet&, int64_t, const std::string&) const {
   throw Error(
       Cat("--online: family '", Family(), "' has no online user step (families with one: micro)"));
@@ -203,8 +107,10 @@ const FamilyInfo& FindFamily(const std::string& name) {
 }
 
 std::unique_ptr<Model> MakeModel(const ModelOptions& options) {
-  auto m = FindFamily(options.family).make(options);
-  m->set_options(options);
+  ModelOptions o = options;
+  ResolveOptions(o);
+  auto m = FindFamily(o.family).make(o);
+  m->set_options(o);
   return m;
 }
 

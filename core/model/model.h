@@ -13,61 +13,9 @@
 
 #include "core/io/dataset.h"
 #include "core/io/json.h"
+#include "core/model/options.h"
 
 namespace prefmix {
-
-/// Options shared by the families (each family documents which it reads), with defaults.
-struct ModelOptions {
-  std::string family;
-  int k = 4;                    ///< components: groups / prototypes / heads / low-rank basis size
-  bool k_auto = false;          ///< --k auto (where supported)
-  int dim = 0;                  ///< projection or latent size (0: family default)
-  int epochs = 300;             ///< maximum passes over the training pairs
-  double lr = 0;                ///< Adam step size (0: family default, as on the CLI)
-  int batch = 0;                ///< mini-batch size in pairs (0: full batch)
-  double l2 = -1;               ///< L2 strength (< 0: chosen on the validation split)
-  std::string arch = "linear";  ///< bt: linear | mlp
-  int hidden = 64;              ///< MLP hidden width
-  int patience = 20;            ///< early stopping: epochs without validation improvement
-  double user_prior = -1;  ///< lowrank: strength of the user-step prior (< 0: chosen on validation)
-  bool refit = true;       ///< after selection on validation, refit on train + validation
-  std::string em = "hard";  ///< em-bt: E-step kind, hard (MaxMin-RLHF) | soft
-  bool em_prior = true;     ///< em-bt: add log pi_k in the E-step (off: MaxMin-RLHF's E-step)
-  int restarts = 4;         ///< em-bt: EM starts per K (k-means++ starts, plus a random one)
-  std::string router = "context";  ///< micro: router input, context | attributes | features
-  double balance = 0.5;            ///< micro: load-balancing weight lambda of the entropy term
-  bool sample_entropy = false;     ///< micro: per-sample entropy term instead of batch-mean
-  double beta = -1;                ///< vpl: KL weight (< 0: family default 1e-4, VPL's Pets value)
-  int anneal_period = 1000;        ///< vpl: cyclical cosine annealing period in optimizer steps
-  double anneal_floor = 0.1;       ///< vpl: annealing floor (VPL's baseline 0.1)
-  /// vpl: a user's z, auto (default: whichever of the two predicts training users held out of an
-  /// extra fit better) | population (the posterior mean over the training users' encoded mu given
-  /// the user's pairs) | encoder (VPL's amortized mu of the user's pairs)
-  std::string vpl_adapt = "auto";
-  std::string ideal = "Pw";  ///< pal-a: ideal point, Pw (a = P'w) | f(Pw) (PAL's) | f(P)w
-  std::string loss = "bt";   ///< pal-a, pal-b: bt (Bradley-Terry) | hinge (PAL's)
-  // gppl (crowdGPPL; defaults are the paper's where it states one, see docs/gppl.md)
-  std::string gppl_users = "crowd";      ///< gppl: crowd | per-user | pooled
-  std::string item_kernel = "matern32";  ///< gppl: matern32 | identity
-  std::string gppl_residual = "on";      ///< gppl crowd: add a per-user GP g_u(x), on | off
-  int components = 20;                   ///< gppl: latent components C
-  int inducing = 100;                    ///< gppl: inducing items M
-  double ls_factor = 1.0;                ///< gppl: length-scale = factor x median heuristic
-  double svi_delay = 1.0;                ///< gppl: step size (i + delay)^-forget
-  double svi_forget = -1;                ///< gppl: forgetting rate (< 0: 0 full batch, else 0.9)
-  double gamma_shape = 1.0;              ///< gppl: shape of every inverse-scale prior
-  double gamma_rate_t = 100.0;           ///< gppl: rate of s^t (and of the per-user/pooled GP)
-  double gamma_rate_v = 10.0;            ///< gppl: rate of s_c^v
-  double gamma_rate_w = 10.0;            ///< gppl: rate of s_c^w
-  double gamma_rate_g = 1000.0;          ///< gppl: rate of crowd's residual s^g
-  uint64_t seed = 1;
-  int threads = 2;
-  std::string device = "cpu";
-  bool quiet = true;
-  /// The options as given (for provenance and the model file).
-  Json ToJson() const;
-  static ModelOptions FromJson(const Json& j);
-};
 
 /// What one fit produced besides the parameters (for the metrics JSON).
 struct FitReport {
@@ -154,13 +102,15 @@ class Model {
 struct FamilyInfo {
   std::string name;
   std::string description;
-  std::vector<std::string> options;  ///< model options this family reads (for the ignore note)
+  /// The options this family reads, declared once (core/model/options.h): the CLI, --help, the
+  /// model file and docs/options.md come from this table.
+  std::vector<OptionSpec> options;
   std::function<std::unique_ptr<Model>(const ModelOptions&)> make;
   /// Presentation order in FamilyNames() (then by name).
   int rank = 100;
   /// `prefmix demo`: the family's budget on the planted presets (applied after the demo sets the
   /// planted K, seed and threads; empty: the family's defaults), and the note the table prints.
-  std::function<void(ModelOptions&)> demo_budget;
+  std::function<void(ModelOptions&, int planted_k)> demo_budget;
   std::string demo_note;
 };
 
@@ -170,7 +120,8 @@ bool RegisterFamily(FamilyInfo info);
 const FamilyInfo& FindFamily(const std::string& name);
 /// Registered names, sorted in a fixed presentation order (bt, lowrank, then alphabetical).
 std::vector<std::string> FamilyNames();
-/// A new untrained model of options.family.
+/// A new untrained model of options.family, its options resolved (ResolveOptions: defaults
+/// filled, every value checked).
 std::unique_ptr<Model> MakeModel(const ModelOptions& options);
 
 /// Writes the model file (atomically): magic PFMX, format version, prefmix version, family,

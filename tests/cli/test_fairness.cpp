@@ -19,6 +19,7 @@
 #include "core/io/json.h"
 #include "core/rng.h"
 #include "data/generate.h"
+#include "tests/fixtures.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
@@ -257,9 +258,9 @@ TEST(FairnessTest, RunFairnessGenericOverFamilies) {
   for (const auto& f : FamilyNames()) {  // every registered family, new ones included
     ModelOptions m;
     m.family = f;
-    m.k = 3;
-    m.epochs = 40;
-    m.restarts = 1;
+    SetIfDeclared(m, "k", 3);
+    SetIfDeclared(m, "epochs", 40);
+    SetIfDeclared(m, "restarts", 1);
     mos.push_back(m);
   }
   Json out = RunFairness(ds, mos, po, fo);

@@ -16,6 +16,7 @@
 #include "core/io/json.h"
 #include "core/model/model.h"
 #include "data/generate.h"
+#include "tests/fixtures.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
@@ -36,20 +37,21 @@ Dataset SmallData() {
   return data::Generate(g);
 }
 
-/// A small budget for every family (options a family does not read are ignored).
+/// A small budget for every family (each option where the family declares it).
 ModelOptions SmallBudget(const std::string& family) {
   ModelOptions o;
   o.family = family;
   o.seed = 3;
   o.threads = 1;
-  o.k = 3;
-  o.epochs = 8;
-  o.hidden = 16;
-  o.dim = 3;
-  o.router = "attributes";
-  o.components = 3;
-  o.inducing = 20;
-  o.refit = false;
+  auto set = [&](const char* key, auto v) { SetIfDeclared(o, key, v); };
+  set("k", 3);
+  set("epochs", 8);
+  set("hidden", 16);
+  set("dim", 3);
+  set("router", "attributes");
+  set("components", 3);
+  set("inducing", 20);
+  set("refit", false);
   return o;
 }
 
@@ -130,8 +132,7 @@ TEST_P(ContractTest, FitPredictSaveLoadAndTheUserStep) {
   // are the same.
   const RowMatrixF cold = model->Adapt(ds, PairSet(), ds.n_users(), "cpu");
   ASSERT_EQ(cold.rows(), ds.n_users());
-  const auto& opts = FindFamily(GetParam()).options;
-  const bool routed = std::find(opts.begin(), opts.end(), "router") != opts.end();
+  const bool routed = model->options().Has("router");
   for (Eigen::Index u = 0; u < cold.rows(); ++u) {
     if (!routed) {
       ASSERT_EQ(MaxAbsDiff(cold.row(u), model->PopulationLatent().transpose()), 0.0f)

@@ -194,10 +194,10 @@ TEST(EmBtTest, SaveLoadGivesIdenticalScoresAndAdaptation) {
   Dataset ds = SmallGroups(6);
   ModelOptions mo;
   mo.family = "em-bt";
-  mo.k = 3;
-  mo.restarts = 2;
-  mo.l2 = 1e-3;
-  mo.em = "soft";
+  mo.Set("k", 3);
+  mo.Set("restarts", 2);
+  mo.Set("l2", 1e-3);
+  mo.Set("em", "soft");
   auto model = MakeModel(mo);
   ProtocolOptions po;
   Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
@@ -207,7 +207,7 @@ TEST(EmBtTest, SaveLoadGivesIdenticalScoresAndAdaptation) {
   auto loaded = LoadModel(dir + "/m.pfmx");
   EXPECT_EQ(loaded->Family(), "em-bt");
   EXPECT_EQ(loaded->LatentDim(), 3);
-  EXPECT_EQ(loaded->options().em, "soft");
+  EXPECT_EQ(loaded->options().Text("em"), "soft");
   RowMatrixF a = model->Score(ds, model->LatentsFor(ds));
   RowMatrixF b = loaded->Score(ds, loaded->LatentsFor(ds));
   EXPECT_TRUE(a == b);
@@ -226,9 +226,9 @@ TEST(EmBtTest, AdaptUsesOnlyTheSupportPairs) {
   Dataset ds = SmallGroups(7);
   ModelOptions mo;
   mo.family = "em-bt";
-  mo.k = 3;
-  mo.restarts = 1;
-  mo.l2 = 1e-3;
+  mo.Set("k", 3);
+  mo.Set("restarts", 1);
+  mo.Set("l2", 1e-3);
   auto model = MakeModel(mo);
   PairSet all = ds.AllPairs();
   model->Fit(ds, all, PairSet());
@@ -296,7 +296,7 @@ TEST(MaxMinTest, EgalitarianPickRaisesTheMinorityWinRateOverSingleBt) {
     CarveValidation(&train, &valid, ds.n_users(), 0.2, seed);
     ModelOptions em;
     em.family = "em-bt";
-    em.k = 2;
+    em.Set("k", 2);
     em.seed = seed;
     auto mem = MakeModel(em);
     mem->Fit(ds, train, valid);

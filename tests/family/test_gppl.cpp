@@ -111,9 +111,9 @@ Planted MakePlanted(int users, int items, int pairs_per_user, int test_per_user,
 ModelOptions Options(const std::string& users = "crowd") {
   ModelOptions o;
   o.family = "gppl";
-  o.gppl_users = users == "crowd-" ? "crowd" : users;
-  o.gppl_residual = users == "crowd-" ? "off" : "on";
-  o.components = 4;
+  o.Set("gppl_users", users == "crowd-" ? "crowd" : users);
+  o.Set("gppl_residual", users == "crowd-" ? "off" : "on");
+  o.Set("components", 4);
   o.threads = 2;
   return o;
 }
@@ -128,8 +128,8 @@ TEST(GpplTest, FullBatchElboNeverDecreases) {
   const Planted p = MakePlanted(60, 15, 12, 0, 2, 1.5, 3);
   for (const char* users : {"crowd", "crowd-", "per-user", "pooled"}) {
     ModelOptions o = Options(users);
-    o.svi_forget = 0;
-    o.epochs = 60;
+    o.Set("svi_forget", 0);
+    o.Set("epochs", 60);
     auto model = MakeModel(o);
     const FitReport rep = model->Fit(p.ds, p.train, PairSet());
     const std::vector<Json>& trace = rep.details.at("elbo_trace").items();
@@ -180,8 +180,8 @@ TEST(GpplTest, SaveLoadGivesIdenticalPredictions) {
   for (const char* users : {"crowd", "crowd-", "per-user", "pooled"}) {
     for (const char* kernel : {"matern32", "identity"}) {
       ModelOptions o = Options(users);
-      o.item_kernel = kernel;
-      o.epochs = 20;
+      o.Set("item_kernel", kernel);
+      o.Set("epochs", 20);
       auto model = MakeModel(o);
       model->Fit(p.ds, p.train, PairSet());
       const std::string path = testing::TestDir() + "/m.pfmx";
@@ -234,17 +234,17 @@ TEST(GpplTest, BadOptionsAreRefusedNamingTheFlag) {
     }
   };
   const std::vector<std::pair<std::function<void(ModelOptions&)>, std::string>> cases = {
-      {[](ModelOptions& o) { o.gppl_users = "everyone"; }, "--gppl-users: 'everyone'"},
-      {[](ModelOptions& o) { o.item_kernel = "rbf"; }, "--item-kernel: 'rbf'"},
-      {[](ModelOptions& o) { o.components = 0; }, "--components: 0"},
-      {[](ModelOptions& o) { o.inducing = 1; }, "--inducing: 1"},
-      {[](ModelOptions& o) { o.gamma_rate_v = std::nan(""); }, "--gamma-rate-v: nan"},
-      {[](ModelOptions& o) { o.gamma_shape = -1; }, "--gamma-shape: -1"},
-      {[](ModelOptions& o) { o.svi_forget = 1.5; }, "--svi-forget: 1.5"},
-      {[](ModelOptions& o) { o.svi_delay = 0.5; }, "--svi-delay: 0.5"},
-      {[](ModelOptions& o) { o.ls_factor = 0; }, "--ls-factor: 0"},
-      {[](ModelOptions& o) { o.gppl_residual = "yes"; }, "--gppl-residual: 'yes'"},
-      {[](ModelOptions& o) { o.gamma_rate_g = 0; }, "--gamma-rate-g: 0"},
+      {[](ModelOptions& o) { o.Set("gppl_users", "everyone"); }, "--gppl-users: 'everyone'"},
+      {[](ModelOptions& o) { o.Set("item_kernel", "rbf"); }, "--item-kernel: 'rbf'"},
+      {[](ModelOptions& o) { o.Set("components", 0); }, "--components: 0"},
+      {[](ModelOptions& o) { o.Set("inducing", 1); }, "--inducing: 1"},
+      {[](ModelOptions& o) { o.Set("gamma_rate_v", std::nan("")); }, "--gamma-rate-v: nan"},
+      {[](ModelOptions& o) { o.Set("gamma_shape", -1); }, "--gamma-shape: -1"},
+      {[](ModelOptions& o) { o.Set("svi_forget", 1.5); }, "--svi-forget: 1.5"},
+      {[](ModelOptions& o) { o.Set("svi_delay", 0.5); }, "--svi-delay: 0.5"},
+      {[](ModelOptions& o) { o.Set("ls_factor", 0); }, "--ls-factor: 0"},
+      {[](ModelOptions& o) { o.Set("gppl_residual", "yes"); }, "--gppl-residual: 'yes'"},
+      {[](ModelOptions& o) { o.Set("gamma_rate_g", 0); }, "--gamma-rate-g: 0"},
   };
   for (const auto& [set, what] : cases) {
     ModelOptions o = Options();
@@ -258,8 +258,8 @@ TEST(GpplTest, MiniBatchSviMatchesFullBatchAccuracy) {
   auto full = MakeModel(Options("crowd-"));
   full->Fit(p.ds, p.train, PairSet());
   ModelOptions o = Options("crowd-");
-  o.batch = 1000;  // 9 steps per epoch
-  o.epochs = 30;
+  o.Set("batch", 1000);  // 9 steps per epoch
+  o.Set("epochs", 30);
   auto svi = MakeModel(o);
   const FitReport rep = svi->Fit(p.ds, p.train, PairSet());
   EXPECT_GT(rep.details.at("svi_steps").number(), 100);
@@ -271,7 +271,7 @@ TEST(GpplTest, MiniBatchSviMatchesFullBatchAccuracy) {
 TEST(GpplTest, InducingItemsFewerThanItems) {
   const Planted p = MakePlanted(150, 60, 30, 10, 2, 1.5, 19);
   ModelOptions o = Options();
-  o.inducing = 25;
+  o.Set("inducing", 25);
   auto model = MakeModel(o);
   const FitReport rep = model->Fit(p.ds, p.train, PairSet());
   EXPECT_EQ(rep.details.at("inducing_items").number(), 25);

@@ -224,14 +224,14 @@ TEST(MicroTest, SaveLoadGivesIdenticalPredictions) {
   ProtocolOptions po;
   Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
   ModelOptions mo = MicroOptions(2);
-  mo.epochs = 60;
+  mo.Set("epochs", 60);
   auto model = MakeModel(mo);
   model->Fit(ds, s.train, s.valid);
   const std::string dir = testing::TestDir();
   SaveModel(*model, dir + "/m.pfmx");
   auto loaded = LoadModel(dir + "/m.pfmx");
   EXPECT_EQ(loaded->Family(), "micro");
-  EXPECT_EQ(loaded->options().router, "attributes");
+  EXPECT_EQ(loaded->options().Text("router"), "attributes");
   EXPECT_EQ(model->PredictProb(ds, s.test, model->TrainLatents()),
             loaded->PredictProb(ds, s.test, loaded->TrainLatents()));
   EXPECT_TRUE(model->Score(ds, model->TrainLatents()) == loaded->Score(ds, loaded->TrainLatents()));
@@ -247,7 +247,7 @@ TEST(MicroTest, AdaptUsesOnlySupportPairsAndRoutesColdUsersByAttributes) {
   ProtocolOptions po;
   Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
   ModelOptions mo = MicroOptions(3);
-  mo.epochs = 60;
+  mo.Set("epochs", 60);
   auto model = MakeModel(mo);
   model->Fit(ds, s.train, s.valid);
   // Support: user 0's first 5 training pairs; or those plus other users' pairs.

@@ -94,10 +94,10 @@ void ExpectSaveLoadIdentical(const ModelOptions& mo) {
 TEST(ModelFileTest, BtMlpSaveLoadIdentical) {
   ModelOptions o;
   o.family = "bt";
-  o.arch = "mlp";
-  o.hidden = 16;
-  o.epochs = 40;
-  o.l2 = 1e-4;
+  o.Set("arch", "mlp");
+  o.Set("hidden", 16);
+  o.Set("epochs", 40);
+  o.Set("l2", 1e-4);
   ExpectSaveLoadIdentical(o);
 }
 
@@ -105,7 +105,7 @@ TEST(ModelFileTest, FutureVersionIsRefused) {
   const std::string dir = TestDir();
   ModelOptions o;
   o.family = "bt";
-  o.epochs = 5;
+  o.Set("epochs", 5);
   auto g = data::GenerateOptions::Preset(data::GenerateKind::kGroups);
   g.n_users = 10;
   Dataset ds = data::Generate(g);
@@ -145,8 +145,8 @@ TEST(LowRankTest, AdaptationUsesOnlySupportPairs) {
   Dataset ds = data::Generate(g);
   ModelOptions o;
   o.family = "lowrank";
-  o.epochs = 80;
-  o.l2 = 1e-3;
+  o.Set("epochs", 80);
+  o.Set("l2", 1e-3);
   auto m = MakeModel(o);
   PairSet all = ds.AllPairs();
   m->Fit(ds, all, PairSet());

@@ -169,9 +169,9 @@ TEST(OnlineTest, MicroEndStateReachesTheBatchFitsLikelihood) {
   Split s = MakeUnseenSplit(ds, ds.AllPairs(), po);
   ModelOptions mo;
   mo.family = "micro";
-  mo.k = 3;
-  mo.router = "context";  // no contexts in the preset: every user starts at the mean routing
-  mo.epochs = 150;
+  mo.Set("k", 3);
+  mo.Set("router", "context");  // no contexts in the preset: every user starts at the mean routing
+  mo.Set("epochs", 150);
   auto model = MakeModel(mo);
   model->Fit(ds, s.train, s.valid);
   const PairSet stream = UnseenSupport(ds.AllPairs(), s, 1000);  // all their pairs, in order
@@ -206,9 +206,9 @@ TEST(OnlineTest, ExperimentOnlineCurveMatchesBatchAtTwentyLabels) {
     po.seed = seed;
     ModelOptions mo;
     mo.family = "micro";
-    mo.k = 3;
-    mo.router = "context";
-    mo.epochs = 150;
+    mo.Set("k", 3);
+    mo.Set("router", "context");
+    mo.Set("epochs", 150);
     mo.seed = seed;
     for (const std::string est : {"map", "quasi-bayes"}) {
       po.online_estimator = est;

@@ -285,11 +285,11 @@ TEST(PalTest, SharedUserStepIsAtLeastAsGoodAsAdamOnPalBsObjective) {
 ModelOptions PalOptions(const std::string& family, int k, uint64_t seed = 1) {
   ModelOptions mo;
   mo.family = family;
-  mo.k = k;
+  mo.Set("k", k);
   mo.seed = seed;
-  mo.epochs = 40;
-  mo.dim = 4;
-  mo.hidden = 16;
+  mo.Set("epochs", 40);
+  mo.Set("dim", 4);
+  mo.Set("hidden", 16);
   return mo;
 }
 
@@ -301,7 +301,7 @@ void ExpectSaveLoadIdentical(const ModelOptions& mo, const Dataset& ds) {
   SaveModel(*model, dir + "/m.pfmx");
   auto loaded = LoadModel(dir + "/m.pfmx");
   EXPECT_EQ(loaded->Family(), mo.family);
-  EXPECT_EQ(loaded->options().ideal, mo.ideal);
+  EXPECT_EQ(loaded->options().ToJson().Dump(-1), model->options().ToJson().Dump(-1));
   EXPECT_TRUE(model->Score(ds, model->LatentsFor(ds)) == loaded->Score(ds, loaded->LatentsFor(ds)))
       << mo.family;
   EXPECT_EQ(model->PredictProb(ds, s.test, model->TrainLatents()),
@@ -329,7 +329,7 @@ TEST(PalTest, SaveLoadGivesIdenticalScoresPredictionsAndAdaptation) {
   ExpectSaveLoadIdentical(PalOptions("pal-a", 3), ds);
   ExpectSaveLoadIdentical(PalOptions("pal-b", 3), ds);
   ModelOptions fp = PalOptions("pal-a", 2);
-  fp.ideal = "f(P)w";
+  fp.Set("ideal", "f(P)w");
   ExpectSaveLoadIdentical(fp, ds);
   Dataset ctx = RandomData(60, 5, 6, 3, 30, 20, 4);
   ExpectSaveLoadIdentical(PalOptions("pal-b", 2), ctx);
@@ -343,8 +343,8 @@ TEST(PalTest, KAutoChoosesKOnValidationLossAndSavesTheChosenK) {
   Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
   for (const std::string fam : {"pal-a", "pal-b"}) {
     ModelOptions mo = PalOptions(fam, 4);
-    mo.k_auto = true;
-    mo.dim = 0;  // the d grid too
+    mo.Set("k", "auto");
+    mo.Set("dim", 0);  // the d grid too
     auto m = MakeModel(mo);
     const FitReport rep = m->Fit(ds, s.train, s.valid);
     const auto& trials = rep.details.at("selection").items();
@@ -371,7 +371,7 @@ TEST(PalTest, KAutoChoosesKOnValidationLossAndSavesTheChosenK) {
         << fam;
   }
   ModelOptions mo = PalOptions("pal-a", 4);
-  mo.k_auto = true;
+  mo.Set("k", "auto");
   try {
     MakeModel(mo)->Fit(ds, s.train, PairSet());
     ADD_FAILURE() << "no error";
@@ -449,10 +449,10 @@ TEST(PalTest, OptionsTrainAndBadValuesAreRefused) {
   for (const Variant& v : {Variant{"pal-a", "f(Pw)", "bt"}, Variant{"pal-a", "f(P)w", "bt"},
                            Variant{"pal-a", "Pw", "hinge"}, Variant{"pal-b", "Pw", "hinge"}}) {
     ModelOptions mo = PalOptions(v.family, 3);
-    mo.ideal = v.ideal;
-    mo.loss = v.loss;
-    mo.dim = 0;
-    mo.epochs = 60;
+    if (std::string(v.family) == "pal-a") mo.Set("ideal", v.ideal);  // pal-b has no --ideal
+    mo.Set("loss", v.loss);
+    mo.Set("dim", 0);
+    mo.Set("epochs", 60);
     auto m = MakeModel(mo);
     FitReport rep = m->Fit(ds, s.train, s.valid);
     const double acc = Accuracy(m->PredictProb(ds, s.test, m->TrainLatents()), s.test.label);
@@ -462,14 +462,17 @@ TEST(PalTest, OptionsTrainAndBadValuesAreRefused) {
     if (std::string(v.ideal) == "f(Pw)") EXPECT_EQ(rep.details.at("dim").number(), ds.dim());
   }
   ModelOptions bad = PalOptions("pal-a", 3);
-  bad.ideal = "f(Pw)";
-  bad.dim = 4;  // f(Pw) needs d = D
+  bad.Set("ideal", "f(Pw)");
+  bad.Set("dim", 4);  // f(Pw) needs d = D
   EXPECT_THROW(MakeModel(bad)->Fit(ds, s.train, s.valid), Error);
   bad = PalOptions("pal-a", 3);
-  bad.ideal = "Wp";
+  bad.Set("ideal", "Wp");
   EXPECT_THROW(MakeModel(bad), Error);
   bad = PalOptions("pal-b", 3);
-  bad.loss = "square";
+  bad.Set("loss", "square");
+  EXPECT_THROW(MakeModel(bad), Error);
+  bad = PalOptions("pal-b", 3);
+  bad.Set("ideal", "Pw");  // not one of pal-b's options
   EXPECT_THROW(MakeModel(bad), Error);
   auto m = MakeModel(PalOptions("pal-b", 2));
   m->Fit(ds, s.train, PairSet());
@@ -524,8 +527,8 @@ TEST(PalTest, PalBPromptProjectorsFitContextDependentTastes) {
   plain.contexts.resize(0, 0);
   plain.cmp_context.clear();
   ModelOptions mo = PalOptions("pal-b", 2);
-  mo.epochs = 300;
-  mo.dim = 0;
+  mo.Set("epochs", 300);
+  mo.Set("dim", 0);
   Json with = RunExperiment(ds, mo, ProtocolOptions{});
   Json without = RunExperiment(plain, mo, ProtocolOptions{});
   const double a = with.at("accuracy").number(), b = without.at("accuracy").number();

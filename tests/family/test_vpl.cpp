@@ -44,9 +44,9 @@ Dataset SmallGroups(uint64_t seed) {
 /// The unit tests' small configuration: latent 3, hidden 16, a few epochs.
 ModelOptions SmallOptions(uint64_t seed, int epochs = 4) {
   ModelOptions o = VplOptions(seed);
-  o.dim = 3;
-  o.hidden = 16;
-  o.epochs = epochs;
+  o.Set("dim", 3);
+  o.Set("hidden", 16);
+  o.Set("epochs", epochs);
   return o;
 }
 
@@ -227,7 +227,7 @@ TEST(VplTest, AdaptationReadsOnlyTheSupport) {
   EXPECT_EQ(a, b);
   // Users without support pairs get the population latent (cold start): the prior's z = 0 with
   // the encoder (what auto resolves to without validation pairs, as here).
-  ASSERT_EQ(m->options().vpl_adapt, "encoder");
+  ASSERT_EQ(m->options().Text("vpl_adapt"), "encoder");
   const RowMatrixF cold = m->Adapt(ds, PairSet(), 3, "cpu");
   ASSERT_EQ(cold.rows(), 3);
   EXPECT_TRUE(cold.isZero());
@@ -241,7 +241,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   // for new users (Adapt) and for the seen users' latents, and after save -> load.
   Dataset ds = SmallGroups(11);
   ModelOptions o = SmallOptions(11);
-  o.vpl_adapt = "population";
+  o.Set("vpl_adapt", "population");
   auto m = MakeModel(o);
   PairSet all = ds.AllPairs(), valid;
   m->Fit(ds, all, valid);
@@ -303,7 +303,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   EXPECT_EQ(back->TrainLatents(), seen);
   // It is not the encoder's answer: the same model adapting with its encoder differs.
   ModelOptions oe = o;
-  oe.vpl_adapt = "encoder";
+  oe.Set("vpl_adapt", "encoder");
   auto me = MakeModel(oe);
   me->Fit(ds, all, valid);
   const RowMatrixF ze = me->Adapt(ds, support, 4, "cpu");
@@ -312,7 +312,7 @@ TEST(VplTest, PopulationAdaptationIsThePosteriorMeanOverTrainingLatents) {
   EXPECT_FALSE(z.row(3).isZero());
   // A bad value is refused, naming the flag.
   ModelOptions bad = o;
-  bad.vpl_adapt = "nearest";
+  bad.Set("vpl_adapt", "nearest");
   try {
     MakeModel(bad);
     ADD_FAILURE() << "no error";
@@ -328,8 +328,8 @@ TEST(VplTest, AutoAdaptationChoosesOnUsersHeldOutOfAnExtraFit) {
   // chosen mode: the extra fit leaves no trace.
   Dataset ds = SmallGroups(13);
   ModelOptions o = SmallOptions(13, 6);
-  o.refit = false;
-  ASSERT_EQ(o.vpl_adapt, "auto");
+  o.Set("refit", false);
+  ASSERT_EQ(o.Text("vpl_adapt"), "auto");
   Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
   auto m = MakeModel(o);
   const FitReport rep = m->Fit(ds, s.train, s.valid);
@@ -346,9 +346,10 @@ TEST(VplTest, AutoAdaptationChoosesOnUsersHeldOutOfAnExtraFit) {
   EXPECT_TRUE(std::isfinite(enc) && enc > 0 && std::isfinite(pop) && pop > 0) << enc << " " << pop;
   const std::string chosen = pop < enc ? "population" : "encoder";
   EXPECT_EQ(sel.at("chosen").str(), chosen);
-  EXPECT_EQ(m->options().vpl_adapt, chosen);  // the model is now that one (and its file says so)
+  EXPECT_EQ(m->options().Text("vpl_adapt"),
+            chosen);  // the model is now that one (and its file says so)
   ModelOptions fixed = o;
-  fixed.vpl_adapt = chosen;
+  fixed.Set("vpl_adapt", chosen);
   auto mf = MakeModel(fixed);
   mf->Fit(ds, s.train, s.valid);
   EXPECT_EQ(m->PredictProb(ds, s.test, m->TrainLatents()),
@@ -357,7 +358,7 @@ TEST(VplTest, AutoAdaptationChoosesOnUsersHeldOutOfAnExtraFit) {
   // Without validation pairs there is nothing to choose on: VPL's encoder.
   auto m2 = MakeModel(o);
   m2->Fit(ds, s.train, PairSet());
-  EXPECT_EQ(m2->options().vpl_adapt, "encoder");
+  EXPECT_EQ(m2->options().Text("vpl_adapt"), "encoder");
 }
 
 TEST(VplTest, ActiveSelectionAsksOnlyWhatItPicks) {

@@ -37,7 +37,7 @@ TEST(EmBtRecoveryTest, GroupsPresetSeeds1To10) {
     Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
     ModelOptions mo;
     mo.family = "em-bt";
-    mo.k = 3;
+    mo.Set("k", 3);
     mo.seed = seed;
     auto model = MakeModel(mo);
     model->Fit(ds, s.train, s.valid);
@@ -84,10 +84,10 @@ void ExpectKAuto(int K) {
     Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
     ModelOptions mo;
     mo.family = "em-bt";
-    mo.k_auto = true;
+    mo.Set("k", "auto");
     mo.seed = seed;
-    mo.restarts = 2;
-    mo.l2 = 1e-3;
+    mo.Set("restarts", 2);
+    mo.Set("l2", 1e-3);
     auto model = MakeModel(mo);
     FitReport rep = model->Fit(ds, s.train, s.valid);
     const int k = static_cast<int>(rep.details.at("k").number());

@@ -73,7 +73,7 @@ int GroupsPresetAttributeRouting(double balance, double min_route, double max_ga
     po.seed = seed;
     Split s = MakeSeenSplit(ds, ds.AllPairs(), po);
     ModelOptions mo = MicroOptions(seed);
-    mo.balance = balance;
+    mo.Set("balance", balance);
     auto model = MakeModel(mo);
     model->Fit(ds, s.train, s.valid);
     const auto* mh = dynamic_cast<const MultiHeadModel*>(model.get());

@@ -78,7 +78,7 @@ std::pair<int, int> IdealPointRecovery(const std::string& family, int n_seeds, i
     const data::IdealPointTruth truth = data::PlantedIdealPoint(g, ds);
     ModelOptions mo;
     mo.family = family;
-    mo.k = 3;
+    mo.Set("k", 3);
     mo.seed = seed;
     ProtocolOptions po;
     po.seed = seed;
@@ -138,7 +138,7 @@ TEST(PalRecoveryTest, PalABeatsLowRankOnSmallIdealPointData) {
   for (int f = 0; f < 2; ++f) {
     ModelOptions mo;
     mo.family = families[f];
-    mo.k = 3;
+    mo.Set("k", 3);
     ProtocolOptions po;
     acc[f][0] = RunExperiment(ds, mo, po).at("accuracy").number();
     po.name = "unseen";

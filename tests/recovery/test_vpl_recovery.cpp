@@ -121,7 +121,7 @@ Recovery RunRecovery(const Dataset& ds, const ModelOptions& mo, uint64_t seed, b
   // k-means on the users' encoded mu (with --vpl-adapt population the seen latents are posterior
   // means over those mu instead).
   PairSet fitted = s.train;
-  if (mo.refit)
+  if (mo.Flag("refit"))
     for (size_t j = 0; j < s.valid.size(); ++j) fitted.PushFrom(s.valid, j);
   const RowMatrixF mu =
       Amortized(*model).Encode(ds, UserContextSets(fitted, ds.n_users(), kMaxContext)).mu;
@@ -166,11 +166,11 @@ TEST(VplRecoveryTest, GroupsPresetShortScheduleGuard) {
     g.seed = seed;
     Dataset ds = data::Generate(g);
     ModelOptions mo = VplOptions(seed);
-    mo.dim = 4;
-    mo.hidden = 32;
-    mo.epochs = 40;
-    mo.lr = 0.01;
-    mo.refit = false;
+    mo.Set("dim", 4);
+    mo.Set("hidden", 32);
+    mo.Set("epochs", 40);
+    mo.Set("lr", 0.01);
+    mo.Set("refit", false);
     const Recovery r = RunRecovery(ds, mo, seed, false);
     EXPECT_GE(r.seen, r.oracle - 0.04) << "seed " << seed;
     EXPECT_GE(r.unseen, r.unseen_oracle - 0.04) << "seed " << seed;
@@ -202,7 +202,7 @@ TEST(VplRecoveryTest, DISABLED_GroupsPresetSeeds1To10) {
     g.seed = (uint64_t)seed;
     Dataset ds = data::Generate(g);
     ModelOptions mo = VplOptions((uint64_t)seed);
-    mo.dim = 8;
+    mo.Set("dim", 8);
     const Recovery r = RunRecovery(ds, mo, (uint64_t)seed, true);
     const auto& curve = r.active.at("curve").items();
     if (mean_rem.empty()) mean_rem.assign(curve.size(), 0), mean_rnd.assign(curve.size(), 0);
