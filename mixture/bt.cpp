@@ -10,29 +10,20 @@
 
 #include "core/error.h"
 #include "core/io/serialize.h"
+#include "core/model/fit.h"
 #include "core/model/model.h"
 #include "core/threads.h"
+#include "core/torch/glue.h"
 #include "core/userstep/math.h"
 
 namespace prefmix::mixture {
 namespace {
 
-struct PairTensors {
-  torch::Tensor first, second, label, weight;
-  int64_t n = 0;
-};
+using torchglue::PairTensors;
+using torchglue::ToTensors;
 
-PairTensors ToTensors(const PairSet& p) {
-  PairTensors t;
-  t.n = static_cast<int64_t>(p.size());
-  auto i32 = torch::TensorOptions().dtype(torch::kInt32);
-  auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
-  t.first = torch::from_blob(const_cast<int32_t*>(p.first.data()), {t.n}, i32).to(torch::kLong);
-  t.second = torch::from_blob(const_cast<int32_t*>(p.second.data()), {t.n}, i32).to(torch::kLong);
-  t.label = torch::from_blob(const_cast<float*>(p.label.data()), {t.n}, f32).clone();
-  t.weight = torch::from_blob(const_cast<float*>(p.weight.data()), {t.n}, f32).clone();
-  return t;
-}
+/// Seed stream of the mini-batch order (the run's --seed plus this offset).
+constexpr uint64_t kBatchOrderStream = 7;
 
 class BtModel : public Model {
  public:
@@ -47,32 +38,17 @@ class BtModel : public Model {
     dim = ds.dim();
     embedding_model = ds.embedding_model;
     const int max_epochs = options_.Int("epochs");
-    torch::Tensor E = ItemTensor(ds);
+    torch::Tensor E = torchglue::Items(ds);
     PairTensors tr = ToTensors(train);
     FitReport rep;
     double l2 = options_.Real("l2");
     int epochs = max_epochs;
     if (!valid.empty()) {
       PairTensors va = ToTensors(valid);
-      std::vector<double> grid =
-          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
-      double best = INFINITY;
-      Json curve = Json::Array();
-      for (double g : grid) {
-        int best_epoch = 0;
-        double v = TrainOnce(E, tr, &va, g, max_epochs, &best_epoch);
-        Json e = Json::Object();
-        e["l2"] = g;
-        e["valid_log_loss"] = v;
-        e["epochs"] = best_epoch;
-        curve.push_back(e);
-        if (v < best) {
-          best = v;
-          l2 = g;
-          epochs = std::max(best_epoch, 1);
-        }
-      }
-      rep.details["selection"] = curve;
+      SelectOnValidation(
+          "l2", L2Grid(l2, {1e-5, 1e-4, 1e-3, 1e-2, 1e-1}),
+          [&](double g, int* be) { return TrainOnce(E, tr, &va, g, max_epochs, be); }, &rep, &l2,
+          &epochs);
       if (options_.Flag("refit")) {
         PairTensors all = ToTensors(Concat(train, valid));
         TrainOnce(E, all, nullptr, l2, epochs, nullptr);
@@ -174,11 +150,6 @@ class BtModel : public Model {
     }
   }
 
-  static torch::Tensor ItemTensor(const Dataset& ds) {
-    return torch::from_blob(const_cast<float*>(ds.items.data()), {ds.n_items(), ds.dim()},
-                            torch::TensorOptions().dtype(torch::kFloat32));
-  }
-
   torch::Tensor Loss(const torch::Tensor& r, const PairTensors& p, const torch::Tensor& idx) const {
     auto f = p.first.index_select(0, idx), s = p.second.index_select(0, idx);
     auto margin = r.index_select(0, f) - r.index_select(0, s);
@@ -207,10 +178,9 @@ class BtModel : public Model {
     const int64_t batch = options_.Int("batch") > 0 ? options_.Int("batch") : tr.n;
     torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
     torch::Tensor va_idx = va ? torch::arange(va->n, torch::kLong) : torch::Tensor();
-    double best = INFINITY;
-    int since = 0;
+    EarlyStopping stop(options_.Int("patience"));
     std::vector<torch::Tensor> best_state;
-    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 7);
+    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + kBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       net_->train();
@@ -229,13 +199,11 @@ class BtModel : public Model {
       double v = Loss(net_->forward(E).reshape({-1}), *va, va_idx).item<double>();
       PREFMIX_CHECK_INPUT(std::isfinite(v), "bt: training diverged (validation loss ", v,
                           " at epoch ", ep, "); lower --lr");
-      if (v < best - 1e-7) {
-        best = v;
-        since = 0;
+      if (stop.Better(v, ep)) {
         if (best_epoch) *best_epoch = ep;
         best_state.clear();
         for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
-      } else if (++since >= options_.Int("patience")) {
+      } else if (stop.Stop()) {
         break;
       }
     }
@@ -247,14 +215,14 @@ class BtModel : public Model {
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "bt: training diverged (non-finite parameters); lower --lr");
-    return best;
+    return stop.best();
   }
 
   Eigen::VectorXf Rewards(const Dataset& ds) const {
     torch::NoGradGuard ng;
     auto net = Net();
     net->eval();
-    auto r = net->forward(ItemTensor(ds)).reshape({-1}).contiguous();
+    auto r = net->forward(torchglue::Items(ds)).reshape({-1}).contiguous();
     Eigen::VectorXf out(ds.n_items());
     std::memcpy(out.data(), r.data_ptr<float>(), sizeof(float) * ds.n_items());
     return out;

@@ -639,7 +639,8 @@ class EmBtModel : public Model, public MultiHeadModel {
   /// sum_k gamma_k q_k(e), q_k the calibrated score of head k against every item (a fixed,
   /// seeded sample of kScoreReference items when there are more).
   RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
-    return latents * CalibratedItemScores(HeadRewards(ds), DeriveSeed(options_.seed, 0x5c0e),
+    return latents * CalibratedItemScores(HeadRewards(ds),
+                                          DeriveSeed(options_.seed, kScoreReferenceStream),
                                           kScoreReference);
   }
 

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/io/serialize.h"
+#include "core/model/fit.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "core/userstep/math.h"
@@ -257,6 +258,10 @@ LowRankPass LowRankLossAndGrad(const RowMatrixF& items, const PairSet& pairs,
 
 namespace {
 
+/// Seed streams (DeriveSeed(--seed, stream)).
+constexpr uint64_t kInitStream = 101;       ///< the initial V and omega
+constexpr uint64_t kPriorDrawStream = 202;  ///< the Bayes user step's Dirichlet prior draws
+
 class LowRankModel : public Model {
  public:
   explicit LowRankModel(const ModelOptions&) {}
@@ -275,25 +280,10 @@ class LowRankModel : public Model {
     int epochs = max_epochs;
     RowMatrixF omega;
     if (!valid.empty()) {
-      std::vector<double> grid =
-          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-4, 1e-3, 1e-2};
-      double best = INFINITY;
-      Json curve = Json::Array();
-      for (double g : grid) {
-        int be = 0;
-        double v = Train(ds, train, &valid, g, max_epochs, &be, &omega);
-        Json e = Json::Object();
-        e["l2"] = g;
-        e["valid_log_loss"] = v;
-        e["epochs"] = be;
-        curve.push_back(e);
-        if (v < best) {
-          best = v;
-          l2 = g;
-          epochs = std::max(be, 1);
-        }
-      }
-      rep.details["selection"] = curve;
+      SelectOnValidation(
+          "l2", L2Grid(l2, {1e-4, 1e-3, 1e-2}),
+          [&](double g, int* be) { return Train(ds, train, &valid, g, max_epochs, be, &omega); },
+          &rep, &l2, &epochs);
       // Select the user-step prior on pseudo-unseen users: support from training pairs, queries
       // from validation pairs, with the model trained without the validation pairs.
       int be = 0;
@@ -387,7 +377,7 @@ class LowRankModel : public Model {
                int* best_epoch, RowMatrixF* omega_out) {
     const int K = options_.Int("k");
     const int64_t D = ds.dim(), U = ds.n_users();
-    Rng rng(DeriveSeed(options_.seed, 101));
+    Rng rng(DeriveSeed(options_.seed, kInitStream));
     V_.resize(D, K);
     const float sv = 1.0f / std::sqrt(static_cast<float>(D));
     for (Eigen::Index i = 0; i < V_.size(); ++i)
@@ -401,8 +391,7 @@ class LowRankModel : public Model {
     RowMatrixF mo = RowMatrixF::Zero(U, K), vo = mo;
     RowMatrixF P(ds.n_items(), K);
     LowRankWorkspace ws;  // buffers reused by every epoch
-    double best = INFINITY;
-    int since = 0;
+    EarlyStopping stop(options_.Int("patience"));
     Eigen::MatrixXf best_v = V_;
     RowMatrixF best_o = omega;
     for (int ep = 1; ep <= epochs; ++ep) {
@@ -420,13 +409,11 @@ class LowRankModel : public Model {
       if (!va) continue;
       RowMatrixF Pn = ds.items * V_;
       double v = PairLoss(Pn, Softmax(omega), *va);
-      if (v < best - 1e-7) {
-        best = v;
-        since = 0;
+      if (stop.Better(v, ep)) {
         if (best_epoch) *best_epoch = ep;
         best_v = V_;
         best_o = omega;
-      } else if (++since >= options_.Int("patience")) {
+      } else if (stop.Stop()) {
         break;
       }
     }
@@ -435,7 +422,7 @@ class LowRankModel : public Model {
       omega = best_o;
     }
     *omega_out = omega;
-    return best;
+    return stop.best();
   }
 
   /// The batched user step with V frozen: q_j = (2y-1)(P[a]-P[b]), prior centre w0.
@@ -459,21 +446,17 @@ class LowRankModel : public Model {
   double SelectPrior(const Dataset& ds, const PairSet& train, const PairSet& valid,
                      FitReport* rep) const {
     const int64_t U = ds.n_users();
-    auto by = train.ByUser(U);
     // A negative entry stands for the Bayes posterior mean under the fitted Dirichlet prior.
     const std::vector<double> grid = {-1, 0.01, 0.1, 1, 10, 100};
-    std::vector<double> total(grid.size(), 0.0);
-    for (int k : {2, 5, 10}) {
-      PairSet support;
-      for (int64_t u = 0; u < U; ++u)
-        for (int i = 0; i < k && i < (int)by[u].size(); ++i) support.PushFrom(train, by[u][i]);
-      for (size_t g = 0; g < grid.size(); ++g) {
-        RowMatrixF lat = grid[g] < 0 ? AdaptBayes(ds, support, U, "cpu")
-                                     : AdaptWith(ds, support, U, "cpu", grid[g]);
-        total[g] += LogLoss(PredictProb(ds, valid, lat), valid.label);
-      }
-    }
-    size_t best = 0;
+    std::vector<double> mean;
+    const size_t best = SelectUserStepOnPseudoUnseen(
+        train, U, {2, 5, 10}, grid.size(),
+        [&](size_t g, const PairSet& support) {
+          RowMatrixF lat = grid[g] < 0 ? AdaptBayes(ds, support, U, "cpu")
+                                       : AdaptWith(ds, support, U, "cpu", grid[g]);
+          return LogLoss(PredictProb(ds, valid, lat), valid.label);
+        },
+        &mean);
     Json curve = Json::Array();
     for (size_t g = 0; g < grid.size(); ++g) {
       Json e = Json::Object();
@@ -481,9 +464,8 @@ class LowRankModel : public Model {
         e["user_step"] = "bayes";
       else
         e["user_prior"] = grid[g];
-      e["pseudo_unseen_log_loss"] = total[g] / 3;
+      e["pseudo_unseen_log_loss"] = mean[g];
       curve.push_back(e);
-      if (total[g] < total[best]) best = g;
     }
     rep->details["user_prior_selection"] = curve;
     return grid[best];
@@ -531,7 +513,7 @@ class LowRankModel : public Model {
     constexpr int kSamples = 4096;
     constexpr double kMinEss = 16;
     const int K = options_.Int("k");
-    Rng rng(DeriveSeed(options_.seed, 202));
+    Rng rng(DeriveSeed(options_.seed, kPriorDrawStream));
     RowMatrixF S(kSamples, K);
     for (int m = 0; m < kSamples; ++m) {
       double z = 0;

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/io/serialize.h"
+#include "core/model/fit.h"
 #include "core/model/model.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
@@ -771,25 +772,18 @@ class PalModel : public Model {
                                     FitReport* rep) const {
     const std::vector<PalUserStepOptions> grid = UserStepGrid();
     const int64_t U = ds.n_users();
-    const auto by = train.ByUser(U);
-    std::vector<double> total(grid.size(), 0.0);
-    for (int k : {2, 5, 10}) {
-      PairSet support;
-      for (int64_t u = 0; u < U; ++u)
-        for (int i = 0; i < k && i < static_cast<int>(by[u].size()); ++i)
-          support.PushFrom(train, by[u][i]);
-      for (size_t g = 0; g < grid.size(); ++g) {
-        RowMatrixF lat =
-            PalSoftmax(PalUserStep(params_, ds, support, U, omega0_, grid[g])).cast<float>();
-        total[g] += ValidLoss(ds, valid, lat);
-      }
-    }
-    size_t best = 0;
+    std::vector<double> mean;
+    const size_t best = SelectUserStepOnPseudoUnseen(
+        train, U, {2, 5, 10}, grid.size(),
+        [&](size_t g, const PairSet& support) {
+          RowMatrixF lat =
+              PalSoftmax(PalUserStep(params_, ds, support, U, omega0_, grid[g])).cast<float>();
+          return ValidLoss(ds, valid, lat);
+        },
+        &mean);
     Json curve = Json::Array();
-    for (size_t g = 0; g < grid.size(); ++g) {
-      curve.push_back(StepEntry(grid[g], "pseudo_unseen_loss", total[g] / 3));
-      if (total[g] < total[best]) best = g;
-    }
+    for (size_t g = 0; g < grid.size(); ++g)
+      curve.push_back(StepEntry(grid[g], "pseudo_unseen_loss", mean[g]));
     rep->details["user_step_selection"] = curve;
     return grid[best];
   }

@@ -9,7 +9,9 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/model/fit.h"
 #include "core/threads.h"
+#include "core/torch/glue.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -43,34 +45,11 @@ PalMlp ToEigen(const nn::Sequential& s, bool gelu, bool residual) {
   return m;
 }
 
-struct PairTensors {
-  torch::Tensor user, first, second, ctx, label, weight;
-  int64_t n = 0;
-};
+using torchglue::PairTensors;
+using torchglue::ToTensors;
 
-torch::Tensor Long(const std::vector<int32_t>& v) {
-  return torch::from_blob(const_cast<int32_t*>(v.data()), {static_cast<int64_t>(v.size())},
-                          torch::TensorOptions().dtype(torch::kInt32))
-      .to(torch::kLong);
-}
-
-torch::Tensor Float(const std::vector<float>& v) {
-  return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())},
-                          torch::TensorOptions().dtype(torch::kFloat32))
-      .clone();
-}
-
-PairTensors ToTensors(const PairSet& p) {
-  PairTensors t;
-  t.n = static_cast<int64_t>(p.size());
-  t.user = Long(p.user);
-  t.first = Long(p.first);
-  t.second = Long(p.second);
-  t.ctx = Long(p.context);
-  t.label = Float(p.label);
-  t.weight = Float(p.weight);
-  return t;
-}
+/// Seed stream of the mini-batch order (the config's seed plus this offset).
+constexpr uint64_t kBatchOrderStream = 7;
 
 /// The trainable model. Parameters are plain tensors / Sequentials grouped for the optimiser.
 class PalNet {
@@ -183,7 +162,7 @@ class PalNet {
   torch::Tensor Loss(const PairTensors& p, const torch::Tensor& idx) const {
     auto first = p.first.index_select(0, idx), second = p.second.index_select(0, idx);
     auto [za, zb] = Items(first, second);
-    auto a = Ideal(p.user.index_select(0, idx), p.ctx.index_select(0, idx));
+    auto a = Ideal(p.user.index_select(0, idx), p.context.index_select(0, idx));
     auto margin = Reward(za, a) - Reward(zb, a);
     auto w = p.weight.index_select(0, idx), y = p.label.index_select(0, idx);
     torch::Tensor l;
@@ -221,7 +200,7 @@ class PalNet {
       bool any_free = false;
       for (int32_t c : train.context) any_free |= c < 0;
       if (!any_free) {
-        auto C = C_.index_select(0, Long(train.context));
+        auto C = C_.index_select(0, ToTensors(train).context);
         std::vector<torch::Tensor> rows;
         for (auto& g : g_) rows.push_back(g->forward(C).mean(0));
         P = torch::stack(rows, 0).contiguous();
@@ -258,10 +237,9 @@ PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* 
   if (valid && !valid->empty()) va = ToTensors(*valid);
   const bool has_valid = va.n > 0;
   const int64_t batch = c.batch > 0 ? std::min<int64_t>(c.batch, tr.n) : tr.n;
-  torch::Generator gen = at::detail::createCPUGenerator(c.seed + 7);
+  torch::Generator gen = at::detail::createCPUGenerator(c.seed + kBatchOrderStream);
   torch::Tensor all = torch::arange(tr.n, torch::kLong);
-  double best = std::numeric_limits<double>::infinity();
-  int best_epoch = 0, since = 0;
+  EarlyStopping stop(c.patience);
   std::vector<torch::Tensor> best_state;
   int ep = 0;
   for (ep = 1; ep <= c.epochs; ++ep) {
@@ -278,19 +256,16 @@ PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* 
     }
     if (!has_valid) continue;
     const double v = net.EvalLoss(va);
-    if (v < best - 1e-7) {
-      best = v;
-      best_epoch = ep;
-      since = 0;
+    if (stop.Better(v, ep)) {
       best_state = net.State();
-    } else if (++since >= c.patience) {
+    } else if (stop.Stop()) {
       break;
     }
   }
   if (has_valid && !best_state.empty()) net.Restore(best_state);
   PalTrainResult r = net.Export(ds, train);
-  r.best_valid = has_valid ? best : std::numeric_limits<double>::quiet_NaN();
-  r.best_epoch = has_valid ? best_epoch : std::min(ep, c.epochs);
+  r.best_valid = has_valid ? stop.best() : std::numeric_limits<double>::quiet_NaN();
+  r.best_epoch = has_valid ? stop.best_epoch() : std::min(ep, c.epochs);
   return r;
 }
 

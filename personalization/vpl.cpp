@@ -15,9 +15,11 @@
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/io/serialize.h"
+#include "core/model/fit.h"
 #include "core/model/model.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "core/torch/glue.h"
 #include "core/userstep/math.h"
 
 namespace prefmix::personalization {
@@ -32,26 +34,20 @@ double CosineAnneal(int64_t step, int64_t period, double floor) {
 namespace {
 
 /// KL(N(mu, exp(logvar)) || N(0, I)) per row: -1/2 sum_d (1 + logvar - mu^2 - exp(logvar)).
+using torchglue::PairTensors;
+using torchglue::ToMatrix;
+using torchglue::ToTensors;
+torch::Tensor FromMatrix(const RowMatrixF& m) { return torchglue::Copy(m); }
+torch::Tensor ItemTensor(const Dataset& ds) { return torchglue::Items(ds); }
+
+/// Seed streams (DeriveSeed(--seed, stream)).
+constexpr uint64_t kHeldOutOrderStream = 0x5e1ec7;  ///< held-out users' pair order (vpl-adapt)
+constexpr uint64_t kScoreReferenceSample = 0x5e0;   ///< the reference items of Score
+constexpr uint64_t kContextStream = 0x791;          ///< training context sets
+constexpr uint64_t kBatchOrderStream = 11;          ///< mini-batch order (--seed plus this)
+
 torch::Tensor KlRows(const torch::Tensor& mu, const torch::Tensor& logvar) {
   return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1);
-}
-
-torch::Tensor FromMatrix(const RowMatrixF& m) {
-  return torch::from_blob(const_cast<float*>(m.data()), {m.rows(), m.cols()},
-                          torch::TensorOptions().dtype(torch::kFloat32))
-      .clone();
-}
-
-RowMatrixF ToMatrix(const torch::Tensor& t) {
-  auto c = t.detach().contiguous().to(torch::kFloat32);
-  RowMatrixF m(c.size(0), c.dim() > 1 ? c.size(1) : 1);
-  if (m.size()) std::memcpy(m.data(), c.data_ptr<float>(), sizeof(float) * m.size());
-  return m;
-}
-
-torch::Tensor ItemTensor(const Dataset& ds) {
-  return torch::from_blob(const_cast<float*>(ds.items.data()), {ds.n_items(), ds.dim()},
-                          torch::TensorOptions().dtype(torch::kFloat32));
 }
 
 torch::Tensor LongTensor(const std::vector<int64_t>& v) {
@@ -220,25 +216,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     const double l2 = options_.Real("l2");
     AdaptLosses adapt_losses;
     if (!valid.empty()) {
-      double best = INFINITY;
-      Json curve = Json::Array();
-      for (int64_t L : grid) {
-        latent_ = L;
-        int be = 0;
-        const double v = Train(ds, train, &valid, l2, max_epochs, &be);
-        Json e = Json::Object();
-        e["latent"] = L;
-        e["valid_log_loss"] = v;
-        e["epochs"] = be;
-        curve.push_back(e);
-        if (v < best) {
-          best = v;
-          best_latent_ = L;
-          epochs = std::max(be, 1);
-        }
-      }
+      SelectOnValidation(
+          "latent", grid,
+          [&](int64_t L, int* be) {
+            latent_ = L;
+            return Train(ds, train, &valid, l2, max_epochs, be);
+          },
+          &rep, &best_latent_, &epochs);
       latent_ = best_latent_;
-      rep.details["selection"] = curve;
       // --vpl-adapt auto: one more fit of the selected size without some training users, who
       // then are new users to both adaptations.
       if (options_.Text("vpl_adapt") == "auto")
@@ -379,7 +364,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     for (int64_t u = 0; u < ds.n_users(); ++u)
       if (held[u]) {
         std::vector<size_t> order = by[u];
-        Rng rng(DeriveSeed(options_.seed, 0x5e1ec7, static_cast<uint64_t>(u)));
+        Rng rng(DeriveSeed(options_.seed, kHeldOutOrderStream, static_cast<uint64_t>(u)));
         rng.Shuffle(order);
         for (size_t i = 0; i < order.size(); ++i)
           (static_cast<int>(i) < kSelectContext ? support : target).PushFrom(both, order[i]);
@@ -492,7 +477,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     std::vector<int64_t> ref(n);
     std::iota(ref.begin(), ref.end(), 0);
     if (n > kScoreReference) {
-      Rng rng(DeriveSeed(options_.seed, 0x5e0));
+      Rng rng(DeriveSeed(options_.seed, kScoreReferenceSample));
       for (int64_t i = 0; i < kScoreReference; ++i)
         std::swap(ref[i], ref[i + (int64_t)rng.Below(n - i)]);
       ref.resize(kScoreReference);
@@ -663,22 +648,6 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   }
 
  private:
-  struct PairTensors {
-    torch::Tensor first, second, label, weight;
-  };
-
-  static PairTensors ToTensors(const PairSet& p) {
-    PairTensors t;
-    std::vector<int64_t> f(p.first.begin(), p.first.end()), s(p.second.begin(), p.second.end());
-    t.first = LongTensor(f);
-    t.second = LongTensor(s);
-    const int64_t n = (int64_t)p.size();
-    auto F = torch::TensorOptions().dtype(torch::kFloat32);
-    t.label = torch::from_blob(const_cast<float*>(p.label.data()), {n}, F).clone();
-    t.weight = torch::from_blob(const_cast<float*>(p.weight.data()), {n}, F).clone();
-    return t;
-  }
-
   static std::pair<torch::Tensor, torch::Tensor> EncodeTensors(VplNet net, const torch::Tensor& E,
                                                                const SetTensors& s) {
     const int64_t S = s.a.size(0), M = s.a.size(1), D = E.size(1);
@@ -759,15 +728,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     const int64_t batch = options_.Int("batch");
     const PairTensors pt = ToTensors(tr);
     const auto by = tr.ByUser(ds.n_users());
-    Rng rng(DeriveSeed(options_.seed, 0x791));
+    Rng rng(DeriveSeed(options_.seed, kContextStream));
     const std::vector<ContextSet> va_ctx =
         va ? UserContextSets(tr, ds.n_users(), kMaxContext) : std::vector<ContextSet>();
     const double beta = Beta();
-    double best = INFINITY;
-    int since = 0;
+    EarlyStopping stop(options_.Int("patience"));
     int64_t step = 0;
     std::vector<torch::Tensor> best_state;
-    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + 11);
+    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + kBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       net_->train();
@@ -779,8 +747,11 @@ class VplModel : public Model, public AmortizedPosteriorModel {
         auto idx = order.slice(0, b0, b1);
         std::vector<const ContextSet*> ptr;
         for (int64_t i = b0; i < b1; ++i) ptr.push_back(&ctx[ord[i]]);
-        PairTensors bp{pt.first.index_select(0, idx), pt.second.index_select(0, idx),
-                       pt.label.index_select(0, idx), pt.weight.index_select(0, idx)};
+        PairTensors bp;
+        bp.first = pt.first.index_select(0, idx);
+        bp.second = pt.second.index_select(0, idx);
+        bp.label = pt.label.index_select(0, idx);
+        bp.weight = pt.weight.index_select(0, idx);
         const double w = beta * CosineAnneal(step++, options_.Int("anneal_period"),
                                              options_.Real("anneal_floor"));
         opt.zero_grad();
@@ -793,13 +764,11 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       const double v = LogLoss(PredictProb(ds, *va, Encode(ds, va_ctx).mu), va->label);
       PREFMIX_CHECK_INPUT(std::isfinite(v), "vpl: training diverged (validation loss ", v,
                           " at epoch ", ep, "); lower --lr");
-      if (v < best - 1e-7) {
-        best = v;
-        since = 0;
+      if (stop.Better(v, ep)) {
         if (best_epoch) *best_epoch = ep;
         best_state.clear();
         for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
-      } else if (++since >= options_.Int("patience")) {
+      } else if (stop.Stop()) {
         break;
       }
     }
@@ -812,7 +781,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "vpl: training diverged (non-finite parameters); lower --lr");
-    return best;
+    return stop.best();
   }
 
   VplNet net_{nullptr};

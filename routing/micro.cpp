@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/io/serialize.h"
+#include "core/model/fit.h"
 #include "core/model/maxmin.h"
 #include "core/model/model.h"
 #include "core/rng.h"
@@ -152,6 +153,9 @@ struct Adam {
   }
 };
 
+/// Seed stream (DeriveSeed(--seed, stream)) of the initial heads and router.
+constexpr uint64_t kInitStream = 0x3c10;
+
 class MicroModel : public Model, public MultiHeadModel {
  public:
   explicit MicroModel(const ModelOptions&) {}
@@ -186,25 +190,10 @@ class MicroModel : public Model, public MultiHeadModel {
     double l2 = options_.Real("l2");
     int epochs = max_epochs;
     if (!valid.empty()) {
-      const std::vector<double> grid =
-          l2 >= 0 ? std::vector<double>{l2} : std::vector<double>{1e-4, 1e-3, 1e-2};
-      double best = INFINITY;
-      Json curve = Json::Array();
-      for (double g : grid) {
-        int be = 0;
-        const double v = Train(ds, train, &valid, g, max_epochs, &be);
-        Json e = Json::Object();
-        e["l2"] = g;
-        e["valid_log_loss"] = v;
-        e["epochs"] = be;
-        curve.push_back(e);
-        if (v < best) {
-          best = v;
-          l2 = g;
-          epochs = std::max(be, 1);
-        }
-      }
-      rep.details["selection"] = curve;
+      SelectOnValidation(
+          "l2", L2Grid(l2, {1e-4, 1e-3, 1e-2}),
+          [&](double g, int* be) { return Train(ds, train, &valid, g, max_epochs, be); }, &rep, &l2,
+          &epochs);
       Train(ds, train, &valid, l2, epochs, nullptr);
       strength_ = options_.Real("user_prior") >= 0 ? options_.Real("user_prior")
                                                    : SelectStrength(ds, train, valid, &rep);
@@ -276,7 +265,8 @@ class MicroModel : public Model, public MultiHeadModel {
   }
 
   RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
-    return latents * CalibratedItemScores(HeadRewards(ds), DeriveSeed(options_.seed, 0x5c0e),
+    return latents * CalibratedItemScores(HeadRewards(ds),
+                                          DeriveSeed(options_.seed, kScoreReferenceStream),
                                           kScoreReference);
   }
 
@@ -385,7 +375,7 @@ class MicroModel : public Model, public MultiHeadModel {
     std::vector<int32_t> in_tr, in_va;
     const RowMatrixD x = PairInputs(ds, tr, &in_tr);
     if (va) PairInputs(ds, *va, &in_va);
-    Rng rng(DeriveSeed(options_.seed, 0x3c10));
+    Rng rng(DeriveSeed(options_.seed, kInitStream));
     params_.theta.resize(D, K);
     const double sv = 1.0 / std::sqrt(static_cast<double>(D));
     for (Eigen::Index i = 0; i < params_.theta.size(); ++i)
@@ -395,8 +385,7 @@ class MicroModel : public Model, public MultiHeadModel {
     params_.b = Eigen::VectorXd::Zero(K);
     const double lr = options_.Real("lr");
     Adam at, aw, ab;
-    double best = INFINITY;
-    int since = 0;
+    EarlyStopping stop(options_.Int("patience"));
     MicroParams best_p = params_;
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -411,12 +400,10 @@ class MicroModel : public Model, public MultiHeadModel {
       params_.b = b;
       if (!va) continue;
       const double v = MicroLossAndGrad(ds.items, x, in_va, *va, params_, 0, false, 0).data_loss;
-      if (v < best - 1e-7) {
-        best = v;
-        since = 0;
+      if (stop.Better(v, ep)) {
         if (best_epoch) *best_epoch = ep;
         best_p = params_;
-      } else if (++since >= options_.Int("patience")) {
+      } else if (stop.Stop()) {
         break;
       }
     }
@@ -430,7 +417,7 @@ class MicroModel : public Model, public MultiHeadModel {
       C += tr.weight[j];
     }
     pibar_ /= std::max(C, 1e-300);
-    return best;
+    return stop.best();
   }
 
   /// Router prior pi0_u for every user of ds [n_users, K].
@@ -485,26 +472,21 @@ class MicroModel : public Model, public MultiHeadModel {
   double SelectStrength(const Dataset& ds, const PairSet& train, const PairSet& valid,
                         FitReport* rep) const {
     const int64_t U = ds.n_users();
-    auto by = train.ByUser(U);
     const std::vector<double> grid = {0.25, 1, 2, 4, 8, 16};
-    std::vector<double> total(grid.size(), 0.0);
-    for (int k : {1, 2, 5, 10}) {
-      PairSet support;
-      for (int64_t u = 0; u < U; ++u)
-        for (int i = 0; i < k && i < (int)by[u].size(); ++i) support.PushFrom(train, by[u][i]);
-      for (size_t g = 0; g < grid.size(); ++g) {
-        const RowMatrixF lat = AdaptWith(ds, support, U, "cpu", grid[g]);
-        total[g] += LogLoss(PredictProb(ds, valid, lat), valid.label);
-      }
-    }
-    size_t best = 0;
+    std::vector<double> mean;
+    const size_t best = SelectUserStepOnPseudoUnseen(
+        train, U, {1, 2, 5, 10}, grid.size(),
+        [&](size_t g, const PairSet& support) {
+          const RowMatrixF lat = AdaptWith(ds, support, U, "cpu", grid[g]);
+          return LogLoss(PredictProb(ds, valid, lat), valid.label);
+        },
+        &mean);
     Json curve = Json::Array();
     for (size_t g = 0; g < grid.size(); ++g) {
       Json e = Json::Object();
       e["user_prior"] = grid[g];
-      e["pseudo_unseen_log_loss"] = total[g] / 4;
+      e["pseudo_unseen_log_loss"] = mean[g];
       curve.push_back(e);
-      if (total[g] < total[best]) best = g;
     }
     rep->details["user_prior_selection"] = curve;
     return grid[best];

@@ -34,6 +34,7 @@ fi
 rm -f "${TMPDIR:-/tmp}/prefmix_layers.$$"
 check core/io "$base|core/io/"
 check core/userstep "$base|core/io/|core/userstep/"
+check core/torch "$base|core/io/|core/torch/"
 check core/model "$base|core/io/|core/userstep/|core/model/"
 check core/eval "$base|core/io/|core/userstep/|core/model/|core/eval/"
 check mixture "core/|mixture/"

@@ -20,6 +20,10 @@ namespace prefmix {
 /// gives 0.5).
 RowMatrixD CalibratedScores(const RowMatrixF& rewards);
 
+/// The seed stream (DeriveSeed(--seed, stream)) of the reference sample below, shared by the
+/// multi-head families so that their scores use the same reference items.
+constexpr uint64_t kScoreReferenceStream = 0x5c0e;
+
 /// Calibrated scores [K, n_items] of every item for scoring all items of a dataset: each head's
 /// mean win probability against every other item, or, with more than `max_reference` items,
 /// against a fixed reference sample of that many items drawn with `seed`.

@@ -162,26 +162,27 @@ void OptionSpec::Check(const Json& v, const std::string& family) const {
 
 namespace opt {
 
-OptionSpec Int(std::string key, int value, std::string help, double min, double max) {
+namespace {
+OptionSpec Numeric(std::string key, OptionType type, std::string value, std::string help,
+                   double min, double max) {
   OptionSpec s;
   s.key = std::move(key);
-  s.type = OptionType::kInt;
-  s.value = std::to_string(value);
-  s.help = std::move(help);
-  s.min = min;
-  s.max = max;
-  return s;
-}
-
-OptionSpec Real(std::string key, std::string value, std::string help, double min, double max) {
-  OptionSpec s;
-  s.key = std::move(key);
-  s.type = OptionType::kReal;
+  s.type = type;
   s.value = std::move(value);
   s.help = std::move(help);
   s.min = min;
   s.max = max;
   return s;
+}
+}  // namespace
+
+OptionSpec Int(std::string key, int value, std::string help, double min, double max) {
+  return Numeric(std::move(key), OptionType::kInt, std::to_string(value), std::move(help), min,
+                 max);
+}
+
+OptionSpec Real(std::string key, std::string value, std::string help, double min, double max) {
+  return Numeric(std::move(key), OptionType::kReal, std::move(value), std::move(help), min, max);
 }
 
 OptionSpec Text(std::string key, std::string value, std::vector<std::string> choices,

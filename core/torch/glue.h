@@ -1,0 +1,27 @@
+#pragma once
+// The LibTorch glue the torch families (bt, pal-a/pal-b, vpl) share: pairs as tensors, matrices in
+// and out. Only those families include this room; the rest of prefmix never sees LibTorch.
+#include <torch/torch.h>
+
+#include "core/io/dataset.h"
+
+namespace prefmix::torchglue {
+
+/// A pair set as tensors: indices as int64 (user, first, second, context), label and weight as
+/// float32; all copies, independent of the PairSet.
+struct PairTensors {
+  torch::Tensor user, first, second, context, label, weight;
+  int64_t n = 0;
+};
+PairTensors ToTensors(const PairSet& p);
+
+/// A float32 view of a row-major matrix (no copy: `m` must outlive the tensor and not change).
+torch::Tensor View(const RowMatrixF& m);
+/// The item embeddings [n_items, D] as a view.
+inline torch::Tensor Items(const Dataset& ds) { return View(ds.items); }
+/// A float32 copy of a matrix.
+torch::Tensor Copy(const RowMatrixF& m);
+/// A tensor of one or two dimensions as a float32 matrix (a vector becomes one column).
+RowMatrixF ToMatrix(const torch::Tensor& t);
+
+}  // namespace prefmix::torchglue
