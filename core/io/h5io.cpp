@@ -488,14 +488,37 @@ class Writer {
   hid_t file_;
 };
 
-/// A new HDF5 file at `temp` (the atomic output of `path`), without modification times in its
-/// object headers, the root group's included: the same content gives the same bytes.
-Hid CreateFile(const std::string& temp, const std::string& path) {
+/// A new HDF5 file for `path`, built in memory (the core driver without a backing store) and
+/// written out by WriteImage: HDF5 itself never writes to the disk, so a full disk or a failed
+/// write is our clean error, never a half-closed HDF5 file that crashes the library's shutdown.
+/// No modification times in its object headers, the root group's included: the same content
+/// gives the same bytes.
+Hid CreateFile(const std::string& path) {
   Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_obj_track_times(fcpl.get(), false);
-  Hid file(H5Fcreate(temp.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
+  Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  PREFMIX_CHECK_INPUT(fapl.ok() && H5Pset_fapl_core(fapl.get(), 1 << 20, false) >= 0, path,
+                      ": cannot set up the in-memory HDF5 file");
+  Hid file(H5Fcreate((path + ".in-memory").c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()),
+           H5Fclose);
   PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot create the output file");
   return file;
+}
+
+/// Writes the image of the in-memory file `file` to `dest` (the atomic output's temporary file
+/// for `path`).
+void WriteImage(hid_t file, const std::string& dest, const std::string& path) {
+  PREFMIX_CHECK_INPUT(H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0, path, ": flush failed");
+  const ssize_t n = H5Fget_file_image(file, nullptr, 0);
+  PREFMIX_CHECK_INPUT(n > 0, path, ": cannot build the file image");
+  std::vector<char> image(static_cast<size_t>(n));
+  PREFMIX_CHECK_INPUT(H5Fget_file_image(file, image.data(), image.size()) == n, path,
+                      ": cannot build the file image");
+  std::ofstream f(dest, std::ios::binary);
+  PREFMIX_CHECK_INPUT(f, path, ": cannot open for writing");
+  f.write(image.data(), static_cast<std::streamsize>(image.size()));
+  f.flush();
+  PREFMIX_CHECK_INPUT(f, path, ": write failed (disk full?)");
 }
 
 }  // namespace
@@ -505,7 +528,7 @@ void WriteDataset(const Dataset& ds, const std::string& path) {
   ds.Validate();
   AtomicOutput out(path);
   {
-    Hid file = CreateFile(out.temp_path(), path);
+    Hid file = CreateFile(path);
     Writer w(path, file.get());
     Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
     w.StringAttr(root.get(), "format", "prefmix.dataset");
@@ -555,7 +578,8 @@ void WriteDataset(const Dataset& ds, const std::string& path) {
       if (ds.truth_group_item_reward.size() > 0)
         w.FloatMatrix("/truth/group_item_reward", ds.truth_group_item_reward);
     }
-    PREFMIX_CHECK_INPUT(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, path, ": flush failed");
+    root.Reset();
+    WriteImage(file.get(), out.temp_path(), path);
   }
   out.Commit();
 }
@@ -584,7 +608,7 @@ void WriteUserMatrix(const std::string& path, const std::vector<std::string>& id
   PREFMIX_ASSERT(m.allFinite(), "non-finite values in ", dataset);
   AtomicOutput out(path);
   {
-    Hid file = CreateFile(out.temp_path(), path);
+    Hid file = CreateFile(path);
     Writer w(path, file.get());
     Hid root(H5Gopen2(file.get(), "/", H5P_DEFAULT), H5Gclose);
     if (!prov.family.empty()) w.StringAttr(root.get(), "family", prov.family);
@@ -594,7 +618,8 @@ void WriteUserMatrix(const std::string& path, const std::vector<std::string>& id
     w.Group("/users");
     w.Strings("/users/ids", ids);
     w.FloatMatrix(dataset, m);
-    PREFMIX_CHECK_INPUT(H5Fflush(file.get(), H5F_SCOPE_GLOBAL) >= 0, path, ": flush failed");
+    root.Reset();
+    WriteImage(file.get(), out.temp_path(), path);
   }
   out.Commit();
 }

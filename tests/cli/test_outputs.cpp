@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -121,6 +123,51 @@ TEST_F(OutputGuardTest, SeveralOutputsAreAllOrNothing) {
   // No temporary file is left behind either.
   for (const auto& e : std::filesystem::directory_iterator(dir_))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+}
+
+/// A full disk: a 64 KiB tmpfs (needs root and mount; skipped with a hint elsewhere). Every kind
+/// of output (HDF5 dataset, model file, HDF5 user matrix, metrics JSON) that does not fit gives
+/// exit 1 and one line naming it, no crash (HDF5's shutdown used to segfault, exit 139) and no
+/// file or temporary left on the full disk.
+TEST_F(OutputGuardTest, AFullDiskIsACleanErrorWithNothingLeft) {
+  const std::string full = dir_ + "/full";
+  std::filesystem::create_directory(full);
+  if (std::system(("mount -t tmpfs -o size=64k tmpfs " + full + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "needs root and `mount -t tmpfs` (a 64 KiB disk to fill)";
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { std::system(("umount -l " + dir).c_str()); }
+  } unmount{full};
+  auto expect_full = [&](const std::string& args, const std::string& out) {
+    SCOPED_TRACE(args);
+    auto r = RunCli(args, dir_);
+    EXPECT_EQ(r.rc, 1) << r.err;
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(out), std::string::npos) << r.err;
+    EXPECT_FALSE(Exists(out));
+    for (const auto& e : std::filesystem::directory_iterator(full))
+      EXPECT_EQ(e.path().filename().string().rfind("fill", 0), 0u) << "left: " << e.path();
+  };
+  // An empty disk too small for the default groups dataset (about 200 KB).
+  expect_full("generate --kind groups --quiet --out " + full + "/g.h5", full + "/g.h5");
+  // Then a disk with 4 KiB left: a model file and a user matrix of more.
+  ASSERT_EQ(
+      std::system(("dd if=/dev/zero of=" + full + "/fill bs=4k count=15 2>/dev/null").c_str()), 0);
+  const std::string mlp = dir_ + "/mlp.pfmx";
+  auto r = RunCli(
+      "train --data " + data_ + " --model bt --arch mlp --epochs 2 --quiet --out " + mlp, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  expect_full("train --data " + data_ + " --model bt --arch mlp --epochs 2 --quiet --out " + full +
+                  "/m.pfmx",
+              full + "/m.pfmx");
+  expect_full("score --model-file " + model_ + " --data " + data_ + " --out " + full + "/s.h5",
+              full + "/s.h5");
+  // And a disk with no room left at all: a metrics JSON of a few KB.
+  ASSERT_EQ(
+      std::system(("dd if=/dev/zero of=" + full + "/fill2 bs=4k count=1 2>/dev/null").c_str()), 0);
+  expect_full("experiment --data " + data_ + " --model bt --epochs 2 --protocol unseen --json " +
+                  full + "/x.json",
+              full + "/x.json");
 }
 
 }  // namespace
