@@ -201,17 +201,12 @@ class BtModel : public Model {
                           " at epoch ", ep, "); lower --lr");
       if (stop.Better(v, ep)) {
         if (best_epoch) *best_epoch = ep;
-        best_state.clear();
-        for (const auto& p : net_->parameters()) best_state.push_back(p.detach().clone());
+        best_state = torchglue::Snapshot(net_->parameters());
       } else if (stop.Stop()) {
         break;
       }
     }
-    if (va && !best_state.empty()) {
-      torch::NoGradGuard ng;
-      auto ps = net_->parameters();
-      for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(best_state[i]);
-    }
+    if (va && !best_state.empty()) torchglue::Restore(net_->parameters(), best_state);
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "bt: training diverged (non-finite parameters); lower --lr");

@@ -91,26 +91,15 @@ class PalNet {
     return groups;
   }
 
-  std::vector<torch::Tensor> State() const {
-    std::vector<torch::Tensor> s;
-    for (const auto& p : f_->parameters()) s.push_back(p.detach().clone());
+  /// Every trained tensor: the projector's parameters, the prompt projectors', P, omega, theta.
+  std::vector<torch::Tensor> Parameters() const {
+    std::vector<torch::Tensor> s = f_->parameters();
     for (const auto& g : g_)
-      for (const auto& p : g->parameters()) s.push_back(p.detach().clone());
-    s.push_back(P_.detach().clone());
-    s.push_back(omega_.detach().clone());
-    s.push_back(theta_.detach().clone());
+      for (const auto& p : g->parameters()) s.push_back(p);
+    s.push_back(P_);
+    s.push_back(omega_);
+    s.push_back(theta_);
     return s;
-  }
-
-  void Restore(const std::vector<torch::Tensor>& s) {
-    torch::NoGradGuard ng;
-    size_t i = 0;
-    for (auto& p : f_->parameters()) p.copy_(s[i++]);
-    for (auto& g : g_)
-      for (auto& p : g->parameters()) p.copy_(s[i++]);
-    P_.copy_(s[i++]);
-    omega_.copy_(s[i++]);
-    theta_.copy_(s[i++]);
   }
 
   torch::Tensor F(const torch::Tensor& x) const {
@@ -257,12 +246,12 @@ PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* 
     if (!has_valid) continue;
     const double v = net.EvalLoss(va);
     if (stop.Better(v, ep)) {
-      best_state = net.State();
+      best_state = torchglue::Snapshot(net.Parameters());
     } else if (stop.Stop()) {
       break;
     }
   }
-  if (has_valid && !best_state.empty()) net.Restore(best_state);
+  if (has_valid && !best_state.empty()) torchglue::Restore(net.Parameters(), best_state);
   PalTrainResult r = net.Export(ds, train);
   r.best_valid = has_valid ? stop.best() : std::numeric_limits<double>::quiet_NaN();
   r.best_epoch = has_valid ? stop.best_epoch() : std::min(ep, c.epochs);

@@ -37,6 +37,18 @@ torch::Tensor View(const RowMatrixF& m) {
 
 torch::Tensor Copy(const RowMatrixF& m) { return View(m).clone(); }
 
+std::vector<torch::Tensor> Snapshot(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  out.reserve(params.size());
+  for (const auto& p : params) out.push_back(p.detach().clone());
+  return out;
+}
+
+void Restore(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& snapshot) {
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params.size() && i < snapshot.size(); ++i) params[i].copy_(snapshot[i]);
+}
+
 RowMatrixF ToMatrix(const torch::Tensor& t) {
   auto c = t.detach().contiguous().to(torch::kFloat32);
   RowMatrixF m(c.size(0), c.dim() > 1 ? c.size(1) : 1);

@@ -21,6 +21,9 @@ torch::Tensor View(const RowMatrixF& m);
 inline torch::Tensor Items(const Dataset& ds) { return View(ds.items); }
 /// A float32 copy of a matrix.
 torch::Tensor Copy(const RowMatrixF& m);
+/// Copies of a module's parameter values (early stopping's best epoch), and their restoration.
+std::vector<torch::Tensor> Snapshot(const std::vector<torch::Tensor>& params);
+void Restore(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& snapshot);
 /// A tensor of one or two dimensions as a float32 matrix (a vector becomes one column).
 RowMatrixF ToMatrix(const torch::Tensor& t);
 
