@@ -363,15 +363,20 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   o.family = j.at("family").str();
   for (const auto& s : FamilyOptions(o.family)) {
     if (j.contains(s.key)) {
-      const Json& v = j.at(s.key);
-      o.values[s.key] =
-          (s.type == OptionType::kInt && v.is_number()) ? Json(static_cast<int>(v.number())) : v;
+      // As read; ResolveOptions (MakeModel) checks type and range before any cast.
+      o.values[s.key] = j.at(s.key);
     } else if (!s.legacy.empty()) {
       o.values[s.key] = DefaultOf(s, s.legacy);
     }
   }
-  o.seed = static_cast<uint64_t>(j.at("seed").number());
-  o.threads = static_cast<int>(j.at("threads").number());
+  // Whole numbers in range, checked before the cast (a cast of anything else is undefined).
+  const double seed = j.at("seed").number(), threads = j.at("threads").number();
+  PREFMIX_CHECK_INPUT(seed == std::floor(seed) && seed >= 0 && seed < 18446744073709551616.0,
+                      "options: 'seed' = ", seed, " is not an integer in [0, 2^64)");
+  PREFMIX_CHECK_INPUT(threads == std::floor(threads) && threads >= 1 && threads <= 4096,
+                      "options: 'threads' = ", threads, " is not an integer in [1, 4096]");
+  o.seed = static_cast<uint64_t>(seed);
+  o.threads = static_cast<int>(threads);
   o.device = j.at("device").str();
   return o;
 }
