@@ -39,12 +39,14 @@ d, fam, n = sys.argv[1:]
 def payload(path):
     """The model file's payload (the header records --threads, so whole files always differ)."""
     b = open(path, "rb").read()
+    (version,) = struct.unpack_from("<I", b, 5)
     pos = 4 + 1 + 4  # magic, the archive's endianness byte, format version
     for _ in range(4):  # prefmix version, family, options, embedding model
         (size,) = struct.unpack_from("<Q", b, pos)
         pos += 8 + size
-    pos += 8 + 8 + 8  # item dimension, context dimension, payload size
-    return b[pos:]
+    pos += 8 + 8  # item dimension, context dimension
+    pos += 4 if version >= 2 else 0  # the family's payload version
+    return b[pos + 8:]  # after the payload size
 
 same = "identical" if payload(f"{d}/{fam}.1.pfmx") == payload(f"{d}/{fam}.{n}.pfmx") else "differs"
 m = [json.load(open(f"{d}/{fam}.{t}.json")) for t in ("1", n)]

@@ -132,8 +132,9 @@ void SaveModel(const Model& model, const std::string& path) {
     std::string options = model.options().ToJson().Dump(-1);
     std::string body = payload.str();
     uint64_t body_size = body.size();
+    uint32_t payload_version = FindFamily(family).payload_version;
     ar(version, lib, family, options, model.embedding_model, model.dim, model.context_dim,
-       body_size);
+       payload_version, body_size);
     f.write(body.data(), static_cast<std::streamsize>(body.size()));
     f.flush();
     PREFMIX_CHECK_INPUT(f, path, ": write failed");
@@ -154,16 +155,27 @@ std::unique_ptr<Model> LoadModel(const std::string& path) {
     cereal::PortableBinaryInputArchive ar(f);
     uint32_t version = 0;
     ar(version);
-    PREFMIX_CHECK_INPUT(version <= kModelFormatVersion && version >= 1, path,
-                        ": model format version ", version, " is newer than this prefmix reads (",
-                        kModelFormatVersion, "); upgrade prefmix");
+    PREFMIX_CHECK_INPUT(version >= 1, path, ": model format version ", version, " is not valid");
+    PREFMIX_CHECK_INPUT(version <= kModelFormatVersion, path, ": model format version ", version,
+                        " is newer than this prefmix reads (", kModelFormatVersion,
+                        "); upgrade prefmix");
     std::string lib, family, options, embedding_model;
     int64_t dim = 0, context_dim = 0;
+    uint32_t payload_version = 1;  // format version 1 had no payload versions
     uint64_t body_size = 0;
-    ar(lib, family, options, embedding_model, dim, context_dim, body_size);
+    ar(lib, family, options, embedding_model, dim, context_dim);
+    if (version >= 2) ar(payload_version);
+    ar(body_size);
+    const FamilyInfo& info = FindFamily(family);
+    PREFMIX_CHECK_INPUT(payload_version >= 1, path, ": ", family, " payload version ",
+                        payload_version, " is not valid");
+    PREFMIX_CHECK_INPUT(payload_version <= info.payload_version, path, ": ", family,
+                        " payload version ", payload_version, " is newer than this prefmix reads (",
+                        info.payload_version, "); upgrade prefmix");
     ModelOptions opts = ModelOptions::FromJson(Json::Parse(options));
     PREFMIX_CHECK_INPUT(opts.family == family, path, ": family mismatch in header");
     model = MakeModel(opts);
+    model->payload_version_ = payload_version;
     model->embedding_model = embedding_model;
     model->dim = dim;
     model->context_dim = context_dim;

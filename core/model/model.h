@@ -82,6 +82,10 @@ class Model {
 
   const ModelOptions& options() const { return options_; }
   void set_options(const ModelOptions& o) { options_ = o; }
+  /// The payload version LoadPayload reads (the file's; FamilyInfo::payload_version for a new
+  /// model).
+  uint32_t payload_version() const { return payload_version_; }
+  friend std::unique_ptr<Model> LoadModel(const std::string& path);
   /// Data fingerprint recorded at training (checked by score/adapt/eval).
   std::string embedding_model;
   int64_t dim = 0;
@@ -89,6 +93,7 @@ class Model {
 
  protected:
   ModelOptions options_;
+  uint32_t payload_version_ = 1;
   RowMatrixF train_latents_;
   std::vector<std::string> train_user_ids_;
   /// Helper for families: stores latents of all users of ds (row order).
@@ -112,6 +117,10 @@ struct FamilyInfo {
   /// planted K, seed and threads; empty: the family's defaults), and the note the table prints.
   std::function<void(ModelOptions&, int planted_k)> demo_budget;
   std::string demo_note;
+  /// The version of this family's payload layout, written in every model file. Raise it when the
+  /// payload changes, and keep reading the older versions (Model::payload_version() tells
+  /// LoadPayload which one it reads); a file with a newer version is refused.
+  uint32_t payload_version = 1;
 };
 
 /// Registers a family (called from a static initialiser in the family's .cpp).
@@ -125,14 +134,15 @@ std::vector<std::string> FamilyNames();
 std::unique_ptr<Model> MakeModel(const ModelOptions& options);
 
 /// Writes the model file (atomically): magic PFMX, format version, prefmix version, family,
-/// options, embedding_model, dims, then the payload.
+/// options, embedding_model, dims, the family's payload version, then the payload.
 void SaveModel(const Model& model, const std::string& path);
 /// Reads and checks a model file; throws prefmix::Error on a bad/truncated/future file.
 std::unique_ptr<Model> LoadModel(const std::string& path);
 /// Refuses data whose dimension or embedding_model differs from the model's (names both).
 void CheckCompatible(const Model& model, const Dataset& ds);
 
-/// The model file format version this prefmix writes.
-constexpr uint32_t kModelFormatVersion = 1;
+/// The model file format version this prefmix writes. 2 added the family's payload version to
+/// the header; version-1 files (payload version 1) still load.
+constexpr uint32_t kModelFormatVersion = 2;
 
 }  // namespace prefmix

@@ -363,8 +363,15 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   o.family = j.at("family").str();
   for (const auto& s : FamilyOptions(o.family)) {
     if (j.contains(s.key)) {
-      // As read; ResolveOptions (MakeModel) checks type and range before any cast.
-      o.values[s.key] = j.at(s.key);
+      // As read; ResolveOptions (MakeModel) checks type and range. An integer option that is no
+      // int at all is refused here, before anything could cast it.
+      const Json& v = j.at(s.key);
+      if (s.type == OptionType::kInt && v.is_number())
+        PREFMIX_CHECK_INPUT(v.number() == std::floor(v.number()) &&
+                                v.number() >= -2147483648.0 && v.number() < 2147483648.0,
+                            "options: '", s.key, "' = ", v.number(),
+                            " is not an integer in [-2147483648, 2147483647]");
+      o.values[s.key] = v;
     } else if (!s.legacy.empty()) {
       o.values[s.key] = DefaultOf(s, s.legacy);
     }

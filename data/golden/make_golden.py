@@ -3,13 +3,14 @@
 one's scores at a few (user, item) cells, for tests/family/test_golden.cpp: files of the current
 model format version that later builds must keep loading and scoring the same.
 
-Run only when a family is added or the model format version changes, never to make a failing
-test pass (a changed score of an existing file is a compatibility break to fix, not to record):
+Run when a family is added or the model format version changes (files are named by the format
+version they were written in, and existing files are kept), never to make a failing test pass (a changed score of an existing file is a compatibility break to fix, not to record):
     PYTHONPATH=build/python /usr/bin/python3 data/golden/make_golden.py [FAMILY ...]
 Existing files of the families not named are kept as they are.
 """
 import json
 import os
+import struct
 import sys
 
 import prefmix
@@ -26,13 +27,18 @@ def main(names):
     path = os.path.join(HERE, "expected.json")
     expected = json.load(open(path)) if os.path.exists(path) else {}
     for family in names or prefmix.families():
-        name = f"{family}-v1.pfmx"
-        if family in ("bt", "lowrank") and os.path.exists(os.path.join(HERE, name)):
-            model = prefmix.load(os.path.join(HERE, name))  # written by an earlier build: keep
-        else:
-            model = prefmix.Model(family, **BUDGET).fit(ds)
-            model.save(os.path.join(HERE, name))
-        scores = model.score(ds)
+        tmp = os.path.join(HERE, f".{family}.pfmx")
+        prefmix.Model(family, **BUDGET).fit(ds).save(tmp)
+        # Named by the model format version it was written in (the uint32 after the magic and
+        # the archive's endianness byte): files of earlier versions stay beside it.
+        version = struct.unpack_from("<I", open(tmp, "rb").read(), 5)[0]
+        name = f"{family}-v{version}.pfmx"
+        if os.path.exists(os.path.join(HERE, name)):
+            os.remove(tmp)
+            print(f"{name}: exists, kept")
+            continue
+        os.replace(tmp, os.path.join(HERE, name))
+        scores = prefmix.load(os.path.join(HERE, name)).score(ds)
         expected[name] = [[u, i, float(scores[u, i])] for u, i in CELLS]
         print(f"{name}: {os.path.getsize(os.path.join(HERE, name))} bytes")
     with open(path, "w") as f:

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
@@ -119,7 +120,37 @@ TEST(ModelFileTest, FutureVersionIsRefused) {
     LoadModel(dir + "/future.pfmx");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model format version 99 is newer than this prefmix reads (" +
+                       std::to_string(kModelFormatVersion) + ")"),
+              std::string::npos)
+        << msg;
+  }
+  // A payload version above the family's: refused naming both. The header after the magic:
+  // the archive's endianness byte, the format version, four strings (uint64 length + bytes),
+  // two int64 dimensions, then the uint32 payload version.
+  bytes = testing::ReadFile(dir + "/m.pfmx");
+  size_t pos = 4 + 1 + 4;
+  for (int i = 0; i < 4; ++i) {
+    uint64_t n = 0;
+    std::memcpy(&n, bytes.data() + pos, 8);
+    pos += 8 + n;
+  }
+  pos += 16;
+  uint32_t pv = 0;
+  std::memcpy(&pv, bytes.data() + pos, 4);
+  EXPECT_EQ(pv, FindFamily("bt").payload_version);
+  bytes[pos] = 7;
+  std::ofstream(dir + "/future_payload.pfmx", std::ios::binary).write(bytes.data(), bytes.size());
+  try {
+    LoadModel(dir + "/future_payload.pfmx");
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bt payload version 7 is newer than this prefmix reads (" +
+                       std::to_string(FindFamily("bt").payload_version) + ")"),
+              std::string::npos)
+        << msg;
   }
 }
 
