@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/io/json.h"
 #include "core/model/model.h"
 
 namespace prefmix {
@@ -41,6 +42,29 @@ void ExpectRejected(const std::string& name, Load load, const std::string& what)
 // "internal error: basic_string::_M_replace_aux").
 TEST(FuzzRegressions, ModelStringLengthBeyondTheFile) {
   ExpectRejected("model_string_length.pfmx", LoadModel, "truncated or corrupt");
+}
+
+// The options JSON held a lone '-' as a number: std::stod threw std::invalid_argument.
+TEST(FuzzRegressions, ModelOptionsJsonMalformedNumber) {
+  ExpectRejected("model_json_number.pfmx", LoadModel, "malformed or out-of-range number");
+}
+
+// Found by reading the loader while fixing the findings above (the fuzzer had not produced these
+// inputs in its first minutes), each confirmed on the code before its fix: a UBSan report under
+// the fuzz harness, or a crash of the CLI (prefmix score --model-file FILE).
+
+// Options of 30000 '[': Json::Parse recursed once per nesting level without a limit, and the
+// CLI died of a stack overflow (SIGSEGV) on this file.
+TEST(FuzzRegressions, ModelOptionsJsonNestedTooDeep) {
+  ExpectRejected("model_json_deep.pfmx", LoadModel, "nested too deep");
+}
+
+// The same parser on its own: nesting, \u escapes and number ranges.
+TEST(FuzzRegressions, JsonParseErrorsArePrefmixErrors) {
+  EXPECT_THROW(Json::Parse(std::string(100000, '[')), Error);
+  EXPECT_NO_THROW(Json::Parse(std::string(200, '[') + std::string(200, ']')));
+  EXPECT_THROW(Json::Parse("{\"k\": \"\\uzz12\"}"), Error);  // was std::invalid_argument
+  EXPECT_THROW(Json::Parse("[1e999]"), Error);                // was std::out_of_range
 }
 
 }  // namespace
