@@ -1,7 +1,9 @@
 #include "core/model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <unordered_map>
 
@@ -57,33 +59,48 @@ Json ModelOptions::ToJson() const {
   return j;
 }
 
+namespace {
+/// A whole-number option of type T: a JSON number without a fraction, in T's range (a cast of
+/// anything else is undefined behaviour).
+template <typename T>
+T IntOption(const Json& j, const char* key) {
+  const double v = j.at(key).number();
+  // T's range as doubles: lo is exact, hi = max + 1 is a power of two (exact too).
+  const double lo = static_cast<double>(std::numeric_limits<T>::min());
+  const double hi = 2.0 * static_cast<double>(std::numeric_limits<T>::max() / 2 + 1);
+  PREFMIX_CHECK_INPUT(v == std::floor(v) && v >= lo && v < hi, "options: '", key, "' = ", v,
+                      " is not an integer in [", std::numeric_limits<T>::min(), ", ",
+                      std::numeric_limits<T>::max(), "]");
+  return static_cast<T>(v);
+}
+}  // namespace
+
 ModelOptions ModelOptions::FromJson(const Json& j) {
   ModelOptions o;
   o.family = j.at("family").str();
   if (j.at("k").is_string())
     o.k_auto = true;
   else
-    o.k = static_cast<int>(j.at("k").number());
-  o.dim = static_cast<int>(j.at("dim").number());
-  o.epochs = static_cast<int>(j.at("epochs").number());
+    o.k = IntOption<int>(j, "k");
+  o.dim = IntOption<int>(j, "dim");
+  o.epochs = IntOption<int>(j, "epochs");
   o.lr = j.at("lr").number();
-  o.batch = static_cast<int>(j.at("batch").number());
+  o.batch = IntOption<int>(j, "batch");
   o.l2 = j.at("l2").number();
   o.arch = j.at("arch").str();
-  o.hidden = static_cast<int>(j.at("hidden").number());
-  o.patience = static_cast<int>(j.at("patience").number());
+  o.hidden = IntOption<int>(j, "hidden");
+  o.patience = IntOption<int>(j, "patience");
   o.user_prior = j.at("user_prior").number();
   o.refit = j.at("refit").boolean();
   // Added after format version 1's first files: optional, defaults when absent.
   if (j.contains("em")) o.em = j.at("em").str();
   if (j.contains("em_prior")) o.em_prior = j.at("em_prior").boolean();
-  if (j.contains("restarts")) o.restarts = static_cast<int>(j.at("restarts").number());
+  if (j.contains("restarts")) o.restarts = IntOption<int>(j, "restarts");
   if (j.contains("router")) o.router = j.at("router").str();
   if (j.contains("balance")) o.balance = j.at("balance").number();
   if (j.contains("sample_entropy")) o.sample_entropy = j.at("sample_entropy").boolean();
   if (j.contains("beta")) o.beta = j.at("beta").number();
-  if (j.contains("anneal_period"))
-    o.anneal_period = static_cast<int>(j.at("anneal_period").number());
+  if (j.contains("anneal_period")) o.anneal_period = IntOption<int>(j, "anneal_period");
   if (j.contains("anneal_floor")) o.anneal_floor = j.at("anneal_floor").number();
   // Files written before --vpl-adapt existed adapted with the encoder (then the only way).
   o.vpl_adapt = j.contains("vpl_adapt") ? j.at("vpl_adapt").str() : "encoder";
@@ -92,8 +109,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("gppl_users")) o.gppl_users = j.at("gppl_users").str();
   if (j.contains("item_kernel")) o.item_kernel = j.at("item_kernel").str();
   if (j.contains("gppl_residual")) o.gppl_residual = j.at("gppl_residual").str();
-  if (j.contains("components")) o.components = static_cast<int>(j.at("components").number());
-  if (j.contains("inducing")) o.inducing = static_cast<int>(j.at("inducing").number());
+  if (j.contains("components")) o.components = IntOption<int>(j, "components");
+  if (j.contains("inducing")) o.inducing = IntOption<int>(j, "inducing");
   if (j.contains("ls_factor")) o.ls_factor = j.at("ls_factor").number();
   if (j.contains("svi_delay")) o.svi_delay = j.at("svi_delay").number();
   if (j.contains("svi_forget")) o.svi_forget = j.at("svi_forget").number();
@@ -102,8 +119,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
   if (j.contains("gamma_rate_v")) o.gamma_rate_v = j.at("gamma_rate_v").number();
   if (j.contains("gamma_rate_w")) o.gamma_rate_w = j.at("gamma_rate_w").number();
   if (j.contains("gamma_rate_g")) o.gamma_rate_g = j.at("gamma_rate_g").number();
-  o.seed = static_cast<uint64_t>(j.at("seed").number());
-  o.threads = static_cast<int>(j.at("threads").number());
+  o.seed = IntOption<uint64_t>(j, "seed");
+  o.threads = IntOption<int>(j, "threads");
   o.device = j.at("device").str();
   return o;
 }

@@ -53,6 +53,12 @@ TEST(FuzzRegressions, ModelOptionsJsonMalformedNumber) {
 // inputs in its first minutes), each confirmed on the code before its fix: a UBSan report under
 // the fuzz harness, or a crash of the CLI (prefmix score --model-file FILE).
 
+// The options JSON's "k" was 1e300: static_cast<int> of it is undefined behaviour (UBSan:
+// float-cast-overflow); every integer option is now checked against its type's range.
+TEST(FuzzRegressions, ModelOptionsIntegerOutOfRange) {
+  ExpectRejected("model_options_k_range.pfmx", LoadModel, "options: 'k' = 1e+300 is not an integer");
+}
+
 // Options of 30000 '[': Json::Parse recursed once per nesting level without a limit, and the
 // CLI died of a stack overflow (SIGSEGV) on this file.
 TEST(FuzzRegressions, ModelOptionsJsonNestedTooDeep) {
