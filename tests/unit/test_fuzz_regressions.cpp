@@ -49,6 +49,12 @@ TEST(FuzzRegressions, ModelOptionsJsonMalformedNumber) {
   ExpectRejected("model_json_number.pfmx", LoadModel, "malformed or out-of-range number");
 }
 
+// The header's dim was 0x50000000000060: bt built a torch Linear of that width before checking
+// the stored weights (a 1.4e17-byte allocation; c10::Error escaped without sanitizers).
+TEST(FuzzRegressions, ModelBtDimBeyondTheStoredWeights) {
+  ExpectRejected("model_bt_dim.pfmx", LoadModel, "does not match the 6 parameter values stored");
+}
+
 // Found by reading the loader while fixing the findings above (the fuzzer had not produced these
 // inputs in its first minutes), each confirmed on the code before its fix: a UBSan report under
 // the fuzz harness, or a crash of the CLI (prefmix score --model-file FILE).
