@@ -65,6 +65,12 @@ TEST(FuzzRegressions, ModelOptionsIntegerOutOfRange) {
   ExpectRejected("model_options_k_range.pfmx", LoadModel, "options: 'k' = 1e+300 is not an integer");
 }
 
+// gppl with no inverse length-scale: the Matern kernel read inv_ls[0] of an empty vector while
+// building the kernel matrix (UBSan: reference binding to null pointer; the CLI: SIGSEGV).
+TEST(FuzzRegressions, ModelGpplWithoutLengthScales) {
+  ExpectRejected("model_gppl_inv_ls_empty.pfmx", LoadModel, "0 inverse length-scales");
+}
+
 // Options of 30000 '[': Json::Parse recursed once per nesting level without a limit, and the
 // CLI died of a stack overflow (SIGSEGV) on this file.
 TEST(FuzzRegressions, ModelOptionsJsonNestedTooDeep) {
