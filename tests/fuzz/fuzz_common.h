@@ -1,5 +1,5 @@
 #pragma once
-// Shared by the libFuzzer harnesses (tests/fuzz/README.md): the loaders take file paths, so each
+// Shared by the libFuzzer harnesses (bench/fuzz.sh runs them): the loaders take file paths, so each
 // input is written to one temporary file per process and target (rewritten in place, so the
 // inode stays the same and NoteInput's set of inputs does not grow), then loaded.
 // prefmix::Error is the clean rejection; any other exception escapes and libFuzzer reports it
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 namespace prefmix::fuzz {
@@ -33,6 +34,13 @@ inline void WriteFile(const std::string& path, const uint8_t* data, size_t size)
 
 inline void WriteFile(const std::string& path, const std::string& text) {
   WriteFile(path, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+}
+
+/// The clean rejection: silent, or printed when PREFMIX_FUZZ_VERBOSE is set (for triage:
+/// PREFMIX_FUZZ_VERBOSE=1 fuzz_model FILE... shows each file's message).
+inline void Rejected(const std::exception& e) {
+  static const bool verbose = std::getenv("PREFMIX_FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "prefmix::Error: %s\n", e.what());
 }
 
 /// Removes the file at exit (libFuzzer returns from main on -runs/-max_total_time).

@@ -81,7 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   try {
     prefmix::ImportPairs(opts).Validate();
-  } catch (const prefmix::Error&) {
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
   }
   return 0;
 }

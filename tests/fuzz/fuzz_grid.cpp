@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const prefmix::GridSpec spec = prefmix::ReadGridFile(file.path(), prefmix::ProtocolOptions());
     if (spec.blocks.empty()) std::abort();  // documented: at least one block or an Error
-  } catch (const prefmix::Error&) {
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
   }
   return 0;
 }

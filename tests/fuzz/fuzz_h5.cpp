@@ -33,7 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const prefmix::Dataset ds = prefmix::ReadDataset(file.path());
     ds.Validate();  // what loaded passes validation again (no state the reader fixed up)
-  } catch (const prefmix::Error&) {
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
   }
   const ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
   if (open_ids != 0) {

@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const auto model = prefmix::LoadModel(file.path());
     if (!model) std::abort();
-  } catch (const prefmix::Error&) {
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
   }
   return 0;
 }

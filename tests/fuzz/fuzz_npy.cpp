@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const prefmix::RowMatrixF m = prefmix::ReadNpy(file.path());
     // A matrix that loaded is 2-D, finite and as large as the data that was there.
     if (!m.allFinite() || static_cast<size_t>(m.size()) * sizeof(float) > size) std::abort();
-  } catch (const prefmix::Error&) {
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
   }
   return 0;
 }
