@@ -62,7 +62,8 @@ TEST(FuzzRegressions, ModelBtDimBeyondTheStoredWeights) {
 // The options JSON's "k" was 1e300: static_cast<int> of it is undefined behaviour (UBSan:
 // float-cast-overflow); every integer option is now checked against its type's range.
 TEST(FuzzRegressions, ModelOptionsIntegerOutOfRange) {
-  ExpectRejected("model_options_k_range.pfmx", LoadModel, "options: 'k' = 1e+300 is not an integer");
+  ExpectRejected("model_options_k_range.pfmx", LoadModel,
+                 "options: 'k' = 1e+300 is not an integer");
 }
 
 // gppl with no inverse length-scale: the Matern kernel read inv_ls[0] of an empty vector while
@@ -82,7 +83,7 @@ TEST(FuzzRegressions, JsonParseErrorsArePrefmixErrors) {
   EXPECT_THROW(Json::Parse(std::string(100000, '[')), Error);
   EXPECT_NO_THROW(Json::Parse(std::string(200, '[') + std::string(200, ']')));
   EXPECT_THROW(Json::Parse("{\"k\": \"\\uzz12\"}"), Error);  // was std::invalid_argument
-  EXPECT_THROW(Json::Parse("[1e999]"), Error);                // was std::out_of_range
+  EXPECT_THROW(Json::Parse("[1e999]"), Error);               // was std::out_of_range
 }
 
 }  // namespace
