@@ -118,6 +118,16 @@ class BtModel : public Model {
     cereal::PortableBinaryInputArchive ar(is);
     std::vector<RowMatrixF> params;
     ar(params);
+    // The header's dim and the options' hidden size the net: check them against the values the
+    // file holds before building it, so that a corrupt dim or hidden never sizes an allocation.
+    const bool linear = options_.Text("arch") == "linear";
+    const int64_t h = options_.Int("hidden");
+    long double stored = 0;
+    for (const auto& p : params) stored += static_cast<long double>(p.size());
+    PREFMIX_CHECK_INPUT(dim >= 1 && (linear || h >= 1) && ParamCount(dim, h, linear) == stored,
+                        "model file: bt (arch ", options_.Text("arch"), ", dim ", dim, ", hidden ",
+                        h, ") does not match the ", static_cast<double>(stored),
+                        " parameter values stored");
     Build(dim);
     auto ps = net_->parameters();
     PREFMIX_CHECK_INPUT(ps.size() == params.size(), "model file: bt has ", params.size(),
@@ -134,6 +144,12 @@ class BtModel : public Model {
   torch::nn::Sequential Net() const {
     PREFMIX_ASSERT(!net_.is_empty(), "bt model used before training/loading");
     return net_;
+  }
+
+  /// The number of values of the net Build(d) makes (exact in long double for real sizes).
+  static long double ParamCount(int64_t d, int64_t h, bool linear) {
+    const long double D = static_cast<long double>(d), H = static_cast<long double>(h);
+    return linear ? D : (D * H + H) + (H * H + H) + (H + 1);
   }
 
   void Build(int64_t d) {

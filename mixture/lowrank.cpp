@@ -84,41 +84,47 @@ __attribute__((target("avx2,fma"))) void ProjectAvx2(const float* E, int64_t n, 
     ProjectBlock<KB, R>(E + i0 * D, D, std::min<int64_t>(R, n - i0), Vp, Pp + i0 * KP);
 }
 
+// One block of up to 8 rows of GradVAvx2, accumulated into the thread's gv. A function of its own
+// (as ProjectBlock): clang does not give the OpenMP region's outlined body the enclosing
+// function's target("avx2,fma"), so AVX intrinsics inside the region itself fail to compile.
+template <int KB>
+__attribute__((target("avx2,fma"))) void GradVBlock(const float* e, const float* g, int64_t rows,
+                                                    int64_t D, float* gv) {
+  constexpr int KP = 8 * KB;
+  constexpr int DJ = KB == 1 ? 8 : KB == 2 ? 4 : 2;
+  int64_t d0 = 0;
+  for (; d0 + DJ <= D; d0 += DJ) {
+    __m256 acc[DJ][KB];
+    for (int j = 0; j < DJ; ++j)
+      for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_loadu_ps(gv + (d0 + j) * KP + 8 * b);
+    for (int64_t r = 0; r < rows; ++r) {
+      __m256 gr[KB];
+      for (int b = 0; b < KB; ++b) gr[b] = _mm256_loadu_ps(g + r * KP + 8 * b);
+      for (int j = 0; j < DJ; ++j) {
+        const __m256 x = _mm256_broadcast_ss(e + r * D + d0 + j);
+        for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_fmadd_ps(x, gr[b], acc[j][b]);
+      }
+    }
+    for (int j = 0; j < DJ; ++j)
+      for (int b = 0; b < KB; ++b) _mm256_storeu_ps(gv + (d0 + j) * KP + 8 * b, acc[j][b]);
+  }
+  for (; d0 < D; ++d0)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int k = 0; k < KP; ++k) gv[d0 * KP + k] += e[r * D + d0] * g[r * KP + k];
+}
+
 template <int KB>
 __attribute__((target("avx2,fma"))) void GradVAvx2(const float* E, int64_t n, int64_t D,
                                                    const float* Gp, float* part, int T) {
   constexpr int KP = 8 * KB;
-  constexpr int DJ = KB == 1 ? 8 : KB == 2 ? 4 : 2;
   constexpr int R = 8;
   std::fill(part, part + static_cast<size_t>(T) * D * KP, 0.0f);
 #pragma omp parallel num_threads(T)
   {
     float* gv = part + static_cast<size_t>(omp_get_thread_num()) * D * KP;
 #pragma omp for schedule(static)
-    for (int64_t i0 = 0; i0 < n; i0 += R) {
-      const int64_t rows = std::min<int64_t>(R, n - i0);
-      const float* e = E + i0 * D;
-      const float* g = Gp + i0 * KP;
-      int64_t d0 = 0;
-      for (; d0 + DJ <= D; d0 += DJ) {
-        __m256 acc[DJ][KB];
-        for (int j = 0; j < DJ; ++j)
-          for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_loadu_ps(gv + (d0 + j) * KP + 8 * b);
-        for (int64_t r = 0; r < rows; ++r) {
-          __m256 gr[KB];
-          for (int b = 0; b < KB; ++b) gr[b] = _mm256_loadu_ps(g + r * KP + 8 * b);
-          for (int j = 0; j < DJ; ++j) {
-            const __m256 x = _mm256_broadcast_ss(e + r * D + d0 + j);
-            for (int b = 0; b < KB; ++b) acc[j][b] = _mm256_fmadd_ps(x, gr[b], acc[j][b]);
-          }
-        }
-        for (int j = 0; j < DJ; ++j)
-          for (int b = 0; b < KB; ++b) _mm256_storeu_ps(gv + (d0 + j) * KP + 8 * b, acc[j][b]);
-      }
-      for (; d0 < D; ++d0)
-        for (int64_t r = 0; r < rows; ++r)
-          for (int k = 0; k < KP; ++k) gv[d0 * KP + k] += e[r * D + d0] * g[r * KP + k];
-    }
+    for (int64_t i0 = 0; i0 < n; i0 += R)
+      GradVBlock<KB>(E + i0 * D, Gp + i0 * KP, std::min<int64_t>(R, n - i0), D, gv);
   }
   for (int t = 1; t < T; ++t)
     for (int64_t x = 0; x < D * KP; ++x) part[x] += part[static_cast<size_t>(t) * D * KP + x];

@@ -431,7 +431,22 @@ class GpplModel : public Model {
       PREFMIX_CHECK_INPUT(C == C_, "model file: gppl has ", C, " components, the options say ", C_);
       PREFMIX_CHECK_INPUT(Z_.cols() == dim && Z_.rows() >= 1, "model file: gppl inducing inputs ",
                           Z_.rows(), "x", Z_.cols(), " do not match the dimension ", dim);
-      auto load_g = [&](GaussFactor& g) { ar(g.mean, g.cov, g.prec, g.shift); };
+      // The kernel reads inv_ls[0] (one length-scale) or inv_ls[d] for every feature d (ARD).
+      PREFMIX_CHECK_INPUT(kernel_.identity || kernel_.inv_ls.size() == 1 ||
+                              static_cast<int64_t>(kernel_.inv_ls.size()) == dim,
+                          "model file: gppl has ", kernel_.inv_ls.size(),
+                          " inverse length-scales, expected 1 or ", dim);
+      // Every factor is over the m inducing items: checked as each is read, which also bounds m
+      // (and the m x m kernel matrices built below) by the file's size.
+      const int64_t m = Z_.rows();
+      auto load_g = [&](GaussFactor& g) {
+        ar(g.mean, g.cov, g.prec, g.shift);
+        PREFMIX_CHECK_INPUT(g.mean.size() == m && g.shift.size() == m && g.cov.rows() == m &&
+                                g.cov.cols() == m && g.prec.rows() == m && g.prec.cols() == m,
+                            "model file: a gppl posterior factor has mean ", g.mean.size(),
+                            ", covariance ", g.cov.rows(), "x", g.cov.cols(), ", expected ", m,
+                            " inducing values");
+      };
       auto load_s = [&](GammaFactor& s) { ar(s.shape, s.rate); };
       load_g(t_);
       v_.assign(C_, GaussFactor());

@@ -538,6 +538,14 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     cereal::PortableBinaryInputArchive ar(is);
     std::vector<RowMatrixF> params;
     ar(params);
+    // The header's dim and the stored sizes shape the net: check them against the values the
+    // file holds before building it, so that a corrupt size never sizes an allocation.
+    long double stored = 0;
+    for (const auto& p : params) stored += static_cast<long double>(p.size());
+    PREFMIX_CHECK_INPUT(
+        dim >= 1 && ParamCount(dim, hidden_, latent_, options_.Text("arch") == "linear") == stored,
+        "model file: vpl (dim ", dim, ", hidden ", hidden_, ", latent ", latent_,
+        ") does not match the ", static_cast<double>(stored), " parameter values stored");
     Build();
     auto ps = net_->parameters();
     PREFMIX_CHECK_INPUT(ps.size() == params.size(), "model file: vpl has ", params.size(),
@@ -678,6 +686,16 @@ class VplModel : public Model, public AmortizedPosteriorModel {
   VplNet Net() const {
     PREFMIX_ASSERT(!net_.is_empty(), "vpl model used before training/loading");
     return net_;
+  }
+
+  /// The number of values of the net Build() makes (VplNetImpl's layers, each with a bias).
+  static long double ParamCount(int64_t d, int64_t h, int64_t l, bool linear_decoder) {
+    const long double D = static_cast<long double>(d), H = static_cast<long double>(h),
+                      L = static_cast<long double>(l);
+    const long double encoder = (2 * D * H + H) + 5 * (H * H + H) + 2 * (H * L + L);
+    const long double decoder =
+        linear_decoder ? L * D + D : ((D + L) * H + H) + (H * H + H) + (H + 1);
+    return encoder + decoder;
   }
 
   void Build() {

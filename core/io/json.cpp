@@ -1,7 +1,10 @@
 #include "core/io/json.h"
 
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -144,8 +147,11 @@ std::string Json::Dump(int indent) const {
 
 namespace {
 struct Parser {
+  /// Arrays and objects nest at most this deep (the parser recurses once per level).
+  static constexpr int kMaxDepth = 256;
   const std::string& s;
   size_t i = 0;
+  int depth = 0;
   [[noreturn]] void Fail(const char* what) {
     throw Error(Cat("JSON parse error at offset ", i, ": ", what));
   }
@@ -156,12 +162,14 @@ struct Parser {
     Ws();
     if (i >= s.size()) Fail("unexpected end");
     char c = s[i];
+    if ((c == '{' || c == '[') && ++depth > kMaxDepth) Fail("arrays and objects nested too deep");
     if (c == '{') {
       ++i;
       Json o = Json::Object();
       Ws();
       if (i < s.size() && s[i] == '}') {
         ++i;
+        --depth;
         return o;
       }
       for (;;) {
@@ -179,6 +187,7 @@ struct Parser {
         }
         if (i < s.size() && s[i] == '}') {
           ++i;
+          --depth;
           return o;
         }
         Fail("',' or '}' expected");
@@ -190,6 +199,7 @@ struct Parser {
       Ws();
       if (i < s.size() && s[i] == ']') {
         ++i;
+        --depth;
         return a;
       }
       for (;;) {
@@ -201,6 +211,7 @@ struct Parser {
         }
         if (i < s.size() && s[i] == ']') {
           ++i;
+          --depth;
           return a;
         }
         Fail("',' or ']' expected");
@@ -224,7 +235,16 @@ struct Parser {
                             s[i] == '+' || s[i] == '.' || s[i] == 'e' || s[i] == 'E'))
       ++i;
     if (start == i) Fail("value expected");
-    return Json(std::stod(s.substr(start, i - start)));
+    // The whole token must be one finite number ("-", "1e", "1-2" and "1e999" are not).
+    const std::string token = s.substr(start, i - start);
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(token.c_str(), &end);
+    if (end != token.c_str() + token.size() || !std::isfinite(v)) {
+      i = start;
+      Fail("malformed or out-of-range number");
+    }
+    return Json(v);
   }
   std::string String() {
     ++i;  // opening quote
@@ -252,7 +272,14 @@ struct Parser {
             break;
           case 'u': {
             if (i + 4 > s.size()) Fail("bad \\u escape");
-            unsigned cp = std::stoul(s.substr(i, 4), nullptr, 16);
+            unsigned cp = 0;
+            for (int k = 0; k < 4; ++k) {
+              const char h = s[i + k];
+              if (!std::isxdigit(static_cast<unsigned char>(h))) Fail("bad \\u escape");
+              cp = cp * 16 + (std::isdigit(static_cast<unsigned char>(h))
+                                  ? h - '0'
+                                  : std::tolower(static_cast<unsigned char>(h)) - 'a' + 10);
+            }
             i += 4;
             if (cp < 0x80)
               out += static_cast<char>(cp);

@@ -1,7 +1,9 @@
 #include "core/model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <unordered_map>
 
@@ -179,6 +181,14 @@ std::unique_ptr<Model> LoadModel(const std::string& path) {
     model->embedding_model = embedding_model;
     model->dim = dim;
     model->context_dim = context_dim;
+    // The payload is read whole: its declared size must be there before it is allocated.
+    const std::streamoff at = f.tellg();
+    f.seekg(0, std::ios::end);
+    const std::streamoff left = f.tellg() - at;
+    f.seekg(at);
+    PREFMIX_CHECK_INPUT(f && at >= 0 && left >= 0 && body_size <= static_cast<uint64_t>(left), path,
+                        ": model file is truncated (payload has ", left, " of ", body_size,
+                        " bytes)");
     std::string body(body_size, '\0');
     f.read(body.data(), static_cast<std::streamsize>(body_size));
     PREFMIX_CHECK_INPUT(f.gcount() == static_cast<std::streamsize>(body_size), path,
@@ -188,6 +198,11 @@ std::unique_ptr<Model> LoadModel(const std::string& path) {
     model->LoadPayload(is);
   } catch (const cereal::Exception& e) {
     throw Error(Cat(path, ": model file is truncated or corrupt (", e.what(), ")"));
+  } catch (const Error& e) {
+    // The options parser and the families' payload checks do not know the file: name it.
+    const std::string msg = e.what();
+    if (msg.rfind(path, 0) == 0) throw;
+    throw Error(Cat(path, ": ", msg));
   }
   return model;
 }

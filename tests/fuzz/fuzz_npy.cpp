@@ -1,0 +1,21 @@
+// libFuzzer harness of the .npy reader (core/io/npy.h): ReadNpy, which reads the header with
+// ReadNpyHeader, then checks descr, shape and order and reads the data.
+#include <cstddef>
+#include <cstdint>
+
+#include "core/error.h"
+#include "core/io/npy.h"
+#include "tests/fuzz/fuzz_common.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const prefmix::fuzz::TempFile file(prefmix::fuzz::TempPath("npy", ".npy"));
+  prefmix::fuzz::WriteFile(file.path(), data, size);
+  try {
+    const prefmix::RowMatrixF m = prefmix::ReadNpy(file.path());
+    // A matrix that loaded is 2-D, finite and as large as the data that was there.
+    if (!m.allFinite() || static_cast<size_t>(m.size()) * sizeof(float) > size) std::abort();
+  } catch (const prefmix::Error& e) {
+    prefmix::fuzz::Rejected(e);
+  }
+  return 0;
+}
