@@ -5,6 +5,7 @@
 #include <boost/property_tree/ptree.hpp>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <sstream>
 
@@ -270,6 +271,11 @@ GridSpec ReadGridFile(const std::string& path, const ProtocolOptions& defaults) 
     }
     PREFMIX_CHECK_INPUT(b.protocol.repeats >= 1, path, ": ", where, ": repeats ",
                         b.protocol.repeats, " must be >= 1");
+    // RunGrid counts r from first-repeat to first-repeat + repeats - 1 in an int.
+    PREFMIX_CHECK_INPUT(
+        b.protocol.repeats <= std::numeric_limits<int>::max() - b.protocol.first_repeat, path, ": ",
+        where, ": first-repeat ", b.protocol.first_repeat, " + repeats ", b.protocol.repeats,
+        " is beyond ", std::numeric_limits<int>::max());
     spec.blocks.push_back(b);
   }
   PREFMIX_CHECK_INPUT(!spec.blocks.empty(), path,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/eval/grid.h"
 #include "core/io/json.h"
 #include "core/model/model.h"
 
@@ -84,6 +85,18 @@ TEST(FuzzRegressions, JsonParseErrorsArePrefmixErrors) {
   EXPECT_NO_THROW(Json::Parse(std::string(200, '[') + std::string(200, ']')));
   EXPECT_THROW(Json::Parse("{\"k\": \"\\uzz12\"}"), Error);  // was std::invalid_argument
   EXPECT_THROW(Json::Parse("[1e999]"), Error);               // was std::out_of_range
+}
+
+// --- grid files (fuzz_grid): found by review, not by the fuzzer (the overflow is in RunGrid,
+// after the reader the harness calls) ---
+
+// first-repeat = 2^31 - 1 with repeats = 25 was accepted, and RunGrid's repeat loop
+// (r < first_repeat + repeats, in int) overflowed: undefined behaviour. Now rejected on reading.
+TEST(FuzzRegressions, GridFirstRepeatPlusRepeatsOverflows) {
+  ExpectRejected(
+      "grid_repeat_overflow.ini",
+      [](const std::string& p) { return ReadGridFile(p, ProtocolOptions()); },
+      "first-repeat 2147483647 + repeats 25 is beyond 2147483647");
 }
 
 }  // namespace
