@@ -61,7 +61,7 @@ for t in "${targets[@]}"; do
     mv "$dir/artifacts" "$work/saved/$t-$(date -u +%Y%m%dT%H%M%S)"
   fi
   rm -rf "$dir"
-  mkdir -p "$dir/corpus" "$dir/artifacts"
+  mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
   cp "$root/tests/fuzz/corpus/$t/"* "$dir/corpus/"
   args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -artifact_prefix="$dir/artifacts/")
   [ -f "$root/tests/fuzz/dict/$t.dict" ] && args+=(-dict="$root/tests/fuzz/dict/$t.dict")
@@ -75,7 +75,9 @@ for t in "${targets[@]}"; do
   fi
   echo "== fuzz_$t: log $dir/fuzz.log$([ "$fork" -eq 1 ] && echo ' (fork mode)')"
   rc=0
-  (cd "$dir" && nice -n 19 /usr/bin/time -f 'peak_rss_kb %M' -o "$dir/time.txt" \
+  # TMPDIR: the harness's input file (and fork mode's job files) stay in the target's directory;
+  # a job that crashes or times out cannot remove its own.
+  (cd "$dir" && TMPDIR="$dir/tmp" nice -n 19 /usr/bin/time -f 'peak_rss_kb %M' -o "$dir/time.txt" \
     "$build/tests/fuzz/fuzz_$t" "${args[@]}" corpus >fuzz.log 2>&1) || rc=$?
   log=$dir/fuzz.log
   if [ "$fork" -eq 1 ]; then
