@@ -832,10 +832,11 @@ class PalModel : public Model {
   /// The training loss (BT log loss or hinge) of pairs under user weights lat.
   double ValidLoss(const Dataset& ds, const PairSet& pairs, const RowMatrixF& lat) const {
     std::vector<double> x = PalPairMargins(params_, ds, pairs, lat);
+    const bool hinge = options_.Text("loss") == "hinge";  // once, not per pair
     double s = 0, sw = 0;
     for (size_t j = 0; j < x.size(); ++j) {
       const double c = pairs.weight[j];
-      if (options_.Text("loss") == "hinge") {
+      if (hinge) {
         const double y = pairs.label[j] > 0.5f ? 1.0 : -1.0;
         s += c * std::max(0.0, 1.0 - y * x[j]);
       } else {
