@@ -99,8 +99,11 @@ int RunGenerate(int argc, char** argv) {
   // Every knob's default depends on --kind, so none is given to program_options: an absent
   // flag means the kind's preset value.
   po::options_description desc("generate options");
-  desc.add_options()                                                                       //
-      ("kind", po::value<std::string>(), "groups | lowrank | ideal-point (required)")      //
+  desc.add_options()                                                                   //
+      ("kind", po::value<std::string>(), "groups | lowrank | ideal-point (required)")  //
+      ("preset", po::value<std::string>()->default_value("standard"),
+       "standard | sparse (sparse: 5,000 users with 10 pairs each, as crowd data; every knob "
+       "below overrides the preset)")                                                      //
       ("out", po::value<std::string>(), "output dataset file, HDF5 schema v1 (required)")  //
       ("users", po::value<int64_t>(), users_help.c_str())                                  //
       ("pairs-per-user", po::value<int64_t>(), pairs_help.c_str())                         //
@@ -116,7 +119,8 @@ int RunGenerate(int argc, char** argv) {
   AddCommonOptions(desc);
   po::variables_map vm;
   const std::string usage =
-      "usage: prefmix generate --kind groups|lowrank|ideal-point --out D.h5 [options]\n"
+      "usage: prefmix generate --kind groups|lowrank|ideal-point [--preset standard|sparse] --out "
+      "D.h5 [options]\n"
       "Writes a synthetic dataset with planted truth (/truth/*); every knob defaults to the\n"
       "kind's preset. Prints a summary with the oracle accuracy to stderr.";
   if (!ParseCommandLine(argc, argv, usage, desc, vm)) return 0;
@@ -125,7 +129,7 @@ int RunGenerate(int argc, char** argv) {
   ApplyCommonOptions(vm);
 
   const GenerateKind kind = data::ParseKind(vm["kind"].as<std::string>());
-  GenerateOptions opts = GenerateOptions::Preset(kind);
+  GenerateOptions opts = GenerateOptions::Preset(kind, vm["preset"].as<std::string>());
   const GenerateOptions preset = opts;
   opts.seed = vm["seed"].as<uint64_t>();
   if (vm.count("users")) opts.n_users = vm["users"].as<int64_t>();

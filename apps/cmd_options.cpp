@@ -21,7 +21,7 @@ int RunOptions(int argc, char** argv) {
     std::cout << OptionsMarkdown();
     return 0;
   }
-  std::vector<std::string> families = FamilyNames();
+  std::vector<std::string> families = FamilyNames(true);
   if (vm.count("model")) families = {FindFamily(vm["model"].as<std::string>()).name};
   for (const auto& f : families) {
     std::cout << f << "\n";

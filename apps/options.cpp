@@ -23,7 +23,7 @@ struct FlagEntry {
 
 std::vector<FlagEntry> AllModelFlags() {
   std::vector<FlagEntry> out;
-  for (const auto& family : FamilyNames()) {
+  for (const auto& family : FamilyNames(true)) {
     for (const auto& s : FamilyOptions(family)) {
       auto it = std::find_if(out.begin(), out.end(),
                              [&](const FlagEntry& e) { return e.spec.Flag() == s.Flag(); });

@@ -4,7 +4,10 @@
 #include <dlfcn.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 
 namespace prefmix {
 namespace {
@@ -26,12 +29,27 @@ int GetThreads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
 namespace {
 std::atomic<bool> g_cancel{false};
+/// steady_clock nanoseconds of the deadline; 0: none.
+std::atomic<int64_t> g_deadline{0};
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
 void RequestCancel() { g_cancel.store(true); }
 void ClearCancel() { g_cancel.store(false); }
+void SetDeadline(double seconds) {
+  g_deadline.store(NowNs() + std::max<int64_t>(1, static_cast<int64_t>(seconds * 1e9)));
+}
+void ClearDeadline() { g_deadline.store(0); }
+bool DeadlinePassed() {
+  const int64_t d = g_deadline.load(std::memory_order_relaxed);
+  return d != 0 && NowNs() >= d;
+}
 void ThrowIfCancelled() {
-  if (g_cancel.load(std::memory_order_relaxed)) throw Cancelled();
+  if (g_cancel.load(std::memory_order_relaxed) || DeadlinePassed()) throw Cancelled();
 }
 
 }  // namespace prefmix

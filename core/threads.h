@@ -18,6 +18,13 @@ struct Cancelled : std::exception {
 void RequestCancel();
 /// Clears a request (before new work starts).
 void ClearCancel();
-/// Throws Cancelled when a cancel was requested. Training loops call it once per epoch.
+/// A deadline `seconds` from now (`--model auto`'s budget): once it has passed,
+/// ThrowIfCancelled() throws as if a cancel had been requested. One deadline at a time.
+void SetDeadline(double seconds);
+void ClearDeadline();
+/// True once a deadline is set and has passed.
+bool DeadlinePassed();
+/// Throws Cancelled when a cancel was requested or the deadline has passed. Training loops call it
+/// once per epoch.
 void ThrowIfCancelled();
 }  // namespace prefmix

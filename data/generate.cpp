@@ -40,6 +40,9 @@ constexpr int kNumCohorts = 3;
 
 // Shortest decimal that reads back as the same double (descriptions stay exact and readable).
 std::string Num(double x) {
+  // Whole numbers as integers ("70", not "7e+01").
+  if (std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 1e15)
+    return std::to_string(static_cast<int64_t>(x));
   for (int prec = 1; prec <= 17; ++prec) {
     std::ostringstream os;
     os.precision(prec);
@@ -259,6 +262,17 @@ GenerateKind ParseKind(const std::string& name) {
   if (name == "lowrank") return GenerateKind::kLowrank;
   if (name == "ideal-point") return GenerateKind::kIdealPoint;
   throw Error(Cat("--kind: '", name, "' is not a generator kind (groups | lowrank | ideal-point)"));
+}
+
+GenerateOptions GenerateOptions::Preset(GenerateKind kind, const std::string& regime) {
+  PREFMIX_CHECK_INPUT(regime == "standard" || regime == "sparse", "--preset: '", regime,
+                      "' is not a preset (standard | sparse)");
+  GenerateOptions o = Preset(kind);
+  if (regime == "sparse") {
+    o.n_users = kSparseUsers;
+    o.pairs_per_user = kSparsePairsPerUser;
+  }
+  return o;
 }
 
 GenerateOptions GenerateOptions::Preset(GenerateKind kind) {

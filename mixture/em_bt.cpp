@@ -483,6 +483,21 @@ double AdjustedRandIndex(const std::vector<int>& a, const std::vector<int>& b) {
   return (sc - expected) / (max_index - expected);
 }
 
+double LargestClusterShare(const RowMatrixF& gamma, const UserPairs& index) {
+  const int K = static_cast<int>(gamma.cols());
+  std::vector<int64_t> count(K, 0);
+  int64_t n = 0;
+  for (int64_t u = 0; u < index.n_users; ++u) {
+    if (index.offsets[u + 1] == index.offsets[u]) continue;
+    Eigen::Index k = 0;
+    gamma.row(u).maxCoeff(&k);
+    ++count[k];
+    ++n;
+  }
+  if (n == 0) return 1.0;
+  return static_cast<double>(*std::max_element(count.begin(), count.end())) / n;
+}
+
 namespace {
 
 constexpr uint64_t kStartStream = 0xe3b7;
@@ -520,14 +535,18 @@ class EmBtModel : public Model, public MultiHeadModel {
     Json k_curve = Json::Array();
     struct Best {
       EmState state;
-      double l2 = 0, score = -INFINITY, bic = INFINITY;
+      double l2 = 0, score = -INFINITY, bic = INFINITY, share = 0;
       int k = 0;
+      bool fell_back = false;
     };
     Best chosen;
     std::vector<Best> per_k;
+    int64_t n_starts = 0, n_spread = 0;  // fits tried, and those that did not collapse
     for (int K : ks) {
-      Best best;
-      best.k = K;
+      // The best start and the best one that did not collapse (kCollapseShare): a collapsed
+      // winner gives way to the best start that found structure.
+      Best best, best_spread;
+      best.k = best_spread.k = K;
       Json starts = Json::Array();
       // The data-driven start selects l2; the other starts run at the chosen l2.
       for (int s = 0; s < options_.Int("restarts"); ++s) {
@@ -547,13 +566,29 @@ class EmBtModel : public Model, public MultiHeadModel {
           e["rounds"] = run.rounds;
           e["objective"] = run.objective.back();
           e[valid.empty() ? "train_objective_per_pair" : "valid_loglik"] = score;
+          const double share = LargestClusterShare(run.last.gamma, tix);
+          e["largest_cluster_share"] = share;
           starts.push_back(e);
+          ++n_starts;
+          n_spread += !Collapsed(share, K);
+          // The data-driven start's grid picks l2 among all its fits, collapsed or not.
           if (score > best.score) {
             best.score = score;
             best.state = st;
             best.l2 = l2;
+            best.share = share;
+          }
+          if (!Collapsed(share, K) && score > best_spread.score) {
+            best_spread.score = score;
+            best_spread.state = st;
+            best_spread.l2 = l2;
+            best_spread.share = share;
           }
         }
+      }
+      if (Collapsed(best.share, K) && best_spread.score > -INFINITY) {
+        best_spread.fell_back = true;
+        best = best_spread;
       }
       // BIC on the unpenalised marginal log-likelihood of the training pairs.
       EStepResult marg = EStep(ItemHeadRewards(ds.items, best.state.theta), train, tix,
@@ -566,6 +601,8 @@ class EmBtModel : public Model, public MultiHeadModel {
       e[valid.empty() ? "train_objective_per_pair" : "valid_loglik"] = best.score;
       e["train_marginal_loglik"] = marg.data_term;
       e["bic"] = best.bic;
+      e["largest_cluster_share"] = best.share;
+      e["collapse_fallback"] = best.fell_back;
       e["starts"] = starts;
       k_curve.push_back(e);
       per_k.push_back(best);
@@ -602,6 +639,18 @@ class EmBtModel : public Model, public MultiHeadModel {
     for (int k = 0; k < K_; ++k) pi.push_back(pi_[k]);
     rep.details["pi"] = pi;
     rep.details["clusters"] = ClusterReport(ds, fit_pairs, fix, final_run.last.gamma);
+    {
+      // Collapse: (nearly) every user in one component, so the mixture predicts as one BT model.
+      const double share = LargestClusterShare(final_run.last.gamma, fix);
+      Json c = Json::Object();
+      c["largest_cluster_share"] = share;
+      c["threshold"] = kCollapseShare;
+      c["collapsed"] = Collapsed(share, K_);
+      c["fell_back"] = chosen.fell_back;
+      c["starts_with_structure"] = n_spread;
+      c["starts"] = n_starts;
+      rep.details["collapse"] = c;
+    }
     rep.epochs_run = final_run.rounds;
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
@@ -765,8 +814,9 @@ std::vector<OptionSpec> EmBtOptions() {
           opt::Epochs(100, "EM rounds"),
           opt::L2("-1", "< 0: chosen on validation"),
           opt::Refit(),
-          opt::Text("em", "hard", {"hard", "soft"},
-                    "E-step: hard assignments (MaxMin-RLHF) or soft responsibilities"),
+          opt::Text("em", "soft", {"hard", "soft"},
+                    "E-step: soft responsibilities, or hard assignments (MaxMin-RLHF's; with a "
+                    "few pairs per user they tend to collapse into one component)"),
           opt::OnOff("em_prior", true, "add log pi_k in the E-step (off: MaxMin-RLHF's E-step)"),
           opt::Int("restarts", 4, "EM starts per K (k-means++ starts, plus a random one)", 1, 1e6)};
 }

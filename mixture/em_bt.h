@@ -56,6 +56,16 @@ struct UserPairs {
 /// Groups the pairs by user (pairs' user values must lie in [0, n_users)).
 UserPairs GroupByUser(const PairSet& pairs, int64_t n_users);
 
+/// Share of the users with pairs whose most probable component (argmax gamma) is the most common
+/// one: 1 when every user sits in one component.
+double LargestClusterShare(const RowMatrixF& gamma, const UserPairs& index);
+/// A fit has collapsed when K >= 2 and at least this share of its users sit in one component:
+/// the mixture then predicts (nearly) as one Bradley-Terry model.
+inline constexpr double kCollapseShare = 0.95;
+inline bool Collapsed(double largest_share, int K) {
+  return K >= 2 && largest_share >= kCollapseShare;
+}
+
 /// Parameters of the mixture: heads Theta [D, K] and mixing weights pi [K].
 struct EmState {
   Eigen::MatrixXd theta;

@@ -205,6 +205,20 @@ class MicroModel : public Model, public MultiHeadModel {
     }
     const PairSet all = options_.Flag("refit") ? Concat(train, valid) : train;
     SetTrainLatents(ds, TrainUserLatents(ds, all));
+    {
+      // Degeneracy: the router's spread over its training inputs and the users' latents' spread
+      // around the mean routing (mean total-variation distance; 0: personalization changes
+      // nothing).
+      std::vector<int32_t> in;
+      const RowMatrixD pi = MicroRoute(PairInputs(ds, all, &in), params_);
+      double router = 0, latent = 0;
+      for (int32_t i : in) router += 0.5 * (pi.row(i).transpose() - pibar_).cwiseAbs().sum();
+      const RowMatrixF& lat = TrainLatents();
+      for (Eigen::Index u = 0; u < lat.rows(); ++u)
+        latent += 0.5 * (lat.row(u).transpose().cast<double>() - pibar_).cwiseAbs().sum();
+      rep.details["router_spread"] = in.empty() ? 0.0 : router / in.size();
+      rep.details["latent_spread"] = lat.rows() ? latent / lat.rows() : 0.0;
+    }
     rep.details["l2"] = l2;
     rep.details["epochs"] = epochs;
     rep.details["router"] = r;
@@ -451,7 +465,8 @@ class MicroModel : public Model, public MultiHeadModel {
   /// without pairs); otherwise the user step on the user's pairs.
   RowMatrixF TrainUserLatents(const Dataset& ds, const PairSet& pairs) const {
     const int64_t U = ds.n_users();
-    if (options_.Text("router") != "context") return AdaptWith(ds, pairs, U, "cpu", strength_);
+    if (options_.Text("router") != "context" || context_dim == 0)
+      return AdaptWith(ds, pairs, U, "cpu", strength_);
     std::vector<int32_t> in;
     const RowMatrixD Pi = MicroRoute(PairInputs(ds, pairs, &in), params_);
     RowMatrixD acc = RowMatrixD::Zero(U, options_.Int("k"));

@@ -19,7 +19,8 @@
 // `mixture` link) fits pi_u on the simplex from the user's pairs by EM, with a Dirichlet pull of
 // strength s (chosen on pseudo-unseen users, or --user-prior) towards the router's prior pi0_u:
 // attributes / features: pi0_u = pi(x_u) (cold start = the router on the user's attributes);
-// context: pi0_u = pi_bar. Training users' latents are the user step on their training pairs.
+// context: pi0_u = pi_bar. Training users' latents are the user step on their training pairs
+// (context router on data with contexts: the mean routing of the user's pairs).
 // Predictions: attributes / features mix with the user's pi_u; context routing mixes a pair that
 // has a context with pi(c_j) (MiCRo's per-context routing) and a pair without one with pi_u.
 // Score(e) = sum_k pi_uk q_k(e), q_k head k's calibrated win rate (core/model/maxmin.h).

@@ -20,7 +20,7 @@ double BinaryEntropy(double p) {
 }
 
 const AmortizedPosteriorModel& AsAmortized(const Model& model) {
-  const auto* m = dynamic_cast<const AmortizedPosteriorModel*>(&model);
+  const auto* m = dynamic_cast<const AmortizedPosteriorModel*>(&model.Fitted());
   PREFMIX_CHECK_INPUT(m != nullptr, "active query selection needs a model with an amortized ",
                       "posterior (vpl); family '", model.Family(), "' has none");
   return *m;

@@ -145,7 +145,7 @@ Json RunSubsample(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
     m.seed = mo.seed + static_cast<uint64_t>(r);
     auto model = MakeModel(m);
     auto t0 = std::chrono::steady_clock::now();
-    model->Fit(ds, s.train, s.valid);
+    const FitReport rep = model->Fit(ds, s.train, s.valid);
     double tr = Since(t0);
     t0 = std::chrono::steady_clock::now();
     auto prob = model->PredictProb(ds, s.test, model->TrainLatents());
@@ -163,6 +163,7 @@ Json RunSubsample(const Dataset& ds, const PairSet& all, const ModelOptions& mo,
     e["accuracy"] = a;
     e["log_loss"] = l;
     e["seconds"] = tr;
+    e["fit"] = rep.details;
     reps.push_back(e);
     params = model->Params();
     Say(progress, Cat(mo.family, ": repeat ", r + 1, "/", po.repeats, " accuracy ", a));

@@ -664,7 +664,7 @@ Json RunFairness(const Dataset& ds, const std::vector<ModelOptions>& models,
 Json SelectionWinRates(const Model& model, const Dataset& ds,
                        const std::vector<Attribute>& groupings, int min_group_users,
                        uint64_t seed) {
-  const auto* mh = dynamic_cast<const MultiHeadModel*>(&model);
+  const auto* mh = dynamic_cast<const MultiHeadModel*>(&model.Fitted());
   if (!mh || ds.n_items() < 2) return Json();
   const RowMatrixF rewards = mh->HeadRewards(ds);
   const Eigen::VectorXd weights = mh->HeadWeights();

@@ -91,9 +91,10 @@ bool RegisterFamily(FamilyInfo info) {
   return true;
 }
 
-std::vector<std::string> FamilyNames() {
+std::vector<std::string> FamilyNames(bool with_choosers) {
   std::vector<std::string> names;
-  for (const auto& f : Registry()) names.push_back(f.name);
+  for (const auto& f : Registry())
+    if (with_choosers || !f.chooser) names.push_back(f.name);
   std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
     return Rank(a) != Rank(b) ? Rank(a) < Rank(b) : a < b;
   });
@@ -104,7 +105,7 @@ const FamilyInfo& FindFamily(const std::string& name) {
   for (const auto& f : Registry())
     if (f.name == name) return f;
   std::string known;
-  for (const auto& n : FamilyNames()) known += (known.empty() ? "" : ", ") + n;
+  for (const auto& n : FamilyNames(true)) known += (known.empty() ? "" : ", ") + n;
   throw Error(Cat("--model: unknown family '", name, "' (known: ", known, ")"));
 }
 
@@ -120,7 +121,8 @@ namespace {
 constexpr char kMagic[4] = {'P', 'F', 'M', 'X'};
 }
 
-void SaveModel(const Model& model, const std::string& path) {
+void SaveModel(const Model& chooser, const std::string& path) {
+  const Model& model = chooser.Fitted();
   std::ostringstream payload;
   model.SavePayload(payload);
   AtomicOutput out(path);

@@ -80,6 +80,11 @@ class Model {
   /// latent for -1.
   RowMatrixF LatentsForRows(const std::vector<int64_t>& rows) const;
 
+  /// The model that was fitted: this one, or for a model that chose among others (`--model
+  /// auto`) the chosen one. SaveModel writes it, and capability checks (dynamic_cast to
+  /// MultiHeadModel, ...) look at it.
+  virtual const Model& Fitted() const { return *this; }
+
   const ModelOptions& options() const { return options_; }
   void set_options(const ModelOptions& o) { options_ = o; }
   /// The payload version LoadPayload reads (the file's; FamilyInfo::payload_version for a new
@@ -121,14 +126,19 @@ struct FamilyInfo {
   /// payload changes, and keep reading the older versions (Model::payload_version() tells
   /// LoadPayload which one it reads); a file with a newer version is refused.
   uint32_t payload_version = 1;
+  /// A family that chooses among the others (`auto`): listed by FamilyNames(true) only (so
+  /// "every family" loops, `--models all` and the demo leave it out), and never written in a
+  /// model file (the chosen family is).
+  bool chooser = false;
 };
 
 /// Registers a family (called from a static initialiser in the family's .cpp).
 bool RegisterFamily(FamilyInfo info);
 /// The entry for `name`; throws prefmix::Error listing the known families.
 const FamilyInfo& FindFamily(const std::string& name);
-/// Registered names, sorted in a fixed presentation order (bt, lowrank, then alphabetical).
-std::vector<std::string> FamilyNames();
+/// Registered names, sorted in a fixed presentation order (bt, lowrank, then alphabetical);
+/// with_choosers adds the families that choose among the others (auto) at the end.
+std::vector<std::string> FamilyNames(bool with_choosers = false);
 /// A new untrained model of options.family, its options resolved (ResolveOptions: defaults
 /// filled, every value checked).
 std::unique_ptr<Model> MakeModel(const ModelOptions& options);

@@ -72,7 +72,7 @@ std::string OptionSpec::TypeName() const {
     case OptionType::kReal:
       return "real";
     case OptionType::kText:
-      return Join(choices, " | ");
+      return choices.empty() ? "text" : Join(choices, " | ");
     case OptionType::kOnOff:
       return "on | off";
     case OptionType::kSwitch:
@@ -145,6 +145,7 @@ void OptionSpec::Check(const Json& v, const std::string& family) const {
       break;
     case OptionType::kText:
       PREFMIX_CHECK_INPUT(v.is_string(), f, ": ", v.Dump(-1), " is not text");
+      if (choices.empty()) return;  // free text, checked by the family
       PREFMIX_CHECK_INPUT(std::find(choices.begin(), choices.end(), v.str()) != choices.end(), f,
                           ": '", v.str(), "' is not one of ", Join(choices, ", "));
       return;
@@ -367,8 +368,8 @@ ModelOptions ModelOptions::FromJson(const Json& j) {
       // int at all is refused here, before anything could cast it.
       const Json& v = j.at(s.key);
       if (s.type == OptionType::kInt && v.is_number())
-        PREFMIX_CHECK_INPUT(v.number() == std::floor(v.number()) &&
-                                v.number() >= -2147483648.0 && v.number() < 2147483648.0,
+        PREFMIX_CHECK_INPUT(v.number() == std::floor(v.number()) && v.number() >= -2147483648.0 &&
+                                v.number() < 2147483648.0,
                             "options: '", s.key, "' = ", v.number(),
                             " is not an integer in [-2147483648, 2147483647]");
       o.values[s.key] = v;
@@ -420,7 +421,7 @@ void ResolveOptions(ModelOptions& o) {
 
 std::string OptionsMarkdown() {
   std::ostringstream os;
-  for (const auto& family : FamilyNames()) {
+  for (const auto& family : FamilyNames(true)) {
     os << "### " << family << "\n\n";
     os << "| flag | type | default | meaning |\n|---|---|---|---|\n";
     for (const auto& s : FamilyOptions(family)) {

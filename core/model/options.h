@@ -22,7 +22,7 @@ namespace prefmix {
 enum class OptionType {
   kInt,     ///< an integer within [min, max] ("auto" too when allow_auto)
   kReal,    ///< a finite number within [min, max]
-  kText,    ///< one of `choices`
+  kText,    ///< one of `choices` (any text when there are none)
   kOnOff,   ///< on | off on the command line, a boolean in JSON
   kSwitch,  ///< a flag without a value that turns the default around (--no-refit)
 };
@@ -34,7 +34,7 @@ struct OptionSpec {
   std::string value;  ///< the family's default, as text ("300", "1e-4", "hard", "on")
   std::string help;   ///< one line for --help and docs/options.md
   std::string rule;   ///< what the family does with the value where that is family-specific
-  std::vector<std::string> choices;  ///< kText: the allowed values
+  std::vector<std::string> choices;  ///< kText: the allowed values (empty: any text)
   double min = -std::numeric_limits<double>::infinity();
   double max = std::numeric_limits<double>::infinity();
   bool min_open = false;             ///< the value must be > min (not >= min)

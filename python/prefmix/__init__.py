@@ -231,7 +231,11 @@ class Model:
         self._family, self._options, self._m = core.family, {}, core
         return self
 
-    family = property(lambda self: self._family)
+    family = property(lambda self: self._m.family,
+                      doc="the family; after fit() with family 'auto', the family it chose")
+    fit_report = property(lambda self: _json.loads(self._m.fit_report_json()),
+                          doc="the last fit's report: the family's choices on validation (for "
+                              "'auto', every candidate's validation score)")
     options = property(lambda self: _json.loads(self._m.options_json()),
                        doc="the resolved options (what the model file records)")
     fitted = property(lambda self: self._m.fitted)

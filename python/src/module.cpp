@@ -217,15 +217,17 @@ class PyModel {
     PREFMIX_CHECK_INPUT(valid_fraction >= 0 && valid_fraction < 1,
                         "valid_fraction: ", valid_fraction, " is not in [0, 1)");
     std::unique_ptr<Model> m;
+    std::string report;
     RunInterruptible(options_.threads, [&] {
       const auto t0 = std::chrono::steady_clock::now();
       PairSet train = ds.AllPairs(), valid;
       CarveValidation(&train, &valid, ds.n_users(), valid_fraction, options_.seed);
       m = MakeModel(options_);
-      m->Fit(ds, train, valid);
+      report = m->Fit(ds, train, valid).details.Dump(-1);
       seconds_ = Since(t0);
     });
     model_ = std::move(m);  // only a completed fit replaces the model
+    report_ = std::move(report);
   }
 
   const Model& model() const {
@@ -320,7 +322,10 @@ class PyModel {
   void Save(const std::string& path) const { SaveModel(model(), path); }
 
   std::string OptionsJson() const { return options_.ToJson().Dump(); }
-  const std::string& Family() const { return options_.family; }
+  /// The family; after a fit with family auto, the family it chose.
+  std::string Family() const { return model_ ? model_->Family() : options_.family; }
+  /// The last fit's report as JSON ("{}" before a fit or for a loaded model).
+  const std::string& FitReportJson() const { return report_; }
   const std::vector<std::string>& Notes() const { return notes_; }
   /// Seconds the last fit, score or adapt spent inside C++ (for the Python overhead figure).
   double LastSeconds() const { return seconds_; }
@@ -329,6 +334,7 @@ class PyModel {
   ModelOptions options_;
   std::vector<std::string> notes_;  ///< options given that the family ignores
   mutable double seconds_ = 0;      ///< set by const calls too (score, adapt)
+  std::string report_ = "{}";       ///< the last fit's FitReport details
   std::unique_ptr<Model> model_;
 };
 
@@ -425,7 +431,9 @@ PYBIND11_MODULE(_prefmix, m) {
       PyErr_SetString(PyExc_KeyboardInterrupt, "cancelled");
     }
   });
-  m.def("families", &FamilyNames, "registered model families, in presentation order");
+  m.def(
+      "families", [] { return FamilyNames(); },
+      "registered model families, in presentation order (auto, which chooses among them, aside)");
 
   py::class_<Dataset>(m, "_Dataset")
       .def_static("from_arrays", &FromArrays, py::arg("items"), py::arg("chosen"),
@@ -483,6 +491,7 @@ PYBIND11_MODULE(_prefmix, m) {
       .def("adapt", &PyModel::Adapt, py::arg("dataset"), py::arg("shots"))
       .def("save", &PyModel::Save, py::arg("path"))
       .def("options_json", &PyModel::OptionsJson)
+      .def("fit_report_json", &PyModel::FitReportJson)
       .def_property_readonly("notes", &PyModel::Notes)
       .def_property_readonly("last_seconds", &PyModel::LastSeconds)
       .def_property_readonly("fitted",

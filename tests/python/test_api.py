@@ -86,6 +86,22 @@ class ApiTest(unittest.TestCase):
                 lat = m.adapt(self.ds)
                 self.assertEqual(lat.values.shape[0], 40)
 
+    def test_auto_chooses_a_family_and_reports_every_candidate(self):
+        m = prefmix.Model("auto", auto_families="bt,lowrank", seed=1, threads=1)
+        self.assertEqual(m.family, "auto")
+        m.fit(self.ds)
+        report = m.fit_report["auto"]
+        self.assertEqual([c["candidate"] for c in report["candidates"]], ["bt", "lowrank"])
+        self.assertIn(m.family, ("bt", "lowrank"))
+        self.assertEqual(m.family, report["chosen"])
+        m.save(self.path("auto.pfmx"))
+        self.assertEqual(prefmix.load(self.path("auto.pfmx")).family, m.family)
+        e = prefmix.experiment(self.ds, "auto", auto_families="bt,lowrank", seed=1)
+        self.assertEqual(e["model"], "auto")
+        self.assertIn(e["fit"]["auto"]["chosen"], ("bt", "lowrank"))
+        with self.assertRaisesRegex(ValueError, "--auto-families: unknown family 'nope'"):
+            prefmix.Model("auto", auto_families="bt,nope")
+
     def test_same_predictions_as_the_cli(self):
         self.ds.save(self.path("cli.h5"))
         run = [CLI, "train", "--data", self.path("cli.h5"), "--model", "lowrank", "--k", "3",

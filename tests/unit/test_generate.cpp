@@ -154,6 +154,30 @@ TEST(GeneratePreset, DefaultShapes) {
   }
 }
 
+TEST(GeneratePreset, SparseIsManyPeopleWithTenPairsEach) {
+  for (GenerateKind kind : {GenerateKind::kGroups, GenerateKind::kLowrank}) {
+    SCOPED_TRACE(KindName(kind));
+    GenerateOptions o = GenerateOptions::Preset(kind, "sparse");
+    GenerateOptions standard = GenerateOptions::Preset(kind, "standard");
+    EXPECT_EQ(o.n_users, 5000);
+    EXPECT_EQ(o.pairs_per_user, 10);
+    EXPECT_EQ(standard.n_users, GenerateOptions::Preset(kind).n_users);
+    EXPECT_EQ(o.k, standard.k);
+    EXPECT_EQ(o.scale, standard.scale);
+  }
+  const Dataset ds = Generate(GenerateOptions::Preset(GenerateKind::kGroups, "sparse"));
+  EXPECT_EQ(ds.n_users(), 5000);
+  EXPECT_EQ(ds.n_comparisons(), 50000);
+  // Whole numbers print as integers in the description.
+  EXPECT_NE(ds.description.find("group_sizes=70,20,10"), std::string::npos) << ds.description;
+  try {
+    GenerateOptions::Preset(GenerateKind::kGroups, "dense");
+    ADD_FAILURE() << "no error for --preset dense";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--preset: 'dense'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GenerateGroups, DefaultSizesAre210_60_30) {
   const Dataset ds = Generate(GenerateOptions::Preset(GenerateKind::kGroups));
   std::vector<int> count(3, 0);

@@ -1,0 +1,164 @@
+// `--model auto` (core/eval/auto_model.h): the choice rule by hand, the chosen model saved as its
+// own family, the budget, and bad candidate lists.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/eval/auto_model.h"
+#include "core/eval/protocol.h"
+#include "core/io/json.h"
+#include "core/model/model.h"
+#include "data/generate.h"
+
+namespace prefmix {
+namespace {
+
+AutoCandidate Cand(const std::string& name, std::vector<double> loss, bool personalized,
+                   bool degenerate = false) {
+  AutoCandidate c;
+  c.name = name;
+  c.loss = std::move(loss);
+  double s = 0;
+  for (double x : c.loss) s += x;
+  c.mean_loss = s / c.loss.size();
+  c.personalized = personalized;
+  c.degenerate = degenerate;
+  return c;
+}
+
+TEST(AutoChoiceTest, LowestLossWinsAndStandardErrorsArePaired) {
+  std::vector<AutoCandidate> c = {Cand("bt", {0.7, 0.5, 0.6, 0.6}, false),
+                                  Cand("em-bt", {0.4, 0.2, 0.3, 0.3}, true)};
+  std::string rule;
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 1);
+  EXPECT_EQ(rule, "lowest validation log loss");
+  // bt - em-bt is 0.3 on every pair: no spread, standard error 0.
+  EXPECT_NEAR(c[0].se, 0.0, 1e-12);
+  EXPECT_EQ(c[1].se, 0.0);
+  // Differences 0.1, -0.1, 0.1, -0.1 around 0: sd = sqrt(0.04/3), se = sd / 2.
+  c = {Cand("a", {0.5, 0.5, 0.5, 0.5}, true), Cand("b", {0.6, 0.4, 0.6, 0.4}, true)};
+  ChooseAutoCandidate(&c, &rule);
+  EXPECT_NEAR(c[1].se, std::sqrt(0.04 / 3) / 2, 1e-12);
+}
+
+TEST(AutoChoiceTest, DegenerateCandidatesLoseUnlessEveryOneIs) {
+  std::vector<AutoCandidate> c = {Cand("bt", {0.6, 0.6}, false),
+                                  Cand("em-bt", {0.3, 0.3}, true, /*degenerate=*/true),
+                                  Cand("micro", {0.5, 0.5}, true)};
+  std::string rule;
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 2);
+  c = {Cand("em-bt", {0.3, 0.3}, true, true), Cand("micro", {0.5, 0.5}, true, true)};
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 0);
+  c = {Cand("bt", {0.3}, false)};
+  c[0].status = "stopped (budget)";
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), -1);
+}
+
+TEST(AutoChoiceTest, APersonalizedModelWithinOneStandardErrorOfPooledWins) {
+  // em-bt is worse by 0.02 on average with differences +-0.2 (se 0.1): within noise.
+  std::vector<AutoCandidate> c = {Cand("bt", {0.5, 0.5, 0.5, 0.5}, false),
+                                  Cand("em-bt", {0.72, 0.32, 0.72, 0.32}, true)};
+  std::string rule;
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 1);
+  EXPECT_NE(rule.find("within one standard error of the lowest (bt)"), std::string::npos) << rule;
+  // Worse by 0.3 on every pair: not within noise.
+  c = {Cand("bt", {0.5, 0.5, 0.5, 0.5}, false), Cand("em-bt", {0.8, 0.8, 0.8, 0.8}, true)};
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 0);
+  // Within noise but degenerate: pooled stays.
+  c = {Cand("bt", {0.5, 0.5, 0.5, 0.5}, false),
+       Cand("em-bt", {0.72, 0.32, 0.72, 0.32}, true, true)};
+  EXPECT_EQ(ChooseAutoCandidate(&c, &rule), 0);
+}
+
+TEST(AutoChoiceTest, CandidateListsAreChecked) {
+  EXPECT_EQ(ParseAutoFamilies("bt, em-bt,bt-mlp"),
+            (std::vector<std::string>{"bt", "em-bt", "bt-mlp"}));
+  for (const char* bad : {"bt,bt", "bt,,micro", "bt,nope", "auto", ""}) {
+    try {
+      ParseAutoFamilies(bad);
+      ADD_FAILURE() << "no error for '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--auto-families"), std::string::npos) << e.what();
+    }
+  }
+}
+
+Dataset Sparse600() {
+  data::GenerateOptions g = data::GenerateOptions::Preset(data::GenerateKind::kGroups, "sparse");
+  g.n_users = 600;
+  g.seed = 3;
+  return data::Generate(g);
+}
+
+TEST(AutoModelTest, ChoosesOnValidationAndSavesTheChosenFamily) {
+  const Dataset ds = Sparse600();
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  ModelOptions mo;
+  mo.family = "auto";
+  mo.Set("auto_families", "bt,em-bt,micro");
+  auto model = MakeModel(mo);
+  EXPECT_EQ(model->Family(), "auto");
+  const FitReport rep = model->Fit(ds, s.train, s.valid);
+  const Json& a = rep.details.at("auto");
+  std::printf("%s\n", a.Dump(1).c_str());
+  ASSERT_EQ(a.at("candidates").size(), 3u);
+  for (const Json& c : a.at("candidates").items()) {
+    EXPECT_EQ(c.at("status").str(), "fitted");
+    EXPECT_GT(c.at("valid_log_loss").number(), 0.0);
+  }
+  // Planted groups, 10 pairs each: a mixture predicts the held-out pairs better than bt.
+  EXPECT_EQ(a.at("chosen").str(), "em-bt");
+  EXPECT_EQ(model->Family(), "em-bt");
+  const Json& g = a.at("personalization_gain");
+  EXPECT_EQ(g.at("pooled").str(), "bt");
+  EXPECT_GT(g.at("valid_log_loss_gain").number(), 2 * g.at("valid_log_loss_gain_se").number());
+  EXPECT_TRUE(rep.details.at("chosen_fit").contains("collapse"));  // em-bt's own report
+
+  const std::string path = testing::TempDir() + "/auto.pfmx";
+  SaveModel(*model, path);
+  auto loaded = LoadModel(path);
+  EXPECT_EQ(loaded->Family(), "em-bt");
+  EXPECT_EQ(loaded->options().Text("em"), "soft");  // the candidate's own defaults
+  EXPECT_EQ(loaded->PredictProb(ds, s.test, loaded->TrainLatents()),
+            model->PredictProb(ds, s.test, model->TrainLatents()));
+  EXPECT_EQ(model->Fitted().Family(), "em-bt");
+}
+
+TEST(AutoModelTest, TheBudgetSkipsCandidatesButTheFirstAlwaysFinishes) {
+  const Dataset ds = Sparse600();
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  ModelOptions mo;
+  mo.family = "auto";
+  mo.Set("auto_families", "bt,em-bt,micro");
+  mo.Set("auto_budget", 1e-6);
+  auto model = MakeModel(mo);
+  const Json a = model->Fit(ds, s.train, s.valid).details.at("auto");
+  const auto& c = a.at("candidates").items();
+  EXPECT_EQ(c[0].at("status").str(), "fitted");
+  for (size_t i = 1; i < c.size(); ++i)
+    EXPECT_EQ(c[i].at("status").str(), "skipped (budget)") << c[i].at("candidate").str();
+  EXPECT_EQ(a.at("chosen").str(), "bt");
+  EXPECT_TRUE(a.at("personalization_gain").is_null());  // bt is the pooled model itself
+  EXPECT_EQ(model->Family(), "bt");
+}
+
+TEST(AutoModelTest, NoValidationPairsIsAClearError) {
+  const Dataset ds = Sparse600();
+  ModelOptions mo;
+  mo.family = "auto";
+  auto model = MakeModel(mo);
+  try {
+    model->Fit(ds, ds.AllPairs(), PairSet());
+    ADD_FAILURE() << "no error without validation pairs";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--model auto chooses on validation pairs"),
+              std::string::npos)
+        << e.what();
+  }
+  // An unfitted auto model has nothing to save or score.
+  EXPECT_THROW(SaveModel(*model, testing::TempDir() + "/never.pfmx"), Error);
+}
+
+}  // namespace
+}  // namespace prefmix
