@@ -586,7 +586,7 @@ const bool kRegistered = RegisterFamily(
     {"lowrank",
      "LoRe-style low-rank rewards r_u(e) = e'V softmax(w_u); joint Adam; batched simplex user step",
      {LowRankK(), opt::Epochs(500), opt::Lr("0.05"), opt::L2("-1", "< 0: chosen on validation"),
-      opt::Patience(20),
+      opt::Patience(50),
       opt::UserPrior("-1",
                      "< 0: chosen on held-out training users, or Bayes without validation pairs"),
       opt::Refit()},

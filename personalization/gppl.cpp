@@ -305,6 +305,12 @@ class GpplModel : public Model {
     Json ls = Json::Array();
     for (double x : kernel_.inv_ls) ls.push_back(x > 0 ? 1.0 / x : 0.0);
     rep.details["length_scales"] = ls;
+    rep.details["length_scale_rule"] =
+        kernel_.identity ? "identity"
+        : kernel_.inv_ls.size() <= 1
+            ? "median distance"
+            : (scaled_ard_ ? "per-feature median x sqrt(D) (more items than inducing points)"
+                           : "per-feature median");
     Json sv = Json::Array(), sw = Json::Array();
     for (int c = 0; c < C_; ++c) {
       sv.push_back(sv_[c].Mean());
@@ -493,6 +499,17 @@ class GpplModel : public Model {
       RowMatrixF sub(items.size(), ds.dim());
       for (size_t k = 0; k < items.size(); ++k) sub.row(k) = ds.items.row(items[k]);
       std::vector<double> ls = MedianLengthScales(sub, options_.Real("ls_factor"), options_.seed);
+      // Per-feature median length-scales put two random items about sqrt(6 D) scaled units
+      // apart (k ~ 5e-5 for D = 24): fine when every item is an inducing point, but then the
+      // items that are not have no correlation with those that are, and the GP predicts 0 for
+      // them. With more items than inducing points, scale by sqrt(D) so that the typical scaled
+      // distance is about sqrt(6) whatever D (k ~ 0.3).
+      scaled_ard_ = ls.size() > 1 && static_cast<int64_t>(items.size()) > options_.Int("inducing");
+      if (scaled_ard_) {
+        int64_t varying = 0;
+        for (double l : ls) varying += l > 0;
+        for (double& l : ls) l *= std::sqrt(static_cast<double>(std::max<int64_t>(varying, 1)));
+      }
       kernel_.inv_ls.clear();
       for (double l : ls) kernel_.inv_ls.push_back(l > 0 ? 1.0 / l : 0.0);
     } else {
@@ -1032,6 +1049,7 @@ class GpplModel : public Model {
   mutable ItemMoments cache_;  ///< item moments of batch cache_for_ (0: none)
   mutable uint64_t cache_for_ = 0;
   ItemKernel kernel_;
+  bool scaled_ard_ = false;  ///< per-feature length-scales scaled by sqrt(D) (see ChooseInducing)
   RowMatrixF Z_;
   Mat Kzz_, Kinv_;
   Eigen::LLT<Mat> Kllt_;

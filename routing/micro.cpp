@@ -23,6 +23,12 @@ namespace prefmix::routing {
 RowMatrixD MicroRoute(const RowMatrixD& x, const MicroParams& p) {
   RowMatrixD z = x * p.w.transpose();
   z.rowwise() += p.b.transpose();
+  if (p.offset.size() > 0) {
+    PREFMIX_ASSERT(p.offset.rows() == z.rows() && p.offset.cols() == z.cols(),
+                   "micro: routing offsets of shape [", p.offset.rows(), ", ", p.offset.cols(),
+                   "] for ", z.rows(), " inputs");
+    z += p.offset;
+  }
   for (Eigen::Index i = 0; i < z.rows(); ++i) {
     const double m = z.row(i).maxCoeff();
     z.row(i) = (z.row(i).array() - m).exp();
@@ -127,6 +133,11 @@ MicroPass MicroLossAndGrad(const RowMatrixF& items, const RowMatrixD& x,
         if (x(i, d) != 0) out.grad.w(k, d) += g * x(i, d);
     }
   out.grad.b = GZ.colwise().sum().transpose();
+  if (p.offset.size() > 0) {
+    const double prior = C > 0 ? 1.0 / (kMicroOffsetSd * kMicroOffsetSd * C) : 0.0;
+    out.loss += 0.5 * prior * p.offset.squaredNorm();
+    out.grad.offset = GZ + prior * p.offset;
+  }
   return out;
 }
 
@@ -218,7 +229,9 @@ class MicroModel : public Model, public MultiHeadModel {
         latent += 0.5 * (lat.row(u).transpose().cast<double>() - pibar_).cwiseAbs().sum();
       rep.details["router_spread"] = in.empty() ? 0.0 : router / in.size();
       rep.details["latent_spread"] = lat.rows() ? latent / lat.rows() : 0.0;
+      rep.details["training_routing"] = UserRouting(ds) ? "per-user logits (no contexts)" : r;
     }
+    params_.offset.resize(0, 0);  // training only: the model file and predictions do without
     rep.details["l2"] = l2;
     rep.details["epochs"] = epochs;
     rep.details["router"] = r;
@@ -318,6 +331,11 @@ class MicroModel : public Model, public MultiHeadModel {
   }
 
  private:
+  /// Training routes on per-user logits: the context router on data without contexts.
+  bool UserRouting(const Dataset& ds) const {
+    return options_.Text("router") == "context" && !ds.has_contexts;
+  }
+
   /// Router input size for the configured router.
   int64_t InputDim() const {
     if (options_.Text("router") == "attributes") {
@@ -365,6 +383,10 @@ class MicroModel : public Model, public MultiHeadModel {
   RowMatrixD PairInputs(const Dataset& ds, const PairSet& pairs,
                         std::vector<int32_t>* input) const {
     const bool ctx = options_.Text("router") == "context";
+    if (ctx && UserRouting(ds)) {  // one input per user, nothing to read: offsets only
+      input->assign(pairs.user.begin(), pairs.user.end());
+      return RowMatrixD::Zero(ds.n_users(), 0);
+    }
     RowMatrixD base = ctx ? ContextInputs(ds) : UserInputs(ds);
     RowMatrixD x = RowMatrixD::Zero(base.rows() + 1, base.cols());
     x.topRows(base.rows()) = base;
@@ -397,8 +419,10 @@ class MicroModel : public Model, public MultiHeadModel {
     params_.w.resize(K, x.cols());
     for (Eigen::Index i = 0; i < params_.w.size(); ++i) params_.w.data()[i] = 0.01 * rng.Normal();
     params_.b = Eigen::VectorXd::Zero(K);
+    params_.offset.resize(0, 0);
+    if (UserRouting(ds)) params_.offset = Eigen::MatrixXd::Zero(x.rows(), K);
     const double lr = options_.Real("lr");
-    Adam at, aw, ab;
+    Adam at, aw, ab, ao;
     EarlyStopping stop(options_.Int("patience"));
     MicroParams best_p = params_;
     for (int ep = 1; ep <= epochs; ++ep) {
@@ -412,6 +436,7 @@ class MicroModel : public Model, public MultiHeadModel {
       Eigen::MatrixXd b = params_.b, gb = pass.grad.b;
       ab.Step(&b, gb, lr, ep);
       params_.b = b;
+      if (params_.offset.size() > 0) ao.Step(&params_.offset, pass.grad.offset, lr, ep);
       if (!va) continue;
       const double v = MicroLossAndGrad(ds.items, x, in_va, *va, params_, 0, false, 0).data_loss;
       if (stop.Better(v, ep)) {

@@ -3,8 +3,10 @@
 // and a router pi(x) = softmax(W x + b), mixed in probability, not in reward:
 //   P(a > b | x) = sum_k pi_k(x) sigma(r_k(a) - r_k(b)).
 // The router input x is chosen by --router:
-//  - context:    the pair's context embedding (/contexts/embeddings; a pair without a context,
-//                or data without contexts, routes on x = 0, i.e. softmax(b));
+//  - context:    the pair's context embedding (/contexts/embeddings; a pair without a context
+//                routes on x = 0, i.e. softmax(b)); on data without any context, training routes
+//                each pair on its user's own logits softmax(b + o_u) (MicroParams::offset), so
+//                that the heads specialise by user as they would by context;
 //  - attributes: the concatenated one-hot codes of every /users/attributes entry (code -1, or an
 //                attribute missing from new data, is all zeros);
 //  - features:   the user's /users/features row.
@@ -36,9 +38,18 @@ struct MicroParams {
   Eigen::MatrixXd theta;
   Eigen::MatrixXd w;
   Eigen::VectorXd b;
+  /// Per-input logit offsets [n_inputs, K], added to x W' + b; empty: none. Training only: with
+  /// the context router on data without contexts every input is a user and the router has
+  /// nothing to read, so each user gets free routing logits (a Gaussian prior of sd
+  /// kMicroOffsetSd per logit, in the loss's per-pair units: + |O|^2 / (2 sd^2 C)).
+  Eigen::MatrixXd offset;
 };
 
-/// One full-batch pass: the loss of the header comment and its gradients.
+/// Prior standard deviation of the per-user routing logits (MicroParams::offset).
+inline constexpr double kMicroOffsetSd = 1.0;
+
+/// One full-batch pass: the loss of the header comment and its gradients (grad.offset when the
+/// parameters have offsets).
 struct MicroPass {
   double loss = 0;       ///< the whole objective
   double data_loss = 0;  ///< -mean_j c_j log P_j alone

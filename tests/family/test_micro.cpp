@@ -103,9 +103,15 @@ TEST(MicroTest, OneHeadReducesToBradleyTerry) {
   EXPECT_NEAR(pass.grad.w.norm() + pass.grad.b.norm(), 0.0, 1e-12);
 }
 
-/// Central differences of every parameter against the analytic gradient.
-void ExpectGradient(bool sample_entropy) {
+/// Central differences of every parameter against the analytic gradient (with per-input routing
+/// offsets too when `offsets`).
+void ExpectGradient(bool sample_entropy, bool offsets = false) {
   Toy t = MakeToy(3, 7);
+  if (offsets) {
+    Rng rng(11);
+    t.p.offset.resize(t.x.rows(), 3);
+    for (Eigen::Index i = 0; i < t.p.offset.size(); ++i) t.p.offset.data()[i] = rng.Normal();
+  }
   const double l2 = 0.01, lambda = 0.5, eps = 1e-3;
   MicroPass pass =
       MicroLossAndGrad(t.items, t.x, t.input, t.pairs, t.p, lambda, sample_entropy, l2);
@@ -124,6 +130,10 @@ void ExpectGradient(bool sample_entropy) {
   };
   check(&MicroParams::theta, pass.grad.theta, "theta");
   check(&MicroParams::w, pass.grad.w, "W");
+  if (offsets) {
+    ASSERT_EQ(pass.grad.offset.rows(), t.x.rows());
+    check(&MicroParams::offset, pass.grad.offset, "offset");
+  }
   for (int k = 0; k < 3; ++k) {
     MicroParams a = t.p, b = t.p;
     a.b[k] += eps;
@@ -135,6 +145,7 @@ void ExpectGradient(bool sample_entropy) {
 
 TEST(MicroTest, GradientMatchesFiniteDifferencesBatchEntropy) { ExpectGradient(false); }
 TEST(MicroTest, GradientMatchesFiniteDifferencesSampleEntropy) { ExpectGradient(true); }
+TEST(MicroTest, GradientMatchesFiniteDifferencesWithPerUserRouting) { ExpectGradient(false, true); }
 
 TEST(MicroTest, MixtureUserStepIsMonotoneMapAndKeepsPriorWithoutPairs) {
   Rng rng(5);

@@ -81,9 +81,11 @@ TEST(SparseDataTest, HardEmCollapseIsDetectedAndAStartWithStructureWins) {
 }
 
 TEST(SparseDataTest, MicroPersonalizesTrainingUsersWithoutContexts) {
-  // The sparse preset's groups (cosine 0.3, scale 3), 2,000 people: micro's heads are trained
-  // without any user signal on data without contexts, so they separate groups that far apart
-  // but not CrowdLike()'s (+0.2 point there; the closing note of issue 22 has the figures).
+  // Without contexts the context router reads nothing: training routes each user on their own
+  // logits (so the heads specialise by user) and the training users' weights come from the user
+  // step. Before, every user got the same mean routing and micro scored bt's accuracy. The
+  // sparse preset's groups (cosine 0.3), 2,000 people: on CrowdLike()'s close groups micro is
+  // still at bt's level (the closing note of issue 22 has the figures).
   data::GenerateOptions g = data::GenerateOptions::Preset(data::GenerateKind::kGroups, "sparse");
   g.n_users = 2000;
   const Dataset ds = data::Generate(g);
@@ -93,9 +95,27 @@ TEST(SparseDataTest, MicroPersonalizesTrainingUsersWithoutContexts) {
   std::printf("bt %.4f  micro %.4f  latent spread %.4f  router spread %.4f\n", bt.accuracy,
               micro.accuracy, micro.details.at("latent_spread").number(),
               micro.details.at("router_spread").number());
-  EXPECT_LT(micro.details.at("router_spread").number(), 1e-9);  // no contexts: a constant router
+  EXPECT_EQ(micro.details.at("training_routing").str(), "per-user logits (no contexts)");
+  EXPECT_GT(micro.details.at("router_spread").number(), 0.05);
   EXPECT_GT(micro.details.at("latent_spread").number(), 0.05);
-  EXPECT_GT(micro.accuracy, bt.accuracy + 0.02);
+  EXPECT_GT(micro.accuracy, bt.accuracy + 0.03);
+}
+
+TEST(SparseDataTest, GpplPredictsItemsThatAreNotInducingPoints) {
+  // 1,000 items, 100 inducing points, D = 24: with per-feature median length-scales the items
+  // outside the inducing set had no correlation with it, and gppl predicted P = 0.5 for most
+  // pairs (log loss 0.689, accuracy .65 against bt's .78 on 1,500 people).
+  data::GenerateOptions g = data::GenerateOptions::Preset(data::GenerateKind::kGroups, "sparse");
+  g.n_users = 600;
+  const Dataset ds = data::Generate(g);
+  ModelOptions mo = Family("gppl");
+  mo.threads = 2;
+  const Fitted bt = FitSeen(ds, Family("bt"));
+  const Fitted gp = FitSeen(ds, mo);
+  std::printf("bt %.4f  gppl %.4f (%s)\n", bt.accuracy, gp.accuracy,
+              gp.details.at("length_scale_rule").str().c_str());
+  EXPECT_EQ(gp.details.at("inducing_items").number(), 100);
+  EXPECT_GT(gp.accuracy, bt.accuracy - 0.03);
 }
 
 }  // namespace
