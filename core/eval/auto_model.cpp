@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/model/model.h"
-#include "core/rng.h"
 #include "core/threads.h"
 
 namespace prefmix {
@@ -43,9 +42,6 @@ std::vector<std::string> ParseAutoFamilies(const std::string& list) {
 }
 
 namespace {
-
-/// Seed stream of the cross-validation folds.
-constexpr uint64_t kAutoFoldStream = 0xa070;
 
 double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -100,49 +96,32 @@ std::unique_ptr<Model> FitHeldOut(ModelOptions mo, const Dataset& ds, const Pair
   return m;
 }
 
-/// Adds a fitted model's predictions of `pairs` to the candidate's record: per-pair log loss,
-/// hits, and how far the user latents move the predictions. False on a non-finite prediction
-/// (the candidate's status then says so).
-bool AddScores(const Model& m, const Dataset& ds, const PairSet& pairs, AutoCandidate* c,
-               double* hits, double* effect) {
-  const std::vector<double> p = m.PredictProb(ds, pairs, m.TrainLatents());
+/// Scores a fitted model on the validation pairs (per-pair log loss, accuracy, and how much the
+/// user latents move the predictions).
+void ScoreOnValidation(const Model& m, const Dataset& ds, const PairSet& valid, AutoCandidate* c) {
+  const std::vector<double> p = m.PredictProb(ds, valid, m.TrainLatents());
+  c->loss.resize(p.size());
+  double sum = 0;
   for (size_t j = 0; j < p.size(); ++j) {
     if (!std::isfinite(p[j])) {
       c->status = Cat("failed: non-finite validation prediction for pair ", j);
-      return false;
+      return;
     }
-    c->loss.push_back(PairLogLoss(p[j], pairs.label[j]));
-    *hits += PairHit(p[j], pairs.label[j]);
+    c->loss[j] = PairLogLoss(p[j], valid.label[j]);
+    sum += c->loss[j];
   }
+  c->mean_loss = sum / std::max<size_t>(p.size(), 1);
+  c->accuracy = Accuracy(p, valid.label);
   c->personalized = m.LatentDim() > 0;
   if (c->personalized) {
     RowMatrixF pop(m.TrainLatents().rows(), m.LatentDim());
     pop.rowwise() = m.PopulationLatent().transpose();
-    const std::vector<double> p0 = m.PredictProb(ds, pairs, pop);
-    for (size_t j = 0; j < p.size(); ++j) *effect += std::fabs(p[j] - p0[j]);
+    const std::vector<double> p0 = m.PredictProb(ds, valid, pop);
+    double e = 0;
+    for (size_t j = 0; j < p.size(); ++j) e += std::fabs(p[j] - p0[j]);
+    c->effect = e / std::max<size_t>(p.size(), 1);
+    c->degenerate = !ds.has_contexts && c->effect < kDegenerateEffect;
   }
-  return true;
-}
-
-/// Each user's pairs of `all` dealt into `folds` folds in a seeded random order: fold f is
-/// (the others, fold f).
-std::vector<std::pair<PairSet, PairSet>> UserFolds(const PairSet& all, int64_t n_users, int folds,
-                                                   uint64_t seed) {
-  std::vector<std::vector<size_t>> by_user(n_users);
-  for (size_t j = 0; j < all.size(); ++j) by_user[all.user[j]].push_back(j);
-  std::vector<int> fold_of(all.size(), 0);
-  Rng rng(seed);
-  for (auto& idx : by_user) {
-    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.Below(i)]);
-    // Rotate the starting fold so that users with fewer pairs than folds spread over all.
-    const size_t start = idx.empty() ? 0 : rng.Below(folds);
-    for (size_t i = 0; i < idx.size(); ++i) fold_of[idx[i]] = static_cast<int>((start + i) % folds);
-  }
-  std::vector<std::pair<PairSet, PairSet>> out(folds);
-  for (size_t j = 0; j < all.size(); ++j)
-    for (int f = 0; f < folds; ++f)
-      (fold_of[j] == f ? out[f].second : out[f].first).PushFrom(all, j);
-  return out;
 }
 
 /// Standard error of the mean of a - b (paired, same pairs).
@@ -179,30 +158,6 @@ class AutoModel : public Model {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::string> names = ParseAutoFamilies(options_.Text("auto_families"));
     const double budget = options_.Real("auto_budget");
-    // With few validation pairs the choice is a coin toss between close candidates: score every
-    // pair instead, by k-fold cross-validation over each user's pairs.
-    const bool cv = static_cast<int64_t>(valid.size()) < kAutoCvMaxValidPairs;
-    std::vector<std::pair<PairSet, PairSet>> folds;
-    if (cv)
-      folds = UserFolds(Concat(train, valid), ds.n_users(), kAutoCvFolds,
-                        DeriveSeed(options_.seed, kAutoFoldStream));
-    else
-      folds.emplace_back(train, valid);
-    // Fits one candidate per fold (validation held out) and scores the held-out pairs.
-    auto Evaluate = [&](const ModelOptions& mo, AutoCandidate* c) {
-      double hits = 0, effect = 0;
-      for (const auto& [tr, va] : folds) {
-        auto m = FitHeldOut(mo, ds, tr, va);
-        if (!AddScores(*m, ds, va, c, &hits, &effect)) return;
-      }
-      const double n = std::max<size_t>(c->loss.size(), 1);
-      double sum = 0;
-      for (double x : c->loss) sum += x;
-      c->mean_loss = sum / n;
-      c->accuracy = hits / n;
-      c->effect = effect / n;
-      c->degenerate = c->personalized && !ds.has_contexts && c->effect < kDegenerateEffect;
-    };
     std::vector<AutoCandidate> cands;
     auto any_fitted = [&] {
       for (const auto& c : cands)
@@ -223,7 +178,9 @@ class AutoModel : public Model {
       try {
         DeadlineGuard guard;
         if (limited) SetDeadline(budget - spent);
-        Evaluate(CandidateOptions(name, options_), &c);
+        auto m = FitHeldOut(CandidateOptions(name, options_), ds, train, valid);
+        ClearDeadline();
+        ScoreOnValidation(*m, ds, valid, &c);
       } catch (const Cancelled&) {
         if (!DeadlinePassed()) throw;  // a real cancel (Ctrl-C) stops everything
         c.status = "stopped (budget)";
@@ -260,7 +217,8 @@ class AutoModel : public Model {
       for (const auto& c : cands)
         if (c.name == pooled && c.fitted()) ref = &c;
       if (!ref) {
-        Evaluate(po, &pc);
+        auto pm = FitHeldOut(po, ds, train, valid);
+        ScoreOnValidation(*pm, ds, valid, &pc);
         PREFMIX_CHECK_INPUT(pc.fitted(), "--model auto: the pooled reference ", pooled, " ",
                             pc.status);
         ref = &pc;
@@ -301,12 +259,6 @@ class AutoModel : public Model {
     a["chosen"] = win.name;
     a["rule"] = rule;
     a["n_valid_pairs"] = static_cast<int64_t>(valid.size());
-    a["scored_pairs"] = static_cast<int64_t>(win.loss.size());
-    a["selection"] = cv ? Cat(kAutoCvFolds,
-                              "-fold cross-validation over each user's pairs (fewer "
-                              "than ",
-                              kAutoCvMaxValidPairs, " validation pairs)")
-                        : std::string("the validation pairs");
     a["budget_seconds"] = budget;
     a["candidates_seconds"] = candidates_s;
     a["refit_seconds"] = refit_s;

@@ -7,10 +7,8 @@
 //   1. Each candidate is fitted with its defaults (refit off, so the validation pairs stay out of
 //      its fit), under a budget: a candidate starts only while --auto-budget seconds remain, and
 //      one still running when they run out is stopped (the first candidate always finishes).
-//   2. Score: mean log loss L_c over the validation pairs, with the standard error of its
-//      paired difference to the lowest one (per-pair losses, same pairs). With fewer than
-//      kAutoCvMaxValidPairs validation pairs, every pair of train + validation is scored instead,
-//      by kAutoCvFolds-fold cross-validation over each user's pairs (a fit per fold).
+//   2. Score: mean validation log loss L_c, with the standard error of its paired difference to
+//      the lowest one (per-pair losses, same pairs).
 //   3. Degenerate: a personalized candidate whose user latents change no validation prediction
 //      (mean |P(user latent) - P(population latent)| < kDegenerateEffect) on data without
 //      contexts — e.g. a mixture that collapsed into one component. It can win only when no
@@ -30,10 +28,6 @@ namespace prefmix {
 /// Default candidate list of --auto-families, cheapest first (the order the budget is spent in).
 inline constexpr const char* kAutoDefaultFamilies =
     "bt,bt-mlp,micro,lowrank,em-bt,gppl,pal-b,pal-a,vpl";
-/// With fewer validation pairs than this, candidates are scored by kAutoCvFolds-fold
-/// cross-validation over each user's pairs (training + validation), every pair scored once.
-inline constexpr int64_t kAutoCvMaxValidPairs = 2000;
-inline constexpr int kAutoCvFolds = 5;
 /// Below this mean |P(user) - P(population)| on the validation pairs, user latents change nothing.
 inline constexpr double kDegenerateEffect = 1e-4;
 
