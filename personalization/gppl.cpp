@@ -223,8 +223,7 @@ class GpplModel : public Model {
     Rng rng(DeriveSeed(options_.seed, kInitStream));
     if (variant_ == Variant::kCrowd)
       for (int64_t u : active) {
-        for (int c = 0; c < C_; ++c)
-          wm_(u, c) = rng.Normal() * (getenv("GPPL_IS") ? atof(getenv("GPPL_IS")) : 1.0);
+        for (int c = 0; c < C_; ++c) wm_(u, c) = rng.Normal();
         wS_[u] = Mat::Identity(C_, C_) * 0.1;
       }
 
@@ -265,11 +264,7 @@ class GpplModel : public Model {
         elbo_trace.push_back(e);
         PREFMIX_CHECK_INPUT(std::isfinite(e), "gppl: the ELBO became ", e,
                             " (non-finite) at iteration ", epoch + 1);
-        if (std::fabs(e - prev) <=
-            (getenv("GPPL_TOL") ? atof(getenv("GPPL_TOL")) : kTol) * std::fabs(e))
-          converged = true;
-        if (getenv("GPPL_TRACE") && epoch % 100 == 0)
-          fprintf(stderr, "it %d elbo %.6f\n", epoch, e);
+        if (std::fabs(e - prev) <= kTol * std::fabs(e)) converged = true;
         prev = e;
       }
     }
