@@ -175,8 +175,8 @@ class AutoModel : public Model {
         continue;
       }
       const auto tc = std::chrono::steady_clock::now();
+      DeadlineGuard guard;  // outside the try: the handler below still sees the deadline
       try {
-        DeadlineGuard guard;
         if (limited) SetDeadline(budget - spent);
         auto m = FitHeldOut(CandidateOptions(name, options_), ds, train, valid);
         ClearDeadline();

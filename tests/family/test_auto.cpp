@@ -9,6 +9,7 @@
 #include "core/eval/protocol.h"
 #include "core/io/json.h"
 #include "core/model/model.h"
+#include "core/threads.h"
 #include "data/generate.h"
 
 namespace prefmix {
@@ -141,6 +142,27 @@ TEST(AutoModelTest, TheBudgetSkipsCandidatesButTheFirstAlwaysFinishes) {
   EXPECT_EQ(a.at("chosen").str(), "bt");
   EXPECT_TRUE(a.at("personalization_gain").is_null());  // bt is the pooled model itself
   EXPECT_EQ(model->Family(), "bt");
+}
+
+TEST(AutoModelTest, ACandidateStillRunningWhenTheBudgetEndsIsStopped) {
+  const Dataset ds = Sparse600();
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  ModelOptions mo;
+  mo.family = "auto";
+  mo.Set("auto_families", "bt,em-bt");  // bt: a fraction of a second; em-bt: seconds
+  mo.Set("auto_budget", 1.0);
+  auto model = MakeModel(mo);
+  Json a;
+  ASSERT_NO_THROW(a = model->Fit(ds, s.train, s.valid).details.at("auto"));
+  const auto& c = a.at("candidates").items();
+  EXPECT_EQ(c[0].at("status").str(), "fitted");
+  // Stopped at its next epoch (or, on a slow machine, never started).
+  EXPECT_TRUE(c[1].at("status").str() == "stopped (budget)" ||
+              c[1].at("status").str() == "skipped (budget)")
+      << c[1].at("status").str();
+  EXPECT_LT(c[1].at("seconds").number(), 1.5);
+  EXPECT_EQ(a.at("chosen").str(), "bt");
+  EXPECT_FALSE(DeadlinePassed());  // no deadline left behind
 }
 
 TEST(AutoModelTest, NoValidationPairsIsAClearError) {
