@@ -1,4 +1,5 @@
 // prefmix train: fit a family on all pairs of a dataset (validation carved for selection).
+#include <cstdio>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -71,9 +72,12 @@ int RunTrain(int argc, char** argv) {
   CarveValidation(&train, &valid, ds.n_users(), vf, mo.seed);
   auto model = MakeModel(mo);
   FitReport rep = model->Fit(ds, train, valid);
-  SaveModel(*model, vm["out"].as<std::string>());
+  // Both outputs or neither: the report is built before the model file is written, and if
+  // writing the report fails the model file goes too.
+  const std::string out = vm["out"].as<std::string>();
+  Json j;
   if (vm.count("json")) {
-    Json j = Json::Object();
+    j = Json::Object();
     j["model"] = model->Family();
     j["requested"] = mo.family;
     j["n_train_pairs"] = static_cast<int64_t>(train.size());
@@ -83,14 +87,22 @@ int RunTrain(int argc, char** argv) {
     j["timing"]["train_seconds"] = rep.seconds;
     j["params"] = model->Params();
     j["provenance"] = Provenance(vm, vm["data"].as<std::string>(), mo.device, mo.ToJson());
-    WriteJson(j, vm["json"].as<std::string>());
+  }
+  SaveModel(*model, out);
+  if (vm.count("json")) {
+    try {
+      WriteJson(j, vm["json"].as<std::string>());
+    } catch (...) {
+      std::remove(out.c_str());
+      throw;
+    }
   }
   if (!vm["quiet"].as<bool>()) {
     if (rep.details.contains("auto")) PrintAutoChoice(rep.details.at("auto"));
     std::cerr << "trained " << model->Family()
               << (model->Family() != mo.family ? " (chosen by " + mo.family + ")" : std::string())
               << " on " << train.size() << " pairs (" << valid.size() << " for validation) in "
-              << rep.seconds << " s -> " << vm["out"].as<std::string>() << "\n";
+              << rep.seconds << " s -> " << out << "\n";
   }
   return 0;
 }

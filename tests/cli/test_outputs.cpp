@@ -120,6 +120,10 @@ TEST_F(OutputGuardTest, SeveralOutputsAreAllOrNothing) {
                     "/missing/x.json --out " + out,
                 dir_ + "/missing/x.json", "does not exist");
   EXPECT_FALSE(Exists(out)) << "the first output was written although the second cannot be";
+  ExpectRefused("train --data " + data_ + " --model bt --epochs 2 --out " + dir_ +
+                    "/t.pfmx --json " + dir_ + "/missing/t.json",
+                dir_ + "/missing/t.json", "does not exist");
+  EXPECT_FALSE(Exists(dir_ + "/t.pfmx")) << "train wrote its model although the report cannot be";
   // No temporary file is left behind either.
   for (const auto& e : std::filesystem::directory_iterator(dir_))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
@@ -168,6 +172,11 @@ TEST_F(OutputGuardTest, AFullDiskIsACleanErrorWithNothingLeft) {
   expect_full("experiment --data " + data_ + " --model bt --epochs 2 --protocol unseen --json " +
                   full + "/x.json",
               full + "/x.json");
+  // train --out elsewhere with --json on the full disk: neither output is left.
+  expect_full("train --data " + data_ + " --model bt --epochs 2 --quiet --out " + dir_ +
+                  "/both.pfmx --json " + full + "/both.json",
+              full + "/both.json");
+  EXPECT_FALSE(Exists(dir_ + "/both.pfmx"));
 }
 
 }  // namespace
