@@ -6,10 +6,23 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
+#include "core/error.h"
+
 namespace prefmix::testing {
+
+/// The message of the prefmix::Error that f throws; "" when it throws none.
+inline std::string ErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 /// A fresh directory under the gtest temp dir, named after the running test.
 inline std::string TestDir() {

@@ -13,6 +13,7 @@
 namespace prefmix {
 
 std::vector<std::string> ParseAutoFamilies(const std::string& list) {
+  const std::vector<std::string> known = FamilyNames();  // the model families, not auto
   std::vector<std::string> out;
   size_t start = 0;
   while (true) {
@@ -21,7 +22,6 @@ std::vector<std::string> ParseAutoFamilies(const std::string& list) {
     const size_t b = name.find_first_not_of(" \t"), e = name.find_last_not_of(" \t");
     name = b == std::string::npos ? "" : name.substr(b, e - b + 1);
     PREFMIX_CHECK_INPUT(!name.empty(), "--auto-families: empty entry in '", list, "'");
-    const std::vector<std::string> known = FamilyNames();  // the model families, not auto
     if (name != "bt-mlp" && std::find(known.begin(), known.end(), name) == known.end()) {
       const std::vector<std::string> all = FamilyNames(true);
       PREFMIX_CHECK_INPUT(std::find(all.begin(), all.end(), name) == all.end(),
@@ -53,8 +53,6 @@ bool Declares(const std::string& family, const std::string& key) {
   return false;
 }
 
-bool IsPooled(const std::string& name) { return name == "bt" || name == "bt-mlp"; }
-
 /// A candidate's options: its family's defaults (bt-mlp: bt --arch mlp) with the run settings.
 ModelOptions CandidateOptions(const std::string& name, const ModelOptions& run) {
   ModelOptions mo;
@@ -68,10 +66,10 @@ ModelOptions CandidateOptions(const std::string& name, const ModelOptions& run) 
 }
 
 /// The pooled model with the winner's item map: the name shown and its options ("" when the
-/// winner is pooled itself).
+/// winner has no user latent: it is pooled itself).
 std::string PooledCounterpart(const std::string& name, const Model& winner, ModelOptions* out) {
   const ModelOptions& w = winner.options();
-  if (IsPooled(name)) return "";
+  if (winner.LatentDim() == 0) return "";
   if (name == "gppl") {
     *out = w;
     out->Set("gppl_users", "pooled");

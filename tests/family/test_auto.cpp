@@ -11,6 +11,7 @@
 #include "core/model/model.h"
 #include "core/threads.h"
 #include "data/generate.h"
+#include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
@@ -76,12 +77,8 @@ TEST(AutoChoiceTest, CandidateListsAreChecked) {
   EXPECT_EQ(ParseAutoFamilies("bt, em-bt,bt-mlp"),
             (std::vector<std::string>{"bt", "em-bt", "bt-mlp"}));
   for (const char* bad : {"bt,bt", "bt,,micro", "bt,nope", "auto", ""}) {
-    try {
-      ParseAutoFamilies(bad);
-      ADD_FAILURE() << "no error for '" << bad << "'";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("--auto-families"), std::string::npos) << e.what();
-    }
+    const std::string msg = testing::ErrorOf([&] { ParseAutoFamilies(bad); });
+    EXPECT_NE(msg.find("--auto-families"), std::string::npos) << "'" << bad << "': " << msg;
   }
 }
 
@@ -92,13 +89,23 @@ Dataset Sparse600() {
   return data::Generate(g);
 }
 
-TEST(AutoModelTest, ChoosesOnValidationAndSavesTheChosenFamily) {
-  const Dataset ds = Sparse600();
-  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+/// An unfitted auto model over `families` (with `budget` seconds when given) and the seen split
+/// of `ds` it is to be fitted on.
+struct AutoSetup {
+  Split split;
+  std::unique_ptr<Model> model;
+};
+AutoSetup MakeAuto(const Dataset& ds, const std::string& families, double budget = -1) {
   ModelOptions mo;
   mo.family = "auto";
-  mo.Set("auto_families", "bt,em-bt,micro");
-  auto model = MakeModel(mo);
+  mo.Set("auto_families", families);
+  if (budget >= 0) mo.Set("auto_budget", budget);
+  return {MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{}), MakeModel(mo)};
+}
+
+TEST(AutoModelTest, ChoosesOnValidationAndSavesTheChosenFamily) {
+  const Dataset ds = Sparse600();
+  auto [s, model] = MakeAuto(ds, "bt,em-bt,micro");
   EXPECT_EQ(model->Family(), "auto");
   const FitReport rep = model->Fit(ds, s.train, s.valid);
   const Json& a = rep.details.at("auto");
@@ -116,7 +123,7 @@ TEST(AutoModelTest, ChoosesOnValidationAndSavesTheChosenFamily) {
   EXPECT_GT(g.at("valid_log_loss_gain").number(), 2 * g.at("valid_log_loss_gain_se").number());
   EXPECT_TRUE(rep.details.at("chosen_fit").contains("collapse"));  // em-bt's own report
 
-  const std::string path = testing::TempDir() + "/auto.pfmx";
+  const std::string path = ::testing::TempDir() + "/auto.pfmx";
   SaveModel(*model, path);
   auto loaded = LoadModel(path);
   EXPECT_EQ(loaded->Family(), "em-bt");
@@ -128,12 +135,7 @@ TEST(AutoModelTest, ChoosesOnValidationAndSavesTheChosenFamily) {
 
 TEST(AutoModelTest, TheBudgetSkipsCandidatesButTheFirstAlwaysFinishes) {
   const Dataset ds = Sparse600();
-  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
-  ModelOptions mo;
-  mo.family = "auto";
-  mo.Set("auto_families", "bt,em-bt,micro");
-  mo.Set("auto_budget", 1e-6);
-  auto model = MakeModel(mo);
+  auto [s, model] = MakeAuto(ds, "bt,em-bt,micro", 1e-6);
   const Json a = model->Fit(ds, s.train, s.valid).details.at("auto");
   const auto& c = a.at("candidates").items();
   EXPECT_EQ(c[0].at("status").str(), "fitted");
@@ -146,12 +148,7 @@ TEST(AutoModelTest, TheBudgetSkipsCandidatesButTheFirstAlwaysFinishes) {
 
 TEST(AutoModelTest, ACandidateStillRunningWhenTheBudgetEndsIsStopped) {
   const Dataset ds = Sparse600();
-  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
-  ModelOptions mo;
-  mo.family = "auto";
-  mo.Set("auto_families", "bt,em-bt");  // bt: a fraction of a second; em-bt: seconds
-  mo.Set("auto_budget", 1.0);
-  auto model = MakeModel(mo);
+  auto [s, model] = MakeAuto(ds, "bt,em-bt", 1.0);  // bt: a fraction of a second; em-bt: seconds
   Json a;
   ASSERT_NO_THROW(a = model->Fit(ds, s.train, s.valid).details.at("auto"));
   const auto& c = a.at("candidates").items();
@@ -170,16 +167,10 @@ TEST(AutoModelTest, NoValidationPairsIsAClearError) {
   ModelOptions mo;
   mo.family = "auto";
   auto model = MakeModel(mo);
-  try {
-    model->Fit(ds, ds.AllPairs(), PairSet());
-    ADD_FAILURE() << "no error without validation pairs";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--model auto chooses on validation pairs"),
-              std::string::npos)
-        << e.what();
-  }
+  const std::string msg = testing::ErrorOf([&] { model->Fit(ds, ds.AllPairs(), PairSet()); });
+  EXPECT_NE(msg.find("--model auto chooses on validation pairs"), std::string::npos) << msg;
   // An unfitted auto model has nothing to save or score.
-  EXPECT_THROW(SaveModel(*model, testing::TempDir() + "/never.pfmx"), Error);
+  EXPECT_THROW(SaveModel(*model, ::testing::TempDir() + "/never.pfmx"), Error);
 }
 
 }  // namespace

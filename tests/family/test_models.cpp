@@ -116,16 +116,11 @@ TEST(ModelFileTest, FutureVersionIsRefused) {
   std::string bytes = testing::ReadFile(dir + "/m.pfmx");
   bytes[5] = 99;  // the uint32 format version follows the magic (portable binary, little endian)
   std::ofstream(dir + "/future.pfmx", std::ios::binary).write(bytes.data(), bytes.size());
-  try {
-    LoadModel(dir + "/future.pfmx");
-    FAIL();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("model format version 99 is newer than this prefmix reads (" +
-                       std::to_string(kModelFormatVersion) + ")"),
-              std::string::npos)
-        << msg;
-  }
+  std::string msg = testing::ErrorOf([&] { LoadModel(dir + "/future.pfmx"); });
+  EXPECT_NE(msg.find("model format version 99 is newer than this prefmix reads (" +
+                     std::to_string(kModelFormatVersion) + ")"),
+            std::string::npos)
+      << msg;
   // A payload version above the family's: refused naming both. The header after the magic:
   // the archive's endianness byte, the format version, four strings (uint64 length + bytes),
   // two int64 dimensions, then the uint32 payload version.
@@ -142,16 +137,11 @@ TEST(ModelFileTest, FutureVersionIsRefused) {
   EXPECT_EQ(pv, FindFamily("bt").payload_version);
   bytes[pos] = 7;
   std::ofstream(dir + "/future_payload.pfmx", std::ios::binary).write(bytes.data(), bytes.size());
-  try {
-    LoadModel(dir + "/future_payload.pfmx");
-    FAIL();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("bt payload version 7 is newer than this prefmix reads (" +
-                       std::to_string(FindFamily("bt").payload_version) + ")"),
-              std::string::npos)
-        << msg;
-  }
+  msg = testing::ErrorOf([&] { LoadModel(dir + "/future_payload.pfmx"); });
+  EXPECT_NE(msg.find("bt payload version 7 is newer than this prefmix reads (" +
+                     std::to_string(FindFamily("bt").payload_version) + ")"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(BtTest, RecoversASinglePlantedReward) {

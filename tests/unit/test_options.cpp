@@ -14,14 +14,7 @@
 namespace prefmix {
 namespace {
 
-std::string ErrorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::ErrorOf;
 
 TEST(OptionsTest, EveryFamilyDeclaresEachKeyOnceWithAParsableDefault) {
   for (const auto& family : FamilyNames(true)) {
