@@ -5,6 +5,7 @@
 #include <boost/property_tree/ptree.hpp>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -224,12 +225,49 @@ std::string FmtP(double p) {
 
 }  // namespace
 
+namespace {
+
+// Boost's INI reader knows only comment lines. A ';' or '#' that starts a line's text, or follows
+// a space or tab, begins a comment to the end of the line (as in the example at the top of
+// grid.h); one inside a word (`data = run#2.h5`) is part of the value. Line numbers are kept.
+std::string StripIniComments(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool at_start = true, after_blank = false, in_comment = false;
+  for (char c : text) {
+    if (c == '\n') {
+      out += c;
+      at_start = true;
+      after_blank = false;
+      in_comment = false;
+      continue;
+    }
+    if (in_comment) continue;
+    if ((c == ';' || c == '#') && (at_start || after_blank)) {
+      in_comment = true;
+      continue;
+    }
+    out += c;
+    after_blank = c == ' ' || c == '\t';
+    if (!after_blank && c != '\r') at_start = false;
+  }
+  return out;
+}
+
+}  // namespace
+
 GridSpec ReadGridFile(const std::string& path, const ProtocolOptions& defaults) {
+  std::ifstream in(path, std::ios::binary);
+  PREFMIX_CHECK_INPUT(in, "--grid: ", path, ": cannot open for reading");
+  std::ostringstream text;
+  text << in.rdbuf();
+  PREFMIX_CHECK_INPUT(!in.bad(), "--grid: ", path, ": read error");
+  std::istringstream stripped(StripIniComments(text.str()));
   boost::property_tree::ptree tree;
   try {
-    boost::property_tree::read_ini(path, tree);
+    boost::property_tree::read_ini(stripped, tree);
   } catch (const boost::property_tree::ini_parser_error& e) {
-    throw Error(Cat("--grid: ", e.what()));
+    throw Error(Cat("--grid: ", path, "(", e.line(), "): ", e.message()));
   }
   GridSpec spec;
   ProtocolOptions top = defaults;

@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "core/error.h"
 #include "core/io/atomic_file.h"
+#include "core/io/child_probe.h"
 #include "core/io/sha256.h"
 
 namespace prefmix {
@@ -281,19 +283,18 @@ herr_t CollectName(hid_t, const char* name, const H5L_info_t*, void* data) {
 
 }  // namespace
 
-Dataset ReadDataset(const std::string& path) {
-  SilenceHdf5();
-  namespace fs = std::filesystem;
+namespace {
+
+/// Reads `path` with `probe` in a child first (ProbeInChild), with the time and memory limits
+/// that its size gets.
+void Probe(const std::string& path, const std::function<void()>& probe) {
   std::error_code ec;
-  PREFMIX_CHECK_INPUT(fs::exists(path, ec), path, ": no such file");
-  PREFMIX_CHECK_INPUT(fs::is_regular_file(path, ec), path, ": not a regular file");
-  NoteInput(path);
-  {
-    std::ifstream probe(path, std::ios::binary);
-    PREFMIX_CHECK_INPUT(probe, path, ": cannot open for reading");
-  }
-  htri_t is = H5Fis_hdf5(path.c_str());
-  PREFMIX_CHECK_INPUT(is > 0, path, ": not an HDF5 file (no HDF5 signature)");
+  const auto size = std::filesystem::file_size(path, ec);
+  const double bytes = ec ? 0.0 : static_cast<double>(size);
+  ProbeInChild(path, probe, ReadTimeoutFor(bytes), ReadMemoryFor(bytes));
+}
+
+Dataset ReadDatasetInProcess(const std::string& path) {
   Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot open as HDF5 (truncated or corrupt file?)");
   Reader r(path, file.get());
@@ -378,6 +379,41 @@ Dataset ReadDataset(const std::string& path) {
     ds.truth_group_item_reward = r.FloatMatrix("/truth/group_item_reward");
   ds.Validate();
   return ds;
+}
+
+}  // namespace
+
+namespace {
+
+/// The checks that need no HDF5 decoding: the path is a readable regular file with HDF5's
+/// signature.
+void CheckDatasetPath(const std::string& path) {
+  SilenceHdf5();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  PREFMIX_CHECK_INPUT(fs::exists(path, ec), path, ": no such file");
+  PREFMIX_CHECK_INPUT(fs::is_regular_file(path, ec), path, ": not a regular file");
+  NoteInput(path);
+  {
+    std::ifstream probe(path, std::ios::binary);
+    PREFMIX_CHECK_INPUT(probe, path, ": cannot open for reading");
+  }
+  htri_t is = H5Fis_hdf5(path.c_str());
+  PREFMIX_CHECK_INPUT(is > 0, path, ": not an HDF5 file (no HDF5 signature)");
+}
+
+}  // namespace
+
+Dataset ReadDataset(const std::string& path) {
+  CheckDatasetPath(path);
+  // libhdf5 crashes, loops or allocates gigabytes on some corrupt files: a child reads first.
+  Probe(path, [&] { ReadDatasetInProcess(path); });
+  return ReadDatasetInProcess(path);
+}
+
+Dataset ReadDatasetUnguarded(const std::string& path) {
+  CheckDatasetPath(path);
+  return ReadDatasetInProcess(path);
 }
 
 namespace {
@@ -624,11 +660,11 @@ void WriteUserMatrix(const std::string& path, const std::vector<std::string>& id
   out.Commit();
 }
 
-void ReadUserMatrix(const std::string& path, const std::string& dataset,
-                    std::vector<std::string>* ids, RowMatrixF* m, UserMatrixProvenance* prov) {
-  SilenceHdf5();
-  PREFMIX_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or missing)");
-  NoteInput(path);
+namespace {
+
+void ReadUserMatrixInProcess(const std::string& path, const std::string& dataset,
+                             std::vector<std::string>* ids, RowMatrixF* m,
+                             UserMatrixProvenance* prov) {
   Hid file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   PREFMIX_CHECK_INPUT(file.ok(), path, ": cannot open as HDF5");
   Reader r(path, file.get());
@@ -651,6 +687,23 @@ void ReadUserMatrix(const std::string& path, const std::string& dataset,
     prov->model_sha256 = one("model_sha256");
     prov->item_ids_sha256 = one("item_ids_sha256");
   }
+}
+
+}  // namespace
+
+void ReadUserMatrix(const std::string& path, const std::string& dataset,
+                    std::vector<std::string>* ids, RowMatrixF* m, UserMatrixProvenance* prov) {
+  SilenceHdf5();
+  PREFMIX_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or missing)");
+  NoteInput(path);
+  // As ReadDataset: a child reads first (libhdf5 may crash on a corrupt file).
+  Probe(path, [&] {
+    std::vector<std::string> i2;
+    RowMatrixF m2;
+    UserMatrixProvenance p2;
+    ReadUserMatrixInProcess(path, dataset, &i2, &m2, &p2);
+  });
+  ReadUserMatrixInProcess(path, dataset, ids, m, prov);
 }
 
 std::string StringsSha256(const std::vector<std::string>& s) {

@@ -181,3 +181,28 @@ TEST_F(OutputGuardTest, AFullDiskIsACleanErrorWithNothingLeft) {
 
 }  // namespace
 }  // namespace prefmix
+
+namespace prefmix {
+namespace {
+
+/// A dataset on which libhdf5 1.10.8 itself segfaults (tests/fuzz/hdf5-1.10.8/): `train` and
+/// `inspect` exit 1 with one line naming it (the read runs in a child first), no model file.
+/// ("crashed ... (SIGSEGV)"; under AddressSanitizer "failed ... (exit code 1)").
+TEST(CorruptHdf5Test, ALibraryCrashIsOneLineAndNoOutput) {
+  const std::string dir = TestDir();
+  const std::string bad =
+      std::string(PREFMIX_SOURCE_DIR) + "/tests/fuzz/hdf5-1.10.8/H5HG_read-segv";
+  for (const std::string args :
+       {"train --model bt --data " + bad + " --out " + dir + "/m.pfmx", "inspect " + bad}) {
+    SCOPED_TRACE(args);
+    auto r = RunCli(args, dir);
+    EXPECT_EQ(r.rc, 1) << r.err;
+    EXPECT_EQ(Lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(bad + ": the HDF5 library "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("the file is corrupt"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(Exists(dir + "/m.pfmx"));
+}
+
+}  // namespace
+}  // namespace prefmix
