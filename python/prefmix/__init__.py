@@ -15,6 +15,12 @@ with h5py alone.
 """
 import json as _json
 import logging as _logging
+import os as _os
+
+# OpenMP workers that wait passively do not take the core the thread they wait for needs (two
+# threads would otherwise lose to one on a shared machine). libgomp reads this once, when it is
+# first loaded, so it is set before _prefmix loads it; a value already set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as _np
 
