@@ -65,11 +65,13 @@ void BM_LowRankPass(benchmark::State& state) {
   const Dataset& ds = BigDataset();
   const PairSet pairs = ds.AllPairs();
   const LowRankParams p;
-  RowMatrixF proj(ds.n_items(), kLowRankK);
+  // One workspace for every pass, as the epoch loop in LowRankModel::Train keeps one: the
+  // per-thread accumulators are allocated (and their pages faulted in) once, not per pass.
+  mixture::LowRankWorkspace ws;
   double loss = 0;
   for (auto _ : state) {
     mixture::LowRankPass out =
-        mixture::LowRankLossAndGrad(ds.items, pairs, p.V, p.omega, kL2, &proj);
+        mixture::LowRankLossAndGrad(ds.items, pairs, p.V, p.omega, kL2, nullptr, &ws);
     loss = out.loss;
     benchmark::DoNotOptimize(out.grad_v.data());
     benchmark::DoNotOptimize(out.grad_omega.data());

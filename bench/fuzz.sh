@@ -14,10 +14,11 @@
 # mode (-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1): every finding is saved and
 # counted and the run goes on for the whole time. h5 fuzzes ReadDataset as the CLI runs it:
 # libhdf5 1.10.8 crashes, loops or allocates gigabytes on some corrupt files
-# (bench/results/2026-12-fuzz.md), and ReadDataset lets it do so in a child process
-# (PREFMIX_READ_TIMEOUT=3 s here). So h5 gets -malloc_limit_mb far above its RSS limit: a child's
-# gigabyte allocation is the child's (libFuzzer's malloc hook would save it as the harness's own
-# out-of-memory), and the harness's own memory is still bounded by -rss_limit_mb.
+# (bench/results/2026-12-fuzz.md), and ReadDataset lets it do so in a child process (the
+# harness sets PREFMIX_READ_TIMEOUT=0.5 s). So h5 gets -malloc_limit_mb far above its RSS
+# limit: a child's gigabyte allocation is the child's (libFuzzer's malloc hook would save it as
+# the harness's own out-of-memory), and the harness's own memory is still bounded by
+# -rss_limit_mb.
 # Prints per target: executions, exec/s, cov, ft and corpus size (libFuzzer's last status line),
 # peak RSS (of the fuzzer and, in fork mode, its jobs), fork mode's oom/timeout/crash counts and
 # the number of saved inputs (crash-, leak-, oom-, timeout-, slow-unit- files). Exits 1 if any
