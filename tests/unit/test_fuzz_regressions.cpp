@@ -6,11 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "core/error.h"
 #include "core/eval/grid.h"
+#include "core/io/importers.h"
 #include "core/io/json.h"
+#include "core/io/npy.h"
 #include "core/model/model.h"
 
 namespace prefmix {
@@ -97,6 +100,26 @@ TEST(FuzzRegressions, GridFirstRepeatPlusRepeatsOverflows) {
       "grid_repeat_overflow.ini",
       [](const std::string& p) { return ReadGridFile(p, ProtocolOptions()); },
       "first-repeat 2147483647 + repeats 25 is beyond 2147483647");
+}
+
+// --- .npy files (fuzz_npy) ---
+
+// 'shape': (0, 2101043536): a valid empty array, which ReadNpy returns at once; the harness's own
+// allFinite check then walked 2.1e9 empty columns (a 13-s timeout). The importers, ReadNpy's only
+// callers, refuse an array without rows or columns, naming the file.
+TEST(FuzzRegressions, NpyEmptyButVeryWide) {
+  const std::string path = Regression("npy_empty_wide.npy");
+  const RowMatrixF m = ReadNpy(path);
+  EXPECT_EQ(m.rows(), 0);
+  EXPECT_EQ(m.cols(), 2101043536);
+  const std::string pairs = ::testing::TempDir() + "/npy_empty_wide_pairs.csv";
+  std::ofstream(pairs) << "user,chosen,rejected\nu1,0,1\n";
+  ImportPairsOptions opts;
+  opts.items = path;
+  opts.pairs = pairs;
+  ExpectRejected(
+      "npy_empty_wide.npy", [&](const std::string&) { ImportPairs(opts); },
+      "expected at least one row and one column");
 }
 
 }  // namespace
