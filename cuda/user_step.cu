@@ -1,9 +1,10 @@
-// CUDA implementation of core's user-step contract (core/userstep/user_step.h): copies a problem to the
-// device and runs the kernels of cuda/user_step_kernels.cuh (a thread per user and component
+// CUDA implementation of core's user-step contract (core/userstep/user_step.h): copies a problem to
+// the device and runs the kernels of cuda/user_step_kernels.cuh (a thread per user and component
 // for the loglik link, in single precision; a thread per user running the CPU loop's own code
 // for the iterative links). Registered with core at static-initialisation time.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
@@ -41,10 +42,19 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
   DeviceBuffer<float> d_w(p.weight.size(), p.weight.data());
   DeviceBuffer<float> d_prior(p.prior.size(), p.prior.data());
   DeviceBuffer<float> d_gram(p.gram.size(), p.gram.data());
+  DeviceBuffer<double> d_prec(p.precision.size(), p.precision.data());
   DeviceBuffer<float> d_init(init ? init->size() : 0, init ? init->data() : nullptr);
   DeviceBuffer<float> d_latent(U * K), d_loglik(link == UserStepLink::kLoglik ? U * K : 0);
   DeviceBuffer<double> d_obj(U), d_res(U), d_logits(link == UserStepLink::kNormalized ? U * K : 0);
   DeviceBuffer<int> d_it(U);
+  // The gaussian link: its variances, and scratch for up to 256 MiB of users at a time.
+  const bool gaussian = link == UserStepLink::kGaussian;
+  const int64_t per_user = raw::GaussianUserWorkDoubles(K);
+  const int64_t work_users =
+      gaussian ? std::max<int64_t>(1, std::min<int64_t>(U, (int64_t{256} << 20) / 8 / per_user))
+               : 0;
+  DeviceBuffer<float> d_var(gaussian ? U * K : 0);
+  DeviceBuffer<double> d_work(gaussian ? work_users * per_user : 0);
   raw::UserStepArgs a = RawArgs(link, p, opt, init, nullptr);
   a.offsets = d_off.ptr;
   a.q = d_q.ptr;
@@ -52,6 +62,7 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
   a.weight = d_w.ptr;
   a.prior = d_prior.ptr;
   a.gram = d_gram.ptr;
+  a.precision = d_prec.ptr;
   a.init = d_init.ptr;
   a.latent = d_latent.ptr;
   a.loglik = d_loglik.ptr;
@@ -59,6 +70,9 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
   a.objective = d_obj.ptr;
   a.residual = d_res.ptr;
   a.iterations = d_it.ptr;
+  a.variance = d_var.ptr;
+  a.work = d_work.ptr;
+  a.work_users = work_users;
   Check(LaunchUserStep(a), "user-step kernel launch");
   Check(cudaDeviceSynchronize(), "user-step kernel");
   UserStepResult r;
@@ -80,6 +94,11 @@ UserStepResult RunCuda(UserStepLink link, const UserStepProblem& p, const UserSt
       Check(
           cudaMemcpy(r.logits.data(), d_logits.ptr, U * K * sizeof(double), cudaMemcpyDeviceToHost),
           "copy");
+    }
+    if (gaussian) {
+      r.variance.resize(U, K);
+      Check(cudaMemcpy(r.variance.data(), d_var.ptr, U * K * sizeof(float), cudaMemcpyDeviceToHost),
+            "copy");
     }
     if (link == UserStepLink::kLoglik) {
       r.loglik.resize(U, K);

@@ -1,7 +1,7 @@
 #pragma once
-// CUDA kernels of the user step on raw device pointers (core/userstep/user_step_raw.h). Dependency-free
-// (CUDA runtime + core/userstep/math.h), so that the device check in bench/device/ builds on a GPU
-// machine without Debian packages.
+// CUDA kernels of the user step on raw device pointers (core/userstep/user_step_raw.h).
+// Dependency-free (CUDA runtime + core/userstep/math.h), so that the device check in bench/device/
+// builds on a GPU machine without Debian packages.
 //  - loglik (em-bt's E-step; one pass, memory-bound): one thread per (user, component). A block
 //    holds U_b = floor(256 / K) users; thread (u, k) sums c_j log sigma(q_jk) over the user's
 //    pairs, the block's shared memory gives each user's max and normaliser, and each thread
@@ -192,6 +192,12 @@ __global__ void NormalizedThreadKernel(raw::UserStepArgs a) {
   if (u < a.n_users) raw::SolveNormalizedUser(a, u);
 }
 
+/// The gaussian link: a thread per user of [u0, u0 + count), each with its slot of a.work.
+__global__ void GaussianThreadKernel(raw::UserStepArgs a, int64_t u0, int64_t count) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < count) raw::SolveGaussianUser(a, u0 + i, a.work + i * raw::GaussianUserWorkDoubles(a.K));
+}
+
 /// The E-step kernel: `direct` (global loads, hardware log2; the library's, measured on a GPU)
 /// or `staged` (shared-memory tiles), each with either log sigma (device-check variants).
 enum class LoglikKernel { kDirect, kDirectPoly, kStaged, kStagedPoly };
@@ -247,6 +253,17 @@ inline cudaError_t LaunchUserStep(const raw::UserStepArgs& a, cudaStream_t strea
     case raw::kNormalized:
       NormalizedThreadKernel<<<per_thread_blocks, kThreadsPerBlock, 0, stream>>>(a);
       break;
+    case raw::kGaussian: {
+      if (!a.work || a.work_users <= 0) return cudaErrorInvalidValue;
+      // Chunks of work_users users share the scratch; kernels on one stream run in order.
+      for (int64_t u0 = 0; u0 < a.n_users; u0 += a.work_users) {
+        const int64_t count = a.n_users - u0 < a.work_users ? a.n_users - u0 : a.work_users;
+        const unsigned blocks =
+            static_cast<unsigned>((count + kThreadsPerBlock - 1) / kThreadsPerBlock);
+        GaussianThreadKernel<<<blocks, kThreadsPerBlock, 0, stream>>>(a, u0, count);
+      }
+      break;
+    }
     default: {
       LinearKernel kind = o.linear;
       // The library's choice is `local`, the kernel measured on a GPU (bench/RESULTS.md 8.0);

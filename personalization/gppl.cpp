@@ -8,33 +8,28 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/io/serialize.h"
 #include "core/model/model.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "core/userstep/math.h"
+#include "core/userstep/user_step.h"
 
 namespace prefmix::personalization {
 
+using math::LogNormalCdf;
+using math::NormalHazard;
+
 namespace {
 constexpr double kSqrt2 = 1.4142135623730951;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
 // Seed streams of this family.
 constexpr uint64_t kLengthScaleStream = 0x6770706c01ULL;
 constexpr uint64_t kInducingStream = 0x6770706c02ULL;
 constexpr uint64_t kInitStream = 0x6770706c03ULL;
 constexpr uint64_t kBatchStream = 0x6770706c04ULL;
 }  // namespace
-
-double LogNormalCdf(double x) {
-  if (x > -30) return std::log(0.5 * std::erfc(-x / kSqrt2));
-  return -0.5 * x * x - std::log(-x) - 0.5 * std::log(2 * M_PI);
-}
-
-double NormalHazard(double x) {
-  if (x > -30) return kInvSqrt2Pi * std::exp(-0.5 * x * x) / (0.5 * std::erfc(-x / kSqrt2));
-  return -x - 1.0 / x + 2.0 / (x * x * x);
-}
 
 std::vector<double> MedianLengthScales(const RowMatrixF& items, double factor, uint64_t seed) {
   const int64_t n = items.rows(), D = items.cols();
@@ -318,20 +313,72 @@ class GpplModel : public Model {
     return rep;
   }
 
+  /// New users with V and t frozen: the Laplace posterior of x_u = (w_u, g_u at the inducing
+  /// items) by the engine's batched user step (the gaussian link, CPU or CUDA): prior N(0,
+  /// blockdiag(diag(1 / E[s_c^w]), K_ZZ / E[s^g])), likelihood Phi((t(a) - t(b) + f_u(a) -
+  /// f_u(b)) / sqrt(2 + Var[t(a) - t(b)] + sum_c Var[v_c(a) - v_c(b)] / E[s_c^w])) per support
+  /// pair. Latent rows: the mode and the marginal variances (of the mean-field version over w_u
+  /// and g_u when both are there, as the training users').
   RowMatrixF Adapt(const Dataset& ds, const PairSet& support, int64_t n_users,
                    const std::string& device) const override {
-    PREFMIX_CHECK_INPUT(device == "cpu", "--device ", device,
-                        ": gppl's user step runs on the CPU (its CUDA twin is not built yet)");
+    CheckDevice(device);
     RowMatrixF out(n_users, LatentDim());
     if (LatentDim() == 0) return out;
     const Eigen::VectorXf pop = PopulationLatent();
     for (int64_t u = 0; u < n_users; ++u) out.row(u) = pop.transpose();
     if (support.empty()) return out;
-    GpplModel work(*this);
-    work.Init(n_users, /*keep_globals=*/true);
-    Batch bt = work.MakeBatch(ds, support, AllIndices(support));
-    work.LocalStep(bt, kAdaptIterations);
-    for (int64_t u : bt.users) out.row(u) = work.UserLatent(u).transpose();
+    const Batch bt = MakeBatch(ds, support, AllIndices(support));
+    const ItemMoments im = Moments(bt);
+    const int C = C_, Mg = has_g_ ? M() : 0, K = C + Mg;
+    const bool crowd = variant_ == Variant::kCrowd;
+    UserStepProblem p;
+    p.K = K;
+    p.n_users = static_cast<int64_t>(bt.users.size());
+    p.offsets = bt.offsets;
+    p.q.resize(bt.size() * K);
+    p.offset.resize(bt.size());
+    p.weight.resize(bt.size());
+    for (size_t j = 0; j < bt.size(); ++j) {
+      // The probit's noise: 2, plus the frozen t's and V's posterior variances on the pair
+      // (V's weighted by the prior second moments of w).
+      double noise = 2.0;
+      if (crowd) {
+        noise += im.tvar[j];
+        for (int c = 0; c < C; ++c) noise += im.vvar(j, c) / sw_[c].Mean();
+      }
+      const double scale = bt.sign[j] / std::sqrt(noise);
+      float* q = p.q.data() + j * K;
+      for (int c = 0; c < C; ++c)
+        q[c] = static_cast<float>(scale * (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)));
+      for (int m = 0; m < Mg; ++m)
+        q[C + m] = static_cast<float>(scale * (bt.A(bt.a[j], m) - bt.A(bt.b[j], m)));
+      p.offset[j] = static_cast<float>(crowd ? scale * (im.tm[bt.a[j]] - im.tm[bt.b[j]]) : 0.0);
+      p.weight[j] = static_cast<float>(bt.w[j]);
+    }
+    p.precision.assign(static_cast<size_t>(K) * K, 0.0);
+    for (int c = 0; c < C; ++c) p.precision[c * K + c] = sw_[c].Mean();
+    for (int a = 0; a < Mg; ++a)
+      for (int b = 0; b < Mg; ++b) p.precision[(C + a) * K + C + b] = sg_.Mean() * Kinv_(a, b);
+    // Training users' latents are mean-field (q(w_u) q(g_u)); so are new users' variances.
+    if (C > 0 && Mg > 0) p.variance_split = C;
+    UserStepOptions o;
+    o.max_iter = kAdaptIterations;
+    o.tol = 1e-8;
+    const UserStepResult r = RunUserStep(UserStepLink::kGaussian, p, o, device);
+    for (size_t k = 0; k < bt.users.size(); ++k) {
+      PREFMIX_CHECK_INPUT(r.iterations[k] >= 0 && std::isfinite(r.objective[k]),
+                          "gppl: the new-user step failed for user row ", bt.users[k],
+                          " (objective ", r.objective[k], ")");
+      auto row = out.row(bt.users[k]);
+      for (int c = 0; c < C; ++c) {
+        row[c] = r.latent(k, c);
+        row[C_ + c] = r.variance(k, c);
+      }
+      for (int m = 0; m < Mg; ++m) {
+        row[GOffset() + m] = r.latent(k, C + m);
+        row[GOffset() + Mg + m] = r.variance(k, C + m);
+      }
+    }
     return out;
   }
 
@@ -889,15 +936,21 @@ class GpplModel : public Model {
     for (int64_t k = 0; k < nb; ++k) {
       const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
       if (variant_ == Variant::kCrowd && has_g_) {
-        // w_u and the residual g_u are separate factors: alternate their exact updates.
+        // w_u and the residual g_u are separate factors: alternate their exact updates. q(g_u)'s
+        // pair-space system does not depend on w_u: it is set up once.
+        const GSystem sys = SetupG(bt, AK, u, p0, p1);
         for (int it = 0; it < iterations; ++it) {
+          const Vec w0 = wm_.row(u).transpose(), g0 = gm_.row(u).transpose();
           if (update_w) LocalCrowd(bt, im, u, p0, p1, 1);
-          LocalPerUser(bt, im, AK, u, p0, p1, 1);
+          UpdateG(bt, im, sys, u, p0, p1, 1);
+          const double move = std::max((wm_.row(u).transpose() - w0).cwiseAbs().maxCoeff(),
+                                       (gm_.row(u).transpose() - g0).cwiseAbs().maxCoeff());
+          if (move < 1e-9) break;
         }
       } else if (variant_ == Variant::kCrowd) {
         LocalCrowd(bt, im, u, p0, p1, iterations);
       } else {
-        LocalPerUser(bt, im, AK, u, p0, p1, iterations);
+        UpdateG(bt, im, SetupG(bt, AK, u, p0, p1), u, p0, p1, iterations);
       }
     }
   }
@@ -937,56 +990,79 @@ class GpplModel : public Model {
   /// only through D g, D the pairs' rows A_a - A_b): with prior covariance P0 = K_ZZ / E[s^g],
   /// B = D P0, G = B D', W = diag(w_j / 2) and R = (W^-1 + G)^-1, the posterior is
   /// S = P0 - B' R B and mean B' alpha, alpha = h - R G h (h_j = w_j / 2 (E[z_j] - offset_j)):
-  /// O(n^2 M) per user instead of O(M^3).
-  void LocalPerUser(const Batch& bt, const ItemMoments& im, const Mat& AK, int64_t u, int64_t p0,
-                    int64_t p1, int iterations) {
+  /// O(n^2 M) per user instead of O(M^3). Everything but the mean is independent of the other
+  /// factors: SetupG computes it (and writes S's diagonal and the pairs' variances), UpdateG
+  /// the mean.
+  struct GSystem {
+    Mat Bk, D, G;
+    Eigen::LLT<Mat> llt;  ///< of W^-1 + G
+    Vec wdiag;
+    double trace_rg = 0;  ///< tr(R G)
+    double log_det = 0;   ///< log|W^-1 + G| + log|W|
+  };
+  GSystem SetupG(const Batch& bt, const Mat& AK, int64_t u, int64_t p0, int64_t p1) {
     const int m = M();
     const int64_t n = p1 - p0;
     const double sbar = sg_.Mean();
-    Mat Bk(n, m), D(n, m);
-    Vec off = Vec::Zero(n), winv(n), wdiag(n);  // the crowd part's mean difference
+    GSystem s;
+    s.Bk.resize(n, m);
+    s.D.resize(n, m);
+    s.wdiag.resize(n);
+    Vec winv(n);
     for (int64_t j = p0; j < p1; ++j) {
       const int64_t k = j - p0;
-      if (variant_ == Variant::kCrowd) {
+      s.D.row(k) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
+      s.Bk.row(k) = (AK.row(bt.a[j]) - AK.row(bt.b[j])) / sbar;
+      s.wdiag[k] = 0.5 * std::max(bt.w[j], 1e-12);
+      winv[k] = 1.0 / s.wdiag[k];
+    }
+    s.G = s.Bk * s.D.transpose();
+    s.G = 0.5 * (s.G + s.G.transpose());
+    Mat Wg = s.G;
+    Wg.diagonal() += winv;
+    s.llt.compute(Wg);
+    PREFMIX_ASSERT(s.llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
+    const Mat RB = s.llt.solve(s.Bk);  // R B, [n, M]
+    gdiag_.row(u) = Kzz_.diagonal().transpose() / sbar - (s.Bk.cwiseProduct(RB)).colwise().sum();
+    const Mat RG = s.llt.solve(s.G);
+    const Mat GRG = s.G * RG;
+    for (int64_t j = p0; j < p1; ++j)
+      gpv_[j] = std::max(s.G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
+    s.trace_rg = RG.trace();
+    s.log_det =
+        2.0 * s.llt.matrixLLT().diagonal().array().log().sum() + s.wdiag.array().log().sum();
+    return s;
+  }
+  void UpdateG(const Batch& bt, const ItemMoments& im, const GSystem& s, int64_t u, int64_t p0,
+               int64_t p1, int iterations) {
+    const int m = M();
+    const int64_t n = p1 - p0;
+    const double sbar = sg_.Mean();
+    Vec off = Vec::Zero(n);  // the crowd part's mean difference
+    if (variant_ == Variant::kCrowd)
+      for (int64_t j = p0; j < p1; ++j) {
+        const int64_t k = j - p0;
         off[k] = im.tm[bt.a[j]] - im.tm[bt.b[j]];
         for (int c = 0; c < C_; ++c) off[k] += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * wm_(u, c);
       }
-      D.row(k) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
-      Bk.row(k) = (AK.row(bt.a[j]) - AK.row(bt.b[j])) / sbar;
-      wdiag[k] = 0.5 * std::max(bt.w[j], 1e-12);
-      winv[k] = 1.0 / wdiag[k];
-    }
-    Mat G = Bk * D.transpose();
-    G = 0.5 * (G + G.transpose());
-    Mat Wg = G;
-    Wg.diagonal() += winv;
-    Eigen::LLT<Mat> llt(Wg);
-    PREFMIX_ASSERT(llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
-    Vec gpair = D * gm_.row(u).transpose();
+    Vec gpair = s.D * gm_.row(u).transpose();
     Vec alpha = Vec::Zero(n);
     for (int it = 0; it < std::max(iterations, 1); ++it) {
       Vec h(n);
       for (int64_t j = p0; j < p1; ++j) {
         const int64_t k = j - p0;
-        h[k] = wdiag[k] * (ZHat(off[k] + gpair[k], bt.sign[j]) - off[k]);
+        h[k] = s.wdiag[k] * (ZHat(off[k] + gpair[k], bt.sign[j]) - off[k]);
       }
-      alpha = h - llt.solve(G * h);
-      const Vec next = G * alpha;
+      alpha = h - s.llt.solve(s.G * h);
+      const Vec next = s.G * alpha;
       const double move = (next - gpair).cwiseAbs().maxCoeff();
       gpair = next;
       if (move < 1e-9) break;
     }
-    gm_.row(u) = (Bk.transpose() * alpha).transpose();
-    const Mat RB = llt.solve(Bk);  // R B, [n, M]
-    gdiag_.row(u) = Kzz_.diagonal().transpose() / sbar - (Bk.cwiseProduct(RB)).colwise().sum();
-    const Mat RG = llt.solve(G);
-    const Mat GRG = G * RG;
-    for (int64_t j = p0; j < p1; ++j)
-      gpv_[j] = std::max(G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
+    gm_.row(u) = (s.Bk.transpose() * alpha).transpose();
     // tr(K^-1 (S + m m')) and log|S| - log|K| through the pair space.
-    gT_[u] = (m - RG.trace() + alpha.dot(G * alpha)) / sbar;
-    const double logdet_wg = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
-    gLS_[u] = -(logdet_wg + wdiag.array().log().sum()) - m * std::log(sbar);
+    gT_[u] = (m - s.trace_rg + alpha.dot(s.G * alpha)) / sbar;
+    gLS_[u] = -s.log_det - m * std::log(sbar);
   }
 
   /// The evidence lower bound on a batch holding every training pair.

@@ -26,10 +26,6 @@
 
 namespace prefmix::personalization {
 
-/// Numerically safe log Phi(x) and the inverse Mills ratio phi(x) / Phi(x), for any finite x.
-double LogNormalCdf(double x);
-double NormalHazard(double x);
-
 /// Length-scales of the item kernel by the median heuristic: for D <= kGpplArdMaxDim one per
 /// feature (the median of the non-zero absolute differences of that feature over item pairs;
 /// 0 = the feature is constant and ignored), else one for the embedding (the median Euclidean

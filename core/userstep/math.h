@@ -806,4 +806,201 @@ PREFMIX_HOST_DEVICE inline MixtureSolveInfo SolveMixtureSimplex(const float* q, 
   return info;
 }
 
+/// log Phi(x), Phi the standard normal CDF, without underflow for any finite x (the asymptotic
+/// series below -30, where erfc underflows).
+PREFMIX_HOST_DEVICE inline double LogNormalCdf(double x) {
+  if (x > -30) return log(0.5 * erfc(-x * 0.7071067811865476));
+  return -0.5 * x * x - log(-x) - 0.9189385332046728;
+}
+
+/// The inverse Mills ratio phi(x) / Phi(x) = d/dx log Phi(x), for any finite x.
+PREFMIX_HOST_DEVICE inline double NormalHazard(double x) {
+  if (x > -30)
+    return 0.3989422804014327 * exp(-0.5 * x * x) / (0.5 * erfc(-x * 0.7071067811865476));
+  return -x - 1.0 / x + 2.0 / (x * x * x);
+}
+
+/// The Gaussian link's likelihood term log F(z) (F = Phi for probit, sigma for logistic) and
+/// its first and negated second derivatives.
+struct LinkTerm {
+  double value, slope, curvature;
+};
+PREFMIX_HOST_DEVICE inline LinkTerm GaussianLinkTerm(double z, bool probit) {
+  if (probit) {
+    const double h = NormalHazard(z);
+    const double c = h * (z + h);
+    return {LogNormalCdf(z), h, c > 0 ? c : 0.0};
+  }
+  const double s = 1.0 / (1.0 + exp(-z));  // sigma(z)
+  return {LogSigmoid(z), 1.0 - s, s * (1.0 - s)};
+}
+
+/// Doubles of scratch the Gaussian link needs per user: the Hessian (K x K) and four K-vectors.
+PREFMIX_HOST_DEVICE inline int64_t GaussianWorkDoubles(int K) {
+  return static_cast<int64_t>(K) * K + 4 * static_cast<int64_t>(K);
+}
+
+/// In-place Cholesky factor of the n x n matrix at H with row stride ld (its lower triangle);
+/// false when it is not positive definite.
+PREFMIX_HOST_DEVICE inline bool CholeskyInPlace(double* H, int n, int ld) {
+  for (int j = 0; j < n; ++j) {
+    double d = H[j * ld + j];
+    for (int k = 0; k < j; ++k) d -= H[j * ld + k] * H[j * ld + k];
+    if (!(d > 0)) return false;
+    d = sqrt(d);
+    H[j * ld + j] = d;
+    for (int i = j + 1; i < n; ++i) {
+      double s = H[i * ld + j];
+      for (int k = 0; k < j; ++k) s -= H[i * ld + k] * H[j * ld + k];
+      H[i * ld + j] = s / d;
+    }
+  }
+  return true;
+}
+
+/// diag((L L')^-1) = the squared column norms of L^-1, for the n x n factor at L (row stride
+/// ld): one forward substitution per column, with `col` (n doubles) as scratch.
+PREFMIX_HOST_DEVICE inline void InverseDiagonal(const double* L, int n, int ld, double* col,
+                                                double* out) {
+  for (int k = 0; k < n; ++k) {
+    col[k] = 1.0 / L[k * ld + k];
+    double s = col[k] * col[k];
+    for (int i = k + 1; i < n; ++i) {
+      double v = 0;
+      for (int m = k; m < i; ++m) v -= L[i * ld + m] * col[m];
+      col[i] = v / L[i * ld + i];
+      s += col[i] * col[i];
+    }
+    out[k] = s;
+  }
+}
+
+/// Solves L L' x = b in place (L from CholeskyInPlace).
+PREFMIX_HOST_DEVICE inline void CholeskySolveInPlace(const double* L, int K, double* x) {
+  for (int i = 0; i < K; ++i) {
+    double s = x[i];
+    for (int k = 0; k < i; ++k) s -= L[i * K + k] * x[k];
+    x[i] = s / L[i * K + i];
+  }
+  for (int i = K - 1; i >= 0; --i) {
+    double s = x[i];
+    for (int k = i + 1; k < K; ++k) s -= L[k * K + i] * x[k];
+    x[i] = s / L[i * K + i];
+  }
+}
+
+/// The Gaussian link's objective at x: sum_j c_j log F(b_j + q_j.x) - 1/2 (x - x0)' P (x - x0).
+PREFMIX_HOST_DEVICE inline double GaussianObjective(const float* q, const float* offset,
+                                                    const float* weight, int64_t n, int K,
+                                                    const float* x0, const double* P, bool probit,
+                                                    const double* x) {
+  double f = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    double z = offset ? offset[j] : 0.0;
+    for (int k = 0; k < K; ++k) z += q[j * K + k] * x[k];
+    f += (weight ? weight[j] : 1.0) * GaussianLinkTerm(z, probit).value;
+  }
+  for (int a = 0; a < K; ++a) {
+    const double da = x[a] - (x0 ? x0[a] : 0.0);
+    double row = 0;
+    for (int b = 0; b < K; ++b) row += P[a * K + b] * (x[b] - (x0 ? x0[b] : 0.0));
+    f -= 0.5 * da * row;
+  }
+  return f;
+}
+
+/// The Gaussian link's gradient g and Hessian H (lower triangle) at x; returns |g|_inf.
+PREFMIX_HOST_DEVICE inline double GaussianDerivatives(const float* q, const float* offset,
+                                                      const float* weight, int64_t n, int K,
+                                                      const float* x0, const double* P, bool probit,
+                                                      const double* x, double* g, double* H) {
+  for (int a = 0; a < K; ++a) {
+    double row = 0;
+    for (int b = 0; b < K; ++b) {
+      row += P[a * K + b] * (x[b] - (x0 ? x0[b] : 0.0));
+      H[a * K + b] = P[a * K + b];
+    }
+    g[a] = -row;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const float* qj = q + j * K;
+    double z = offset ? offset[j] : 0.0;
+    for (int k = 0; k < K; ++k) z += qj[k] * x[k];
+    const double c = weight ? weight[j] : 1.0;
+    const LinkTerm t = GaussianLinkTerm(z, probit);
+    for (int a = 0; a < K; ++a) {
+      g[a] += c * t.slope * qj[a];
+      const double ca = c * t.curvature * qj[a];
+      for (int b = 0; b <= a; ++b) H[a * K + b] += ca * qj[b];
+    }
+  }
+  double r = 0;
+  for (int a = 0; a < K; ++a) r = fabs(g[a]) > r ? fabs(g[a]) : r;
+  return r;
+}
+
+/// The Gaussian link (a Laplace posterior): maximises
+///   f(x) = sum_j c_j log F(b_j + q_j.x) - 1/2 (x - x0)' P (x - x0)
+/// over R^K by Newton's method with a backtracking (Armijo) line search; f is strictly concave
+/// for P positive definite. On exit x holds the mode and var (when non-null) the diagonal of
+/// H^-1, H = P + sum_j c_j lambda_j q_j q_j' (lambda_j = -d2/dz2 log F at the mode): the
+/// Laplace posterior N(x, H^-1)'s marginal variances; with 0 < split < K instead those of its
+/// mean-field version over the blocks [0, split) and [split, K) (the inverses of H's two
+/// diagonal blocks). `work` holds GaussianWorkDoubles(K) doubles. Residual: |grad f|_inf at
+/// the mode; iterations -1 when P is not positive definite (x then stays at its start and the
+/// objective is NaN).
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveGaussianLaplace(
+    const float* q, const float* offset, const float* weight, int64_t n, int K, const float* x0,
+    const double* P, bool probit, int max_iter, double tol, double* x, double* var, double* work,
+    int split = 0) {
+  double* H = work;
+  double* g = H + static_cast<int64_t>(K) * K;
+  double* step = g + K;
+  double* trial = step + K;
+  double* col = trial + K;
+  SimplexSolveInfo info{0.0, 0.0, 0};
+  double f = GaussianObjective(q, offset, weight, n, K, x0, P, probit, x);
+  for (int it = 0;; ++it) {
+    info.residual = GaussianDerivatives(q, offset, weight, n, K, x0, P, probit, x, g, H);
+    if (!CholeskyInPlace(H, K, K)) {
+      info.objective = NAN;
+      info.iterations = -1;
+      return info;
+    }
+    if (info.residual < tol || it >= max_iter) break;
+    for (int a = 0; a < K; ++a) step[a] = g[a];
+    CholeskySolveInPlace(H, K, step);
+    double slope = 0;
+    for (int a = 0; a < K; ++a) slope += g[a] * step[a];
+    double t = 1.0, ft = f;
+    for (int ls = 0; ls < 60; ++ls, t *= 0.5) {
+      for (int a = 0; a < K; ++a) trial[a] = x[a] + t * step[a];
+      ft = GaussianObjective(q, offset, weight, n, K, x0, P, probit, trial);
+      if (ft >= f + 1e-4 * t * slope) break;
+    }
+    if (!(ft >= f)) break;  // no ascent left at double precision
+    for (int a = 0; a < K; ++a) x[a] = trial[a];
+    f = ft;
+    info.iterations = it + 1;
+  }
+  info.objective = f;
+  if (var) {
+    if (split > 0 && split < K) {
+      // Mean-field marginals: the inverses of H's two diagonal blocks at the mode.
+      GaussianDerivatives(q, offset, weight, n, K, x0, P, probit, x, g, H);
+      double* H2 = H + static_cast<int64_t>(split) * K + split;
+      if (!CholeskyInPlace(H, split, K) || !CholeskyInPlace(H2, K - split, K)) {
+        info.objective = NAN;
+        info.iterations = -1;
+        return info;
+      }
+      InverseDiagonal(H, split, K, col, var);
+      InverseDiagonal(H2, K - split, K, col, var + split);
+    } else {
+      InverseDiagonal(H, K, K, col, var);
+    }
+  }
+  return info;
+}
+
 }  // namespace prefmix::math

@@ -1,7 +1,9 @@
 #include "core/userstep/user_step.h"
 
+#include <Eigen/Cholesky>
 #include <cmath>
 #include <exception>
+#include <vector>
 
 #include "core/device.h"
 #include "core/error.h"
@@ -34,8 +36,9 @@ void CheckDevice(const std::string& device) {
                       "driver); use --device cpu");
 }
 
-void CheckUserStepProblem(const UserStepProblem& p) {
-  PREFMIX_ASSERT(p.K >= 1 && p.K <= math::kMaxK, "K = ", p.K, " outside [1, ", math::kMaxK, "]");
+void CheckUserStepProblem(const UserStepProblem& p, UserStepLink link) {
+  const int max_k = link == UserStepLink::kGaussian ? kMaxGaussianK : math::kMaxK;
+  PREFMIX_ASSERT(p.K >= 1 && p.K <= max_k, "K = ", p.K, " outside [1, ", max_k, "]");
   PREFMIX_ASSERT((int64_t)p.offsets.size() == p.n_users + 1, "offsets size");
   PREFMIX_ASSERT(p.offsets.empty() || p.offsets[0] == 0, "offsets[0] != 0");
   for (int64_t u = 0; u < p.n_users; ++u) PREFMIX_ASSERT(p.offsets[u + 1] >= p.offsets[u]);
@@ -87,6 +90,7 @@ raw::UserStepArgs RawArgs(UserStepLink link, const UserStepProblem& p, const Use
   a.weight = p.weight.empty() ? nullptr : p.weight.data();
   a.prior = p.prior.empty() ? nullptr : p.prior.data();
   a.gram = p.gram.empty() ? nullptr : p.gram.data();
+  a.precision = p.precision.empty() ? nullptr : p.precision.data();
   a.init = init ? init->data() : nullptr;
   a.lambda = p.lambda;
   a.scale = p.scale;
@@ -94,7 +98,10 @@ raw::UserStepArgs RawArgs(UserStepLink link, const UserStepProblem& p, const Use
   a.tol = opt.tol;
   a.max_iter = opt.max_iter;
   a.hard = opt.hard ? 1 : 0;
+  a.probit = p.probit ? 1 : 0;
+  a.variance_split = p.variance_split;
   if (r) {
+    a.variance = r->variance.size() ? r->variance.data() : nullptr;
     a.latent = r->latent.data();
     a.loglik = r->loglik.size() ? r->loglik.data() : nullptr;
     a.logits = r->logits.size() ? r->logits.data() : nullptr;
@@ -107,9 +114,23 @@ raw::UserStepArgs RawArgs(UserStepLink link, const UserStepProblem& p, const Use
 
 UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const UserStepOptions& opt,
                            const std::string& device, const RowMatrixF* init) {
-  CheckUserStepProblem(p);
+  CheckUserStepProblem(p, link);
   if (link == UserStepLink::kNormalized)
     PREFMIX_ASSERT(!p.gram.empty(), "normalized link without a Gram matrix");
+  if (link == UserStepLink::kGaussian) {
+    PREFMIX_ASSERT((int64_t)p.precision.size() == int64_t{p.K} * p.K,
+                   "gaussian link: the prior precision has ", p.precision.size(),
+                   " entries, K = ", p.K);
+    const Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
+        Pd(p.precision.data(), p.K, p.K);
+    PREFMIX_ASSERT(
+        (Pd - Pd.transpose()).cwiseAbs().maxCoeff() <= 1e-6 * (1 + Pd.cwiseAbs().maxCoeff()),
+        "gaussian link: the prior precision is not symmetric");
+    PREFMIX_ASSERT(Eigen::LLT<Eigen::MatrixXd>(Pd).info() == Eigen::Success,
+                   "gaussian link: the prior precision is not positive definite");
+    PREFMIX_ASSERT(p.variance_split >= 0 && p.variance_split < p.K, "variance_split ",
+                   p.variance_split, " outside [0, K)");
+  }
   CheckDevice(device);
   if (init) PREFMIX_ASSERT(init->rows() == p.n_users && init->cols() == p.K, "init shape");
   if (device == "cuda") return g_cuda_user_step(link, p, opt, init);
@@ -122,8 +143,18 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const Us
   r.iterations.assign(p.n_users, 0);
   if (link == UserStepLink::kLoglik) r.loglik.resize(p.n_users, K);
   if (link == UserStepLink::kNormalized) r.logits.resize(p.n_users, K);
+  if (link == UserStepLink::kGaussian) r.variance.resize(p.n_users, K);
   const raw::UserStepArgs a = RawArgs(link, p, opt, init, &r);
   std::exception_ptr failure;
+  if (link == UserStepLink::kGaussian) {
+#pragma omp parallel
+    {
+      std::vector<double> work(raw::GaussianUserWorkDoubles(K));  // this thread's scratch
+#pragma omp for schedule(dynamic, 16)
+      for (int64_t u = 0; u < p.n_users; ++u) raw::SolveGaussianUser(a, u, work.data());
+    }
+    return r;
+  }
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t u = 0; u < p.n_users; ++u) {
     try {

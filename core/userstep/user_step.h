@@ -1,7 +1,7 @@
 #pragma once
-// The batched user step (docs/families.md#shared-step-and-user-step): thousands of small per-user problems solved at
-// once, on CPU (OpenMP over users) or CUDA (cuda/, registered as a backend). The same call infers
-// users during training and adapts brand-new users from k support pairs.
+// The batched user step (docs/families.md#shared-step-and-user-step): thousands of small per-user
+// problems solved at once, on CPU (OpenMP over users) or CUDA (cuda/, registered as a backend). The
+// same call infers users during training and adapts brand-new users from k support pairs.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,7 +22,15 @@ enum class UserStepLink {
   kNormalized,  ///< w_u = softmax(o_u), o_u = argmin of -sum_j c_j log sigma(b_j + s w.q_j /
                 ///< sqrt(w'Gw + eps)) + lambda/2 |o - o0|^2 (pal-b without contexts; o0 =
                 ///< prior, else 0; BFGS with corner probes, see math::SolveNormalizedSimplex)
+  kGaussian,    ///< x_u = argmax over R^K of sum_j c_j log F(b_j + x.q_j) - 1/2 (x - x0)' P
+                ///< (x - x0), F = Phi (probit) or sigma (logistic), P = precision (the prior
+                ///< precision, positive definite), x0 = prior (else 0): the Laplace posterior
+                ///< N(x_u, H^-1) by Newton's method; variance = diag(H^-1) (gppl's new users).
+                ///< K up to kMaxGaussianK.
 };
+
+/// Largest K of the gaussian link (its scratch is K^2 doubles per user or thread).
+constexpr int kMaxGaussianK = 1024;
 
 /// Inputs of one batched user step. Pairs are grouped by user in CSR form.
 struct UserStepProblem {
@@ -36,8 +44,14 @@ struct UserStepProblem {
                              ///< or empty (uniform); normalized: centre logits o0 [K] or empty (0)
   double lambda = 0.0;       ///< linear, mixture, normalized: prior strength
   std::vector<float> gram;   ///< normalized: G [K, K] row-major
-  double scale = 1.0;        ///< normalized: s
-  double norm_eps = 0.0;     ///< normalized: eps added under the square root
+  std::vector<double> precision;  ///< gaussian: the prior precision P [K, K] row-major
+  bool probit = true;             ///< gaussian: probit (Phi) likelihood, else logistic (sigma)
+  /// gaussian: 0 = variance is diag(H^-1), the Laplace posterior's marginals; s in (0, K): the
+  /// marginals of its mean-field version over the blocks [0, s) and [s, K) (the inverses of H's
+  /// diagonal blocks), as a model whose training latents are mean-field needs.
+  int variance_split = 0;
+  double scale = 1.0;     ///< normalized: s
+  double norm_eps = 0.0;  ///< normalized: eps added under the square root
   int64_t n_pairs() const { return offsets.empty() ? 0 : offsets.back(); }
 };
 
@@ -56,8 +70,9 @@ struct UserStepOptions {
 /// norm) and iterations.
 struct UserStepResult {
   RowMatrixF latent;
-  RowMatrixF loglik;  ///< loglik link only: l_uk [n_users, K]
-  RowMatrixD logits;  ///< normalized link only: o_u [n_users, K] (latent = softmax(o_u))
+  RowMatrixF loglik;    ///< loglik link only: l_uk [n_users, K]
+  RowMatrixD logits;    ///< normalized link only: o_u [n_users, K] (latent = softmax(o_u))
+  RowMatrixF variance;  ///< gaussian link only: diag of the Laplace covariance [n_users, K]
   std::vector<double> objective;
   std::vector<double> residual;
   std::vector<int> iterations;
@@ -71,8 +86,8 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& problem,
                            const UserStepOptions& options, const std::string& device = "cpu",
                            const RowMatrixF* init = nullptr);
 
-/// Checks a problem's shapes (internal invariant).
-void CheckUserStepProblem(const UserStepProblem& p);
+/// Checks a problem's shapes for `link` (internal invariant).
+void CheckUserStepProblem(const UserStepProblem& p, UserStepLink link = UserStepLink::kLinear);
 
 /// The pairs part of a problem from per-item values [n_items, K] computed once from the frozen
 /// shared parameters (e.g. each head's reward of every item), gathered per pair:
@@ -89,7 +104,8 @@ raw::UserStepArgs RawArgs(UserStepLink link, const UserStepProblem& problem,
 static_assert(static_cast<int>(UserStepLink::kLoglik) == raw::kLoglik &&
                   static_cast<int>(UserStepLink::kLinear) == raw::kLinear &&
                   static_cast<int>(UserStepLink::kMixture) == raw::kMixture &&
-                  static_cast<int>(UserStepLink::kNormalized) == raw::kNormalized,
+                  static_cast<int>(UserStepLink::kNormalized) == raw::kNormalized &&
+                  static_cast<int>(UserStepLink::kGaussian) == raw::kGaussian,
               "link codes");
 
 /// The CUDA backend's entry point, registered by cuda/ when built with CUDA.

@@ -10,7 +10,7 @@
 namespace prefmix::raw {
 
 /// Link codes (same order as prefmix::UserStepLink).
-enum Link : int { kLoglik = 0, kLinear = 1, kMixture = 2, kNormalized = 3 };
+enum Link : int { kLoglik = 0, kLinear = 1, kMixture = 2, kNormalized = 3, kGaussian = 4 };
 
 /// Inputs and outputs of one batched user step, as raw pointers (host or device memory).
 /// Optional inputs are null. See core/userstep/user_step.h for the meaning of each field.
@@ -18,22 +18,31 @@ struct UserStepArgs {
   int link = kLoglik;
   int K = 0;
   int64_t n_users = 0;
-  const int64_t* offsets = nullptr;  ///< [n_users + 1]
-  const float* q = nullptr;          ///< [n_pairs, K]
-  const float* offset = nullptr;     ///< [n_pairs] or null
-  const float* weight = nullptr;     ///< [n_pairs] or null
-  const float* prior = nullptr;      ///< [K] or null
-  const float* gram = nullptr;       ///< [K, K] (normalized) or null
-  const float* init = nullptr;       ///< [n_users, K] or null
+  const int64_t* offsets = nullptr;   ///< [n_users + 1]
+  const float* q = nullptr;           ///< [n_pairs, K]
+  const float* offset = nullptr;      ///< [n_pairs] or null
+  const float* weight = nullptr;      ///< [n_pairs] or null
+  const float* prior = nullptr;       ///< [K] or null
+  const float* gram = nullptr;        ///< [K, K] (normalized) or null
+  const double* precision = nullptr;  ///< [K, K] (gaussian: the prior precision) or null
+  const float* init = nullptr;        ///< [n_users, K] or null
   double lambda = 0, scale = 1, norm_eps = 0, tol = 1e-7;
   int max_iter = 500;
   int hard = 0;
+  int probit = 1;               ///< gaussian: 1 = probit likelihood Phi, 0 = logistic sigma
+  int variance_split = 0;       ///< gaussian: 0 = Laplace marginals; s in (0, K): mean-field over
+                                ///< [0, s) and [s, K)
   float* latent = nullptr;      ///< [n_users, K]
   float* loglik = nullptr;      ///< [n_users, K] (loglik link) or null
   double* logits = nullptr;     ///< [n_users, K] (normalized link: o_u) or null
   double* objective = nullptr;  ///< [n_users]
   double* residual = nullptr;   ///< [n_users]
   int* iterations = nullptr;    ///< [n_users]
+  float* variance = nullptr;    ///< [n_users, K] (gaussian link: diag of the Laplace covariance)
+  /// gaussian link, CUDA: scratch of work_users users x math::GaussianWorkDoubles(K) doubles
+  /// (the launcher runs the users in chunks of work_users); the CPU loop uses its own.
+  double* work = nullptr;
+  int64_t work_users = 0;
 };
 
 /// CPU vs CUDA parity tolerances, shared by the GoogleTest parity tests and the standalone
@@ -41,7 +50,7 @@ struct UserStepArgs {
 /// The CUDA loglik link computes log sigma in single precision (math::LogSigmoidFast; sums in
 /// double), hence 1e-5; the iterative links run the same double-precision code as the CPU, and
 /// FMA contraction moves only the last bits (1e-7).
-constexpr double kParityObjectiveTol[4] = {1e-5, 1e-7, 1e-7, 1e-7};
+constexpr double kParityObjectiveTol[5] = {1e-5, 1e-7, 1e-7, 1e-7, 1e-7};
 constexpr double kParityLatentTol = 1e-4;
 
 /// Writes user u's outputs from its solution v.
@@ -141,7 +150,29 @@ PREFMIX_HOST_DEVICE inline void SolveNormalizedUser(const UserStepArgs& a, int64
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 
-/// Solves user u's problem and writes its outputs (the CPU loop's entry point).
+/// The Gaussian link for user u with `work` (math::GaussianWorkDoubles(K) doubles): the
+/// Laplace posterior's mode (latent) and marginal variances (variance).
+PREFMIX_HOST_DEVICE inline void SolveGaussianUser(const UserStepArgs& a, int64_t u, double* work) {
+  const int K = a.K;
+  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  double* x = work + math::GaussianWorkDoubles(K);  // the caller's K more doubles
+  for (int k = 0; k < K; ++k) x[k] = a.init ? a.init[u * K + k] : a.prior ? a.prior[k] : 0.0;
+  double* var = x + K;
+  const math::SimplexSolveInfo info = math::SolveGaussianLaplace(
+      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
+      a.prior, a.precision, a.probit != 0, a.max_iter, a.tol, x, var, work, a.variance_split);
+  WriteUser(a, u, x, info.objective, info.residual, info.iterations);
+  if (a.variance)
+    for (int k = 0; k < K; ++k) a.variance[u * K + k] = static_cast<float>(var[k]);
+}
+
+/// Doubles of scratch SolveGaussianUser needs per user.
+PREFMIX_HOST_DEVICE inline int64_t GaussianUserWorkDoubles(int K) {
+  return math::GaussianWorkDoubles(K) + 2 * static_cast<int64_t>(K);
+}
+
+/// Solves user u's problem and writes its outputs (the CPU loop's entry point; the gaussian
+/// link needs the caller's scratch, SolveGaussianUser).
 PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
   switch (a.link) {
     case kLoglik:
@@ -153,6 +184,17 @@ PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
     case kNormalized:
       SolveNormalizedUser(a, u);
       return;
+    case kGaussian: {
+      // Scratch on the stack for K <= kMaxK (RunUserStep gives larger K its own buffers).
+      double work[math::kMaxK * math::kMaxK + 6 * math::kMaxK];
+      if (a.K <= math::kMaxK) {
+        SolveGaussianUser(a, u, work);
+      } else {
+        a.objective[u] = NAN;
+        if (a.iterations) a.iterations[u] = -1;
+      }
+      return;
+    }
     default:
       WithLinearCapacity(a.K, [&](auto km) { SolveLinearUser<decltype(km)::value>(a, u); });
   }

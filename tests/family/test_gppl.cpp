@@ -9,14 +9,15 @@
 #include "core/error.h"
 #include "core/model/model.h"
 #include "core/rng.h"
+#include "core/userstep/math.h"
 #include "personalization/gppl.h"
 #include "tests/test_util.h"
 
 namespace prefmix {
 namespace {
 
-using personalization::LogNormalCdf;
-using personalization::NormalHazard;
+using math::LogNormalCdf;
+using math::NormalHazard;
 
 TEST(GpplMathTest, ProbitHelpersMatchHandValues) {
   EXPECT_NEAR(LogNormalCdf(0.0), std::log(0.5), 1e-15);

@@ -1,14 +1,17 @@
 // core's user step (issue 7): the Newton solver of the linear link against the FISTA reference
 // and KKT, the normalized link's objective against a direct computation and its gradient
-// against finite differences, and CPU vs CUDA parity for every link (skipped without a GPU).
+// against finite differences, the gaussian link against hand-computed modes and the Laplace
+// posterior's definition, and CPU vs CUDA parity for every link (skipped without a GPU).
 #include <gtest/gtest.h>
 
+#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "core/device.h"
+#include "core/error.h"
 #include "core/rng.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
@@ -301,18 +304,195 @@ TEST(UserStepTest, NormalizedSolverBeatsADenseGridAndStaysFinite) {
   }
 }
 
+// ---- The gaussian link (gppl's new users): a Laplace posterior by Newton's method. ----
+
+/// Root of f on [lo, hi] by bisection (f(lo) > 0 > f(hi)).
+template <typename F>
+double Bisect(F f, double lo, double hi) {
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (f(mid) > 0 ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+double Phi(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+double PhiDensity(double x) { return std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI); }
+
+UserStepProblem OnePairProblem(double prior_precision) {
+  UserStepProblem p;
+  p.K = 1;
+  p.n_users = 1;
+  p.offsets = {0, 1};
+  p.q = {1.0f};
+  p.precision = {prior_precision};
+  return p;
+}
+
+TEST(UserStepTest, GaussianLinkSolvesOnePairByHand) {
+  // max_x log F(x) - x^2 / 2: the mode solves F'(x) / F(x) = x, and the Laplace variance is
+  // 1 / (1 + lambda(x)), lambda = -d2/dx2 log F.
+  UserStepOptions o;
+  o.tol = 1e-12;
+  UserStepProblem p = OnePairProblem(1.0);
+  p.probit = true;
+  const double xp = Bisect([](double x) { return PhiDensity(x) / Phi(x) - x; }, 0.0, 2.0);
+  UserStepResult r = RunUserStep(UserStepLink::kGaussian, p, o);
+  const double hp = PhiDensity(xp) / Phi(xp);
+  EXPECT_NEAR(r.latent(0, 0), xp, 1e-6);
+  EXPECT_NEAR(r.variance(0, 0), 1.0 / (1.0 + hp * (xp + hp)), 1e-6);
+  EXPECT_NEAR(r.objective[0], std::log(Phi(xp)) - 0.5 * xp * xp, 1e-12);
+  EXPECT_GE(r.iterations[0], 1);
+  EXPECT_LE(r.iterations[0], 10);
+
+  p.probit = false;  // sigma(-x) = x
+  const double xl = Bisect([](double x) { return 1.0 / (1.0 + std::exp(x)) - x; }, 0.0, 1.0);
+  r = RunUserStep(UserStepLink::kGaussian, p, o);
+  const double s = 1.0 / (1.0 + std::exp(-xl));
+  EXPECT_NEAR(r.latent(0, 0), xl, 1e-6);
+  EXPECT_NEAR(r.variance(0, 0), 1.0 / (1.0 + s * (1 - s)), 1e-6);
+
+  // No pairs: the prior's mean and variance.
+  p.offsets = {0, 0};
+  p.q.clear();
+  p.precision = {4.0};
+  p.prior = {0.25f};
+  r = RunUserStep(UserStepLink::kGaussian, p, o);
+  EXPECT_FLOAT_EQ(r.latent(0, 0), 0.25f);
+  EXPECT_FLOAT_EQ(r.variance(0, 0), 0.25f);
+  EXPECT_EQ(r.iterations[0], 0);
+}
+
+/// A random symmetric positive definite K x K precision, row-major.
+std::vector<double> RandomPrecision(int K, uint64_t seed) {
+  Rng rng(seed);
+  Eigen::MatrixXd B(K, K);
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j) B(i, j) = rng.Normal();
+  Eigen::MatrixXd P = B * B.transpose() / K + Eigen::MatrixXd::Identity(K, K) * 0.5;
+  std::vector<double> out(K * K);
+  for (int i = 0; i < K; ++i)
+    for (int j = 0; j < K; ++j) out[i * K + j] = P(i, j);
+  return out;
+}
+
+TEST(UserStepTest, GaussianLinkIsTheLaplacePosterior) {
+  // At the returned mode the gradient (computed here from the formulas, in double) vanishes,
+  // and the returned variances are the diagonal of the inverse Hessian there (with
+  // variance_split, of the inverses of its two diagonal blocks); for both likelihoods, with
+  // offsets, weights and a prior centre, for K within and above kMaxK.
+  for (bool probit : {true, false})
+    for (int K : {3, 12, 40}) {
+      UserStepProblem p = RandomProblem(K, 30, 25, 0.7, true, 500 + K);
+      p.probit = probit;
+      p.precision = RandomPrecision(K, 9 + K);
+      Rng rng(3);
+      p.prior.resize(K);
+      for (auto& c : p.prior) c = static_cast<float>(0.3 * rng.Normal());
+      UserStepOptions o;
+      o.tol = 1e-10;
+      const UserStepResult r = RunUserStep(UserStepLink::kGaussian, p, o);
+      UserStepProblem split = p;  // the mean-field marginals over [0, s) and [s, K)
+      const int s = K / 3;
+      split.variance_split = s;
+      const UserStepResult rs = RunUserStep(UserStepLink::kGaussian, split, o);
+      Eigen::MatrixXd P(K, K);
+      for (int i = 0; i < K; ++i)
+        for (int j = 0; j < K; ++j) P(i, j) = p.precision[i * K + j];
+      for (int u = 0; u < p.n_users; ++u) {
+        Eigen::VectorXd x = r.latent.row(u).transpose().cast<double>();
+        Eigen::VectorXd x0(K);
+        for (int k = 0; k < K; ++k) x0[k] = p.prior[k];
+        Eigen::VectorXd g = -P * (x - x0);
+        Eigen::MatrixXd H = P;
+        double f = -0.5 * (x - x0).dot(P * (x - x0));
+        for (int64_t j = p.offsets[u]; j < p.offsets[u + 1]; ++j) {
+          Eigen::VectorXd q(K);
+          for (int k = 0; k < K; ++k) q[k] = p.q[j * K + k];
+          const double z = p.offset[j] + q.dot(x), c = p.weight[j];
+          double slope, curv, val;
+          if (probit) {
+            slope = PhiDensity(z) / Phi(z);
+            curv = slope * (z + slope);
+            val = std::log(Phi(z));
+          } else {
+            const double s = 1.0 / (1.0 + std::exp(-z));
+            slope = 1 - s;
+            curv = s * (1 - s);
+            val = std::log(s);
+          }
+          g += c * slope * q;
+          H += c * curv * q * q.transpose();
+          f += c * val;
+        }
+        // The latent is stored in float: the gradient there is small, not zero.
+        EXPECT_LT(g.cwiseAbs().maxCoeff(), 1e-4 * (1 + H.cwiseAbs().maxCoeff()))
+            << "probit " << probit << " K " << K << " user " << u;
+        EXPECT_NEAR(r.objective[u], f, 1e-5 * (1 + std::fabs(f)));
+        const Eigen::VectorXd var = H.inverse().diagonal();
+        for (int k = 0; k < K; ++k)
+          EXPECT_NEAR(r.variance(u, k), var[k], 1e-4 * var[k]) << "K " << K << " user " << u;
+        Eigen::VectorXd mf(K);
+        mf << H.topLeftCorner(s, s).inverse().diagonal(),
+            H.bottomRightCorner(K - s, K - s).inverse().diagonal();
+        for (int k = 0; k < K; ++k) {
+          EXPECT_NEAR(rs.variance(u, k), mf[k], 1e-4 * mf[k]) << "K " << K << " user " << u;
+          EXPECT_LE(rs.variance(u, k), var[k] * (1 + 1e-4));  // conditioning shrinks
+        }
+        EXPECT_EQ(rs.latent.row(u), r.latent.row(u));
+        // Newton stops at tol or where no step ascends at double precision (~1e-8 here).
+        EXPECT_LT(r.residual[u], 1e-6);
+      }
+    }
+}
+
+TEST(UserStepTest, GaussianLinkRecoversAPlantedVector) {
+  // 3,000 probit comparisons of a planted x under a weak prior: the mode is within a few
+  // posterior standard deviations of x, and those deviations are small.
+  const int K = 4, n = 3000;
+  const double truth[K] = {1.0, -0.5, 0.25, 0.0};
+  Rng rng(11);
+  UserStepProblem p;
+  p.K = K;
+  p.n_users = 1;
+  p.offsets = {0, n};
+  for (int j = 0; j < n; ++j) {
+    double z = 0;
+    float q[K];
+    for (int k = 0; k < K; ++k) z += truth[k] * (q[k] = static_cast<float>(rng.Normal()));
+    const double sign = rng.Uniform() < Phi(z) ? 1.0 : -1.0;
+    for (int k = 0; k < K; ++k) p.q.push_back(static_cast<float>(sign * q[k]));
+  }
+  p.precision.assign(K * K, 0.0);
+  for (int k = 0; k < K; ++k) p.precision[k * K + k] = 0.01;
+  const UserStepResult r = RunUserStep(UserStepLink::kGaussian, p, UserStepOptions());
+  for (int k = 0; k < K; ++k) {
+    const double sd = std::sqrt(r.variance(0, k));
+    EXPECT_LT(sd, 0.06);
+    EXPECT_NEAR(r.latent(0, k), truth[k], 4 * sd) << "component " << k;
+  }
+}
+
+TEST(UserStepTest, GaussianLinkRefusesAPriorThatIsNotPositiveDefinite) {
+  UserStepProblem p = OnePairProblem(-1.0);
+  EXPECT_THROW(RunUserStep(UserStepLink::kGaussian, p, UserStepOptions()), InternalError);
+  p.precision.clear();
+  EXPECT_THROW(RunUserStep(UserStepLink::kGaussian, p, UserStepOptions()), InternalError);
+}
+
 TEST(UserStepTest, CudaMatchesCpuOnEveryLink) {
   if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device on this machine";
   // Tolerances (raw::kParityObjectiveTol, raw::kParityLatentTol, shared with the standalone
   // device check): loglik computes log sigma in single precision on the device (1e-5
   // relative); the iterative links run the same double-precision code, where FMA contraction
   // may move the last bits (1e-7 relative); weights to 1e-4.
-  for (int link = 0; link < 4; ++link)
+  for (int link = 0; link < 5; ++link)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100})
         for (double scale : {1.0, 30.0}) {
           UserStepProblem p = RandomProblem(K, 300, k, scale, link == 1, 77 + K + k);
           p.lambda = link == 0 ? 0.0 : 0.5;
+          if (link == 4) p.precision = RandomPrecision(K, 5 + K);
           if (link == 3) {
             p.gram.assign(K * K, 0.0f);
             for (int a = 0; a < K; ++a) p.gram[a * K + a] = 1.0f + 0.1f * a;
@@ -331,6 +511,10 @@ TEST(UserStepTest, CudaMatchesCpuOnEveryLink) {
             EXPECT_LT((g.latent.row(u) - c.latent.row(u)).cwiseAbs().maxCoeff(),
                       raw::kParityLatentTol)
                 << "link " << link << " K=" << K << " k=" << k << " user " << u;
+            if (link == 4)
+              EXPECT_LT((g.variance.row(u) - c.variance.row(u)).cwiseAbs().maxCoeff(),
+                        raw::kParityLatentTol * (1 + c.variance.row(u).cwiseAbs().maxCoeff()))
+                  << "K=" << K << " k=" << k << " user " << u;
           }
         }
 }
