@@ -71,6 +71,8 @@ namespace {
 
 using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
+/// Row-major: the item maps, whose rows (one per item) are read pair by pair.
+using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// The item kernel: Matern 3/2 on the length-scaled distance, or the identity (k = 1 for equal
 /// embeddings, else 0).
@@ -147,7 +149,7 @@ Variant ParseVariant(const std::string& s) {
 /// Pairs of one batch in the model's working form: items renumbered to the rows of `A` (the
 /// batch's items mapped onto the inducing values), pairs grouped by user.
 struct Batch {
-  Mat A;                         ///< [n_items_batch, M]
+  RowMat A;                      ///< [n_items_batch, M]
   std::vector<int32_t> a, b;     ///< item rows of the pair (first, second)
   std::vector<double> sign, w;   ///< +1 when the first is preferred, else -1; weight
   std::vector<int32_t> user;     ///< the pair's user (dataset row)
@@ -612,11 +614,34 @@ class GpplModel : public Model {
   /// Rows of k(x, Z) K_ZZ^-1 for the given items of ds.
   Mat ItemMap(const Dataset& ds, const std::vector<int64_t>& items) const {
     const int m = M();
-    Mat Kxz(items.size(), m);
+    const int64_t n = static_cast<int64_t>(items.size());
+    Mat Kxz(n, m);
+    if (!kernel_.identity && kernel_.inv_ls.size() == 1) {
+      // One length-scale (large D): squared distances |x|^2 + |z|^2 - 2 x.z by GEMM, in chunks
+      // of items (O(chunk x D) memory).
+      const double s = kernel_.inv_ls[0];
+      const Mat Zs = Z_.cast<double>() * s;
+      const Vec zz = Zs.rowwise().squaredNorm();
+      constexpr int64_t kChunk = 4096;
+      for (int64_t k0 = 0; k0 < n; k0 += kChunk) {
+        const int64_t c = std::min(kChunk, n - k0);
+        Mat Xs(c, dim);
+        for (int64_t k = 0; k < c; ++k) Xs.row(k) = ds.items.row(items[k0 + k]).cast<double>() * s;
+        const Vec xx = Xs.rowwise().squaredNorm();
+        const Mat XZ = Xs * Zs.transpose();
 #pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < static_cast<int64_t>(items.size()); ++k)
-      for (int j = 0; j < m; ++j)
-        Kxz(k, j) = kernel_(ds.items.row(items[k]).data(), Z_.row(j).data(), dim);
+        for (int64_t k = 0; k < c; ++k)
+          for (int j = 0; j < m; ++j) {
+            const double r = std::sqrt(3.0 * std::max(xx[k] + zz[j] - 2.0 * XZ(k, j), 0.0));
+            Kxz(k0 + k, j) = (1.0 + r) * std::exp(-r);
+          }
+      }
+    } else {
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < n; ++k)
+        for (int j = 0; j < m; ++j)
+          Kxz(k, j) = kernel_(ds.items.row(items[k]).data(), Z_.row(j).data(), dim);
+    }
     // An item equal to an inducing input maps onto it exactly (the jitter aside).
     Mat A = Kllt_.solve(Kxz.transpose()).transpose();
     return A;
@@ -663,7 +688,7 @@ class GpplModel : public Model {
     Mat vm, vvar;  ///< v_c mean per item [n, C]; Var[v_c(a) - v_c(b)] per pair [P, C]
   };
 
-  static double PairVar(const Batch& bt, const Mat& AS, size_t j) {
+  static double PairVar(const Batch& bt, const RowMat& AS, size_t j) {
     return (AS.row(bt.a[j]) - AS.row(bt.b[j])).dot(bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]));
   }
 
@@ -684,12 +709,13 @@ class GpplModel : public Model {
   template <typename Out>
   static void PairVariances(const Batch& bt, const Mat& cov, Out out) {
     const int64_t n = bt.A.rows(), P = static_cast<int64_t>(bt.size());
-    const Mat AS = bt.A * cov;
+    const RowMat AS = bt.A * cov;
     if (n * n <= P) {
       const Mat IC = AS * bt.A.transpose();
       for (int64_t j = 0; j < P; ++j)
         out(j, IC(bt.a[j], bt.a[j]) + IC(bt.b[j], bt.b[j]) - 2 * IC(bt.a[j], bt.b[j]));
     } else {
+#pragma omp parallel for schedule(static)
       for (int64_t j = 0; j < P; ++j) out(j, PairVar(bt, AS, j));
     }
   }
@@ -907,7 +933,7 @@ class GpplModel : public Model {
       }
       prec.noalias() += scale * (bt.A.transpose() * (L * bt.A));
     } else {
-      Mat Y = Mat::Zero(n, M());  // L A, pair by pair (O(M) a pair)
+      RowMat Y = RowMat::Zero(n, M());  // L A, pair by pair (O(M) a pair)
       for (int64_t j = 0; j < P; ++j) {
         const auto da = bt.A.row(bt.a[j]), db = bt.A.row(bt.b[j]);
         Y.row(bt.a[j]) += gamma[j] * (da - db);
@@ -926,7 +952,7 @@ class GpplModel : public Model {
   /// q(g_u)), `iterations` rounds at most (stops early when no mean moves by 1e-9).
   void LocalStep(const Batch& bt, int iterations, bool update_w = true) {
     const ItemMoments& im = CachedMoments(bt);
-    Mat AK;  // A K_ZZ: row i = k(x_i, Z), the prior covariance of g's values with the items
+    RowMat AK;  // A K_ZZ: row i = k(x_i, Z), the prior covariance of g's values with the items
     if (has_g_) {
       AK = bt.A * Kzz_;
       gpv_.assign(bt.size(), 0.0);
@@ -1000,7 +1026,7 @@ class GpplModel : public Model {
     double trace_rg = 0;  ///< tr(R G)
     double log_det = 0;   ///< log|W^-1 + G| + log|W|
   };
-  GSystem SetupG(const Batch& bt, const Mat& AK, int64_t u, int64_t p0, int64_t p1) {
+  GSystem SetupG(const Batch& bt, const RowMat& AK, int64_t u, int64_t p0, int64_t p1) {
     const int m = M();
     const int64_t n = p1 - p0;
     const double sbar = sg_.Mean();
@@ -1024,11 +1050,16 @@ class GpplModel : public Model {
     PREFMIX_ASSERT(s.llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
     const Mat RB = s.llt.solve(s.Bk);  // R B, [n, M]
     gdiag_.row(u) = Kzz_.diagonal().transpose() / sbar - (s.Bk.cwiseProduct(RB)).colwise().sum();
-    const Mat RG = s.llt.solve(s.G);
-    const Mat GRG = s.G * RG;
-    for (int64_t j = p0; j < p1; ++j)
-      gpv_[j] = std::max(s.G(j - p0, j - p0) - GRG(j - p0, j - p0), 0.0);
-    s.trace_rg = RG.trace();
+    // Only diag(R) is needed: R G = I - R W^-1, so tr(R G) = n - sum_j R_jj / W_jj and the
+    // pairs' posterior variances diag(G - G R G) = diag(W^-1 - W^-1 R W^-1) (O(n^3 / 2)
+    // instead of forming R G and G R G, O(3 n^3)).
+    const Mat Linv = s.llt.matrixL().solve(Mat::Identity(n, n));
+    const Vec rdiag = Linv.colwise().squaredNorm().transpose();
+    for (int64_t j = p0; j < p1; ++j) {
+      const int64_t k = j - p0;
+      gpv_[j] = std::max(winv[k] - winv[k] * winv[k] * rdiag[k], 0.0);
+    }
+    s.trace_rg = static_cast<double>(n) - rdiag.dot(winv);
     s.log_det =
         2.0 * s.llt.matrixLLT().diagonal().array().log().sum() + s.wdiag.array().log().sum();
     return s;

@@ -54,6 +54,7 @@ struct Problem {
   int64_t U = 0;
   std::vector<int64_t> offsets;
   std::vector<float> q, offset, weight, prior, gram;
+  std::vector<double> precision;  // gaussian link
   double lambda = 0, scale = 1, eps = 0;
 };
 
@@ -70,7 +71,7 @@ Problem Make(int link, int K, int k, int64_t U, double margin, uint64_t seed) {
   Rng rng(seed);
   for (auto& x : p.q) x = static_cast<float>(margin * rng.Normal());
   for (auto& w : p.weight) w = static_cast<float>(0.5 + rng.Uniform());
-  if (link == prefmix::raw::kLinear) {
+  if (link == prefmix::raw::kLinear || link == prefmix::raw::kGaussian) {
     p.offset.resize(p.weight.size());
     for (auto& b : p.offset) b = static_cast<float>(0.3 * rng.Normal());
   }
@@ -85,6 +86,10 @@ Problem Make(int link, int K, int k, int64_t U, double margin, uint64_t seed) {
       for (int b = 0; b < K; ++b) p.gram[a * K + b] = a == b ? 1.0f + 0.1f * a : 0.05f;
     p.scale = 2.0;
     p.eps = 1e-8;
+  }
+  if (link == prefmix::raw::kGaussian) {  // 0.05 11' + diag(0.95 + 0.1 a): positive definite
+    p.precision.assign(static_cast<size_t>(K) * K, 0.05);
+    for (int a = 0; a < K; ++a) p.precision[a * K + a] = 1.0 + 0.1 * a;
   }
   return p;
 }
@@ -119,6 +124,7 @@ Outputs RunCpu(const Problem& p, double* seconds) {
   a.weight = p.weight.data();
   a.prior = p.prior.empty() ? nullptr : p.prior.data();
   a.gram = p.gram.empty() ? nullptr : p.gram.data();
+  a.precision = p.precision.empty() ? nullptr : p.precision.data();
   a.latent = o.latent.data();
   a.objective = o.objective.data();
   const auto t0 = std::chrono::steady_clock::now();
@@ -148,6 +154,14 @@ Outputs RunGpu(const Problem& p, int reps, const prefmix::cuda::LaunchOptions& l
   a.weight = Upload(p.weight);
   a.prior = Upload(p.prior);
   a.gram = Upload(p.gram);
+  a.precision = Upload(p.precision);
+  double* work = nullptr;  // the gaussian link's scratch, every user at once
+  if (p.link == prefmix::raw::kGaussian) {
+    CHECK(cudaMalloc(&work, static_cast<size_t>(p.U) * prefmix::raw::GaussianUserWorkDoubles(p.K) *
+                                sizeof(double)));
+    a.work = work;
+    a.work_users = p.U;
+  }
   float* latent = nullptr;
   double* objective = nullptr;
   int* iterations = nullptr;
@@ -188,6 +202,7 @@ Outputs RunGpu(const Problem& p, int reps, const prefmix::cuda::LaunchOptions& l
   for (const void* ptr : {static_cast<const void*>(a.offsets), static_cast<const void*>(a.q),
                           static_cast<const void*>(a.offset), static_cast<const void*>(a.weight),
                           static_cast<const void*>(a.prior), static_cast<const void*>(a.gram),
+                          static_cast<const void*>(a.precision), static_cast<const void*>(work),
                           static_cast<const void*>(latent), static_cast<const void*>(objective),
                           static_cast<const void*>(iterations)})
     if (ptr) CHECK(cudaFree(const_cast<void*>(ptr)));
@@ -272,7 +287,8 @@ const Variant kVariants[] = {{"loglik", 0, LaunchOptions()},
                              {"linear-sh32", 1, Linear(LinearKernel::kShared32)},
                              {"linear-sh64", 1, Linear(LinearKernel::kShared64)},
                              {"mixture", 2, LaunchOptions()},
-                             {"normalized", 3, LaunchOptions()}};
+                             {"normalized", 3, LaunchOptions()},
+                             {"gaussian", 4, LaunchOptions()}};
 
 /// The names of kVariants, for usage messages.
 std::string VariantNames() {
@@ -322,11 +338,12 @@ int main(int argc, char** argv) {
   int failures = 0;
   const auto t_start = std::chrono::steady_clock::now();
   std::printf(
-      "\nparity (2,000 users per case; 1,000 for mixture and normalized)\n%-13s %3s %4s %7s %12s "
+      "\nparity (2,000 users per case; 1,000 for mixture, normalized and gaussian)\n%-13s %3s %4s "
+      "%7s %12s "
       "%12s %s\n",
       "link", "K", "k", "margin", "obj rel err", "w abs err", "verdict");
   // One problem and one CPU run per (link, K, k, margin), shared by the link's variants.
-  for (int link = 0; link < 4; ++link)
+  for (int link = 0; link < 5; ++link)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100})
         for (double margin : {1.0, 30.0}) {
@@ -335,9 +352,9 @@ int main(int argc, char** argv) {
             if (v.link == link && v.Handles(K) && (only.empty() || only == v.name))
               vars.push_back(&v);
           if (vars.empty()) continue;
-          // 2,000 users (1,000 for the slow mixture / normalized links: the GPU runs a case's
-          // users as that many threads, far below occupancy).
-          const int64_t users = link == 2 || link == 3 ? 1000 : 2000;
+          // 2,000 users (1,000 for the slow mixture / normalized / gaussian links: the GPU runs a
+          // case's users as that many threads, far below occupancy).
+          const int64_t users = link >= 2 ? 1000 : 2000;
           const Problem p = Make(link, K, k, users, margin, 1000 * link + 10 * K + k);
           double tc = 0, tg = 0;
           const Outputs c = RunCpu(p, &tc);
@@ -371,7 +388,7 @@ int main(int argc, char** argv) {
       "\nbenchmark (device time of the kernel, data on the GPU; floor = bytes read once / "
       "bandwidth; it = mean iterations per user)\n%-13s %3s %4s %9s %12s %14s %8s %7s\n",
       "link", "K", "k", "users", "users/s", "floor users/s", "of floor", "it");
-  for (int link = 0; link < 4; ++link)
+  for (int link = 0; link < 5; ++link)
     for (int K : {2, 10, 32})
       for (int k : {5, 20, 100}) {
         std::vector<const Variant*> vars;
@@ -380,7 +397,7 @@ int main(int argc, char** argv) {
             vars.push_back(&v);
         if (vars.empty()) continue;
         // About 256 MB of q for loglik and linear (linear K = 10, k = 20: 335,544 users, enough
-        // threads to fill the GPU), 32 MB for mixture and normalized.
+        // threads to fill the GPU), 32 MB for mixture, normalized and gaussian.
         const int64_t floats = link <= 1 ? (int64_t{64} << 20) : (int64_t{8} << 20);
         const int64_t U = std::max<int64_t>(4096, floats / (static_cast<int64_t>(k) * K));
         const Problem p = Make(link, K, k, U, 1.5, 7 + link);

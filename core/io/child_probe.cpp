@@ -48,7 +48,7 @@ constexpr bool kAddressSanitizer = false;
 /// field makes an allocation fail instead of taking the machine's memory. Not under
 /// AddressSanitizer, whose shadow memory is terabytes of reserved address space.
 void LimitMemory(double extra) {
-  if (kAddressSanitizer || extra <= 0) return;
+  if (!MemoryCapApplies() || extra <= 0) return;
   long pages = 0;
   if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
     if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
@@ -122,6 +122,8 @@ std::string SignalName(int sig) {
 }
 
 }  // namespace
+
+bool MemoryCapApplies() { return !kAddressSanitizer; }
 
 double ReadMemoryFor(double bytes) { return 2.0 * (1 << 30) + 16.0 * bytes; }
 

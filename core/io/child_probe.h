@@ -31,6 +31,9 @@ class ProbeAborted : public Error {
 void ProbeInChild(const std::string& path, const std::function<void()>& probe, double timeout_s,
                   double memory_bytes = 0);
 
+/// Whether ProbeInChild applies its address-space cap: false in a build with AddressSanitizer.
+bool MemoryCapApplies();
+
 /// The memory ProbeInChild lets a read of a file of `bytes` bytes take: 2 GiB plus 16 times the
 /// file's size (compressed datasets expand; a corrupt size field asks for far more).
 double ReadMemoryFor(double bytes);
