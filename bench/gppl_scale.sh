@@ -25,9 +25,8 @@ echo "== date: $(date -u '+%Y-%m-%d %H:%M UTC'), data $data, $threads threads, $
 python3 - "$tmp/fit.json" "$tmp/time" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-fit = d.get("fit", d)
-det = fit.get("details", {})
-print(f"fit {fit.get('seconds', float('nan')):.1f} s; svi steps {det.get('svi_steps')}, "
-      f"batch {det.get('batch_pairs')} pairs, inducing {det.get('inducing_items')}; "
-      f"process {open(sys.argv[2]).read().strip()}")
+fit = d["fit"]
+print(f"train {d['timing']['train_seconds']:.1f} s (fit: {fit['svi_steps']} SVI steps of "
+      f"{fit['batch_pairs']} pairs, {fit['inducing_items']} inducing items, then every user's "
+      f"local factors); process {open(sys.argv[2]).read().strip()}")
 PY
