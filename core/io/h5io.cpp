@@ -693,9 +693,7 @@ void ReadUserMatrixInProcess(const std::string& path, const std::string& dataset
 
 void ReadUserMatrix(const std::string& path, const std::string& dataset,
                     std::vector<std::string>* ids, RowMatrixF* m, UserMatrixProvenance* prov) {
-  SilenceHdf5();
-  PREFMIX_CHECK_INPUT(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file (or missing)");
-  NoteInput(path);
+  CheckDatasetPath(path);
   // As ReadDataset: a child reads first (libhdf5 may crash on a corrupt file).
   Probe(path, [&] {
     std::vector<std::string> i2;

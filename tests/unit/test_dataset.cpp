@@ -296,6 +296,20 @@ TEST(BadDatasetFileTest, NonHdf5TruncatedAndMissingFiles) {
   EXPECT_NE(r.err.find(dir + "/cut.h5"), std::string::npos) << r.err;
 }
 
+// User matrices (adapt's and score's outputs read back) get the dataset reader's path checks.
+TEST(BadDatasetFileTest, UserMatrixPathsAreCheckedAsDatasets) {
+  const std::string dir = TestDir();
+  std::ofstream(dir + "/text.h5") << "not hdf5\n";
+  std::vector<std::string> ids;
+  RowMatrixF m;
+  auto read = [&](const std::string& p) {
+    return testing::ErrorOf([&] { ReadUserMatrix(p, "/users/latent", &ids, &m); });
+  };
+  EXPECT_EQ(read(dir + "/nope.h5"), dir + "/nope.h5: no such file");
+  EXPECT_EQ(read(dir), dir + ": not a regular file");
+  EXPECT_EQ(read(dir + "/text.h5"), dir + "/text.h5: not an HDF5 file (no HDF5 signature)");
+}
+
 // The same dataset written twice, a second apart, gives the same bytes (HDF5 object headers
 // carry no modification times), so files regenerated from the same seed compare equal.
 TEST(DatasetTest, SameDatasetGivesIdenticalBytes) {
