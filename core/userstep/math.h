@@ -827,9 +827,11 @@ struct LinkTerm {
 };
 PREFMIX_HOST_DEVICE inline LinkTerm GaussianLinkTerm(double z, bool probit) {
   if (probit) {
-    const double h = NormalHazard(z);
+    // Phi(z) once for both the value and the hazard (the helpers above, fused).
+    const double cdf = z > -30 ? 0.5 * erfc(-z * 0.7071067811865476) : 0.0;
+    const double h = z > -30 ? 0.3989422804014327 * exp(-0.5 * z * z) / cdf : NormalHazard(z);
     const double c = h * (z + h);
-    return {LogNormalCdf(z), h, c > 0 ? c : 0.0};
+    return {z > -30 ? log(cdf) : LogNormalCdf(z), h, c > 0 ? c : 0.0};
   }
   const double s = 1.0 / (1.0 + exp(-z));  // sigma(z)
   return {LogSigmoid(z), 1.0 - s, s * (1.0 - s)};
@@ -898,7 +900,7 @@ PREFMIX_HOST_DEVICE inline double GaussianObjective(const float* q, const float*
   for (int64_t j = 0; j < n; ++j) {
     double z = offset ? offset[j] : 0.0;
     for (int k = 0; k < K; ++k) z += q[j * K + k] * x[k];
-    f += (weight ? weight[j] : 1.0) * GaussianLinkTerm(z, probit).value;
+    f += (weight ? weight[j] : 1.0) * (probit ? LogNormalCdf(z) : LogSigmoid(z));
   }
   for (int a = 0; a < K; ++a) {
     const double da = x[a] - (x0 ? x0[a] : 0.0);
