@@ -269,6 +269,82 @@ TEST(GpplTest, MiniBatchSviMatchesFullBatchAccuracy) {
   EXPECT_GE(a_svi, a_full - 0.02) << "full " << a_full << ", svi " << a_svi;
 }
 
+/// A latent row's variances of g_u, computed by the test from the posterior covariance S:
+/// diag(P S P) with P = I - 11'/M, and 1'S1 / M^2.
+void ExpectCenteredVariances(const Eigen::MatrixXd& S, const RowMatrixF& lat, int64_t u, int g0,
+                             const std::string& what) {
+  const int64_t M = S.rows();
+  const Eigen::MatrixXd P =
+      Eigen::MatrixXd::Identity(M, M) - Eigen::MatrixXd::Constant(M, M, 1.0 / M);
+  const Eigen::MatrixXd C = P * S * P;
+  for (int64_t m = 0; m < M; ++m)
+    EXPECT_NEAR(lat(u, g0 + M + m), C(m, m), 1e-4 * C(m, m)) << what << ", item " << m;
+  const double level = S.sum() / static_cast<double>(M * M);
+  EXPECT_NEAR(lat(u, g0 + 2 * M), level, 1e-4 * level) << what << ", level";
+}
+
+TEST(GpplTest, LatentVariancesAreTheCentredPosteriorCovariance) {
+  // Per-user GPs with the identity kernel on 8 items, every item inducing: g_u's prior is
+  // N(0, I / s), q(g_u) of a training user has precision s I + 1/2 sum_j w_j d_j d_j' (the
+  // augmented probit's fixed curvature 1/2) and a new user's Laplace posterior precision
+  // s I + sum_j lambda_j d_j d_j' / 2 (lambda_j: -d2/dz2 log Phi(z) at z_j = sign_j d_j.g / sqrt
+  // 2).
+  const Planted p = MakePlanted(30, 8, 10, 0, 2, 1.5, 23);
+  ModelOptions o = Options("per-user");
+  o.Set("item_kernel", "identity");
+  auto model = MakeModel(o);
+  model->Fit(p.ds, p.train, PairSet());
+  const int M = 8;
+  ASSERT_EQ(model->LatentDim(), 2 * M + 1);
+  // The prior's level variance is 1 / (s M) (the kernel's jitter aside).
+  const double prior_var = model->PopulationLatent()[2 * M] * M;
+  const Eigen::MatrixXd prior_prec = Eigen::MatrixXd::Identity(M, M) / prior_var;
+  EXPECT_NEAR(model->PopulationLatent()[M], prior_var * (1 - 1.0 / M), 1e-6 * prior_var);
+  auto d_of = [&](const PairSet& ps, size_t j) {
+    Eigen::VectorXd d = Eigen::VectorXd::Zero(M);
+    d[ps.first[j]] += 1;
+    d[ps.second[j]] -= 1;
+    return d;
+  };
+  for (int64_t u : {0, 7, 29}) {
+    Eigen::MatrixXd H = prior_prec;
+    for (size_t j = 0; j < p.train.size(); ++j)
+      if (p.train.user[j] == u) H += 0.5 * d_of(p.train, j) * d_of(p.train, j).transpose();
+    ExpectCenteredVariances(H.inverse(), model->TrainLatents(), u, 0,
+                            "training user " + std::to_string(u));
+  }
+  // A new user with 6 support pairs.
+  PairSet support;
+  for (size_t j = 0; j < p.train.size() && support.size() < 6; ++j)
+    if (p.train.user[j] == 3) support.PushFrom(p.train, j);
+  const RowMatrixF lat = model->Adapt(p.ds, support, 4, "cpu");
+  const Eigen::VectorXd g = lat.row(3).head(M).cast<double>().transpose();
+  Eigen::MatrixXd H = prior_prec;
+  for (size_t j = 0; j < support.size(); ++j) {
+    const Eigen::VectorXd d = d_of(support, j);
+    const double sign = support.label[j] > 0.5 ? 1.0 : -1.0;
+    const double z = sign * d.dot(g) / std::sqrt(2.0);
+    const double h = NormalHazard(z);
+    H += h * (z + h) * 0.5 * d * d.transpose();
+  }
+  ExpectCenteredVariances(H.inverse(), lat, 3, 0, "new user");
+  // Pairs see only differences: the level's variance is most of the prior's, the deviations'
+  // are far below it.
+  EXPECT_GT(lat(3, 2 * M), 0.5 * prior_var / M);
+}
+
+TEST(GpplTest, PayloadVersion1LatentsGainAZeroLevelColumn) {
+  // data/golden/gppl-v1.pfmx predates the level column: it loads with a zero level variance,
+  // which predicts exactly as version 1 did (sum_m d_m^2 times the stored variances).
+  auto m = LoadModel(PREFMIX_SOURCE_DIR "/data/golden/gppl-v1.pfmx");
+  EXPECT_EQ(m->payload_version(), 1u);
+  const RowMatrixF& lat = m->TrainLatents();
+  ASSERT_EQ(lat.cols(), m->LatentDim());
+  ASSERT_GT(lat.rows(), 0);
+  EXPECT_EQ(lat.col(lat.cols() - 1).cwiseAbs().maxCoeff(), 0.0f);
+  EXPECT_GT(lat.col(lat.cols() - 2).cwiseAbs().maxCoeff(), 0.0f);
+}
+
 TEST(GpplTest, InducingItemsFewerThanItems) {
   const Planted p = MakePlanted(150, 60, 30, 10, 2, 1.5, 19);
   ModelOptions o = Options();
