@@ -64,6 +64,7 @@ int RunAdapt(int argc, char** argv) {
   // Every output is checked before any is written: all of them or none.
   for (const char* o : {"out", "json", "asked"})
     if (vm.count(o)) CheckOutputPath(vm[o].as<std::string>());
+  OutputGroup outputs;  // --out, --json and --asked appear together or not at all
   auto t0 = std::chrono::steady_clock::now();
   RowMatrixF lat;
   Json metrics;
@@ -108,6 +109,7 @@ int RunAdapt(int argc, char** argv) {
   prov.model_sha256 = FileSha256(vm["model-file"].as<std::string>());
   WriteUserMatrix(vm["out"].as<std::string>(), ds.user_ids, "/users/latent", lat, prov);
   if (vm.count("json")) WriteJson(metrics, vm["json"].as<std::string>());
+  outputs.Commit();
   if (!vm["quiet"].as<bool>())
     std::cerr << "adapted " << ds.n_users() << " users (latent size " << lat.cols() << ") in " << s
               << " s on " << device << (online ? " (online)" : "") << "\n";

@@ -72,8 +72,7 @@ int RunTrain(int argc, char** argv) {
   CarveValidation(&train, &valid, ds.n_users(), vf, mo.seed);
   auto model = MakeModel(mo);
   FitReport rep = model->Fit(ds, train, valid);
-  // Both outputs or neither: the report is built before the model file is written, and if
-  // writing the report fails the model file goes too.
+  // Both outputs or neither (and an older file at either path kept when a write fails).
   const std::string out = vm["out"].as<std::string>();
   Json j;
   if (vm.count("json")) {
@@ -88,14 +87,11 @@ int RunTrain(int argc, char** argv) {
     j["params"] = model->Params();
     j["provenance"] = Provenance(vm, vm["data"].as<std::string>(), mo.device, mo.ToJson());
   }
-  SaveModel(*model, out);
-  if (vm.count("json")) {
-    try {
-      WriteJson(j, vm["json"].as<std::string>());
-    } catch (...) {
-      std::remove(out.c_str());
-      throw;
-    }
+  {
+    OutputGroup outputs;
+    SaveModel(*model, out);
+    if (vm.count("json")) WriteJson(j, vm["json"].as<std::string>());
+    outputs.Commit();
   }
   if (!vm["quiet"].as<bool>()) {
     if (rep.details.contains("auto")) PrintAutoChoice(rep.details.at("auto"));

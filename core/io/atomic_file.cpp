@@ -120,16 +120,60 @@ AtomicOutput::~AtomicOutput() {
   ReleaseSlot(slot_);
 }
 
-void AtomicOutput::Commit() {
-  CheckOutputPath(final_);  // nothing may have replaced the output by a link or FIFO meanwhile
-  if (std::rename(temp_.c_str(), final_.c_str()) != 0) {
+namespace {
+OutputGroup* g_group = nullptr;
+
+void RenameInto(const std::string& temp, const std::string& final_path) {
+  CheckOutputPath(final_path);  // nothing may have replaced the output by a link or FIFO meanwhile
+  if (std::rename(temp.c_str(), final_path.c_str()) != 0) {
     int err = errno;
-    std::remove(temp_.c_str());
-    throw Error(Cat(final_, ": cannot write output (", std::strerror(err), ")"));
+    std::remove(temp.c_str());
+    throw Error(Cat(final_path, ": cannot write output (", std::strerror(err), ")"));
+  }
+}
+}  // namespace
+
+void AtomicOutput::Commit() {
+  if (g_group != nullptr) {
+    // The group renames it with the command's other outputs (or removes it).
+    g_group->held_.push_back({temp_, final_, slot_});
+  } else {
+    RenameInto(temp_, final_);
+    ReleaseSlot(slot_);
   }
   committed_ = true;
-  ReleaseSlot(slot_);
   slot_ = -1;
+}
+
+OutputGroup::OutputGroup() {
+  PREFMIX_ASSERT(g_group == nullptr, "OutputGroup: one group at a time");
+  g_group = this;
+}
+
+OutputGroup::~OutputGroup() {
+  if (g_group == this) g_group = nullptr;
+  for (const Held& h : held_) {
+    std::remove(h.temp.c_str());
+    ReleaseSlot(h.slot);
+  }
+}
+
+void OutputGroup::Commit() {
+  g_group = nullptr;
+  std::vector<Held> held = std::move(held_);
+  held_.clear();
+  for (size_t i = 0; i < held.size(); ++i) {
+    try {
+      RenameInto(held[i].temp, held[i].final_path);
+    } catch (...) {
+      for (size_t k = i; k < held.size(); ++k) {
+        std::remove(held[k].temp.c_str());
+        ReleaseSlot(held[k].slot);
+      }
+      throw;
+    }
+    ReleaseSlot(held[i].slot);
+  }
 }
 
 void WriteTextFileAtomic(const std::string& path, const std::string& text) {

@@ -4,6 +4,7 @@
 // (NoteInput), and an output is refused before anything is written when it is one of them, a
 // symbolic link, or not a regular file (a FIFO, a device).
 #include <string>
+#include <vector>
 
 namespace prefmix {
 
@@ -24,6 +25,30 @@ class AtomicOutput {
   std::string temp_;
   bool committed_ = false;
   int slot_ = -1;  ///< the signal handler's record of temp_ (see InstallSignalCleanup)
+};
+
+/// Makes a command's outputs all-or-nothing. While a group is alive, AtomicOutput::Commit()
+/// hands its finished temporary file to the group instead of renaming it; the group's Commit()
+/// renames them all once every output has been written, and a group destroyed without it (an
+/// error, an exception) removes them, so that no output of the command appears. One group at a
+/// time.
+class OutputGroup {
+ public:
+  OutputGroup();
+  ~OutputGroup();
+  OutputGroup(const OutputGroup&) = delete;
+  OutputGroup& operator=(const OutputGroup&) = delete;
+  /// Renames every held output into place, in the order they were written (throws
+  /// prefmix::Error naming the path when one cannot be).
+  void Commit();
+
+ private:
+  friend class AtomicOutput;
+  struct Held {
+    std::string temp, final_path;
+    int slot;
+  };
+  std::vector<Held> held_;
 };
 
 /// Records that this process reads `path` (by device and inode, so that other spellings of the

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -177,6 +178,22 @@ TEST_F(OutputGuardTest, AFullDiskIsACleanErrorWithNothingLeft) {
                   "/both.pfmx --json " + full + "/both.json",
               full + "/both.json");
   EXPECT_FALSE(Exists(dir_ + "/both.pfmx"));
+  // An older file at --out is kept when the other output does not fit (train used to delete it).
+  { std::ofstream(dir_ + "/old.pfmx") << "old model"; }
+  expect_full("train --data " + data_ + " --model bt --epochs 2 --quiet --out " + dir_ +
+                  "/old.pfmx --json " + full + "/old.json",
+              full + "/old.json");
+  EXPECT_EQ(ReadFile(dir_ + "/old.pfmx"), "old model");
+  // adapt (online, a family with an online user step): --out elsewhere, --json on the full disk.
+  const std::string micro = dir_ + "/micro.pfmx";
+  r = RunCli("train --data " + data_ + " --model micro --epochs 2 --quiet --out " + micro, dir_);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  expect_full("adapt --model-file " + micro + " --data " + data_ + " --online --quiet --out " +
+                  dir_ + "/ad.h5 --json " + full + "/ad.json",
+              full + "/ad.json");
+  EXPECT_FALSE(Exists(dir_ + "/ad.h5"));
+  for (const auto& e : std::filesystem::directory_iterator(dir_))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 }  // namespace

@@ -42,6 +42,41 @@ TEST(AtomicOutputTest, CommitRenamesAndAbandonRemoves) {
   EXPECT_EQ(CountTemps(dir), 0);
 }
 
+TEST(AtomicOutputTest, AGroupRenamesAllOutputsOrNone) {
+  const std::string dir = testing::TestDir() + "/group";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/old.txt") << "old";
+  auto write = [&](const std::string& name, const std::string& text) {
+    AtomicOutput out(dir + "/" + name);
+    std::ofstream(out.temp_path()) << text;
+    out.Commit();
+  };
+  {
+    OutputGroup group;
+    write("old.txt", "new");
+    write("c.txt", "c");
+    // Held, not renamed: the old file is as it was and the new one is not there yet.
+    EXPECT_EQ(testing::ReadFile(dir + "/old.txt"), "old");
+    EXPECT_FALSE(testing::Exists(dir + "/c.txt"));
+    EXPECT_EQ(CountTemps(dir), 2);
+  }  // no Commit: the second output could not be written, say
+  EXPECT_EQ(testing::ReadFile(dir + "/old.txt"), "old");
+  EXPECT_FALSE(testing::Exists(dir + "/c.txt"));
+  EXPECT_EQ(CountTemps(dir), 0);
+  {
+    OutputGroup group;
+    write("old.txt", "new");
+    write("c.txt", "c");
+    group.Commit();
+    // After the group's Commit, outputs are renamed at once again.
+    write("d.txt", "d");
+    EXPECT_EQ(testing::ReadFile(dir + "/d.txt"), "d");
+  }
+  EXPECT_EQ(testing::ReadFile(dir + "/old.txt"), "new");
+  EXPECT_EQ(testing::ReadFile(dir + "/c.txt"), "c");
+  EXPECT_EQ(CountTemps(dir), 0);
+}
+
 TEST(AtomicOutputTest, GuardRefusesInputsLinksFifosAndMissingDirectories) {
   const std::string dir = testing::TestDir(), in = dir + "/in.txt";
   std::ofstream(in) << "input";
