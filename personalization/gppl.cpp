@@ -164,8 +164,9 @@ class GpplModel : public Model {
   explicit GpplModel(const ModelOptions& o) {
     variant_ = ParseVariant(o.Text("gppl_users"));
     C_ = variant_ == Variant::kCrowd ? o.Int("components") : 0;
-    has_g_ = variant_ == Variant::kPerUser ||
-             (variant_ == Variant::kCrowd && o.Text("gppl_residual") == "on");
+    const std::string residual = o.Text("gppl_residual");
+    has_g_ = variant_ == Variant::kPerUser || (variant_ == Variant::kCrowd && residual != "off");
+    learned_ = variant_ == Variant::kCrowd && residual == "learned";
   }
 
   std::string Family() const override { return "gppl"; }
@@ -188,7 +189,7 @@ class GpplModel : public Model {
     if (variant_ == Variant::kCrowd)
       for (int c = 0; c < C_; ++c) z[C_ + c] = static_cast<float>(1.0 / sw_[c].Mean());
     if (has_g_) {
-      const Mat prior_cov = Kzz_ / sg_.Mean();
+      const Mat& prior_cov = gprior_;
       Vec cv;
       double lv = 0;
       CenteredVariances(prior_cov.diagonal(), prior_cov.rowwise().sum(), &cv, &lv);
@@ -369,7 +370,7 @@ class GpplModel : public Model {
     p.precision.assign(static_cast<size_t>(K) * K, 0.0);
     for (int c = 0; c < C; ++c) p.precision[c * K + c] = sw_[c].Mean();
     for (int a = 0; a < Mg; ++a)
-      for (int b = 0; b < Mg; ++b) p.precision[(C + a) * K + C + b] = sg_.Mean() * Kinv_(a, b);
+      for (int b = 0; b < Mg; ++b) p.precision[(C + a) * K + C + b] = gprior_inv_(a, b);
     // Training users' latents are mean-field (q(w_u) q(g_u)); so are new users' variances.
     if (C > 0 && Mg > 0) p.variance_split = C;
     UserStepOptions o;
@@ -404,7 +405,7 @@ class GpplModel : public Model {
         const double lambda = math::GaussianLinkTerm(eta, true).curvature;
         winv[i] = 1.0 / std::max(p.weight[j] * lambda * scale * scale, 1e-12);
       }
-      const Mat B = D * Kzz_ / sg_.Mean();
+      const Mat B = D * gprior_;
       Mat Wg = B * D.transpose();
       Wg = 0.5 * (Wg + Wg.transpose());
       Wg.diagonal() += winv;
@@ -505,6 +506,8 @@ class GpplModel : public Model {
       save_s(sg_);
       for (const auto& s : sv_) save_s(s);
       for (const auto& s : sw_) save_s(s);
+      // Payload version 2: the learned residual's q(Sigma).
+      ar(learned_, iw_psi_, iw_nu_);
     }
     SaveBase(os);
   }
@@ -545,8 +548,19 @@ class GpplModel : public Model {
       sw_.assign(C_, GammaFactor());
       for (auto& s : sv_) load_s(s);
       for (auto& s : sw_) load_s(s);
+      bool learned = false;
+      if (payload_version() >= 2) ar(learned, iw_psi_, iw_nu_);
+      PREFMIX_CHECK_INPUT(learned == learned_, "model file: gppl's residual is ",
+                          learned ? "learned" : "not learned", ", the options say --gppl-residual ",
+                          options_.Text("gppl_residual"));
+      PREFMIX_CHECK_INPUT(!learned || (iw_psi_.rows() == m && iw_psi_.cols() == m &&
+                                       std::isfinite(iw_nu_) && iw_nu_ > m - 1),
+                          "model file: gppl's learned residual covariance is ", iw_psi_.rows(), "x",
+                          iw_psi_.cols(), " with ", iw_nu_, " degrees of freedom, expected ", m,
+                          "x", m, " and more than ", m - 1);
     }
     BuildKernelMatrices();
+    RefreshGPrior();
     // Payload version 1's latent rows lack the level column and hold g's plain marginal
     // variances: read them as written, then add a level variance of 0, which predicts exactly
     // as version 1 did.
@@ -567,6 +581,47 @@ class GpplModel : public Model {
   static constexpr int kAdaptIterations = 100;
 
   int M() const { return static_cast<int>(Z_.rows()); }
+
+  /// g_u's prior covariance P0 at the inducing items and its inverse, as the local factors use
+  /// them: K_ZZ / E[s^g] (kernel), or E_q[Sigma^-1]^-1 = Psi / nu (learned). Called whenever
+  /// q(s^g) or q(Sigma) changes.
+  void RefreshGPrior() {
+    if (!has_g_) return;
+    if (learned_) {
+      gprior_ = iw_psi_ / iw_nu_;
+      Eigen::LLT<Mat> llt(gprior_);
+      PREFMIX_CHECK_INPUT(llt.info() == Eigen::Success,
+                          "gppl: the learned residual covariance is not positive definite");
+      gprior_inv_ = llt.solve(Mat::Identity(M(), M()));
+      gprior_logdet_ = 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+    } else {
+      gprior_ = Kzz_ / sg_.Mean();
+      gprior_inv_ = Kinv_ * sg_.Mean();
+      gprior_logdet_ = logdet_K_ - M() * std::log(sg_.Mean());
+    }
+  }
+  /// The learned residual's inverse-Wishart prior IW(Psi0, nu0): nu0 = M + 1 + --residual-dof,
+  /// Psi0 = dof K_ZZ rate / shape, so that E[Sigma] = K_ZZ rate / shape (the kernel residual's
+  /// prior scale).
+  double IwNu0() const { return M() + 1 + options_.Real("residual_dof"); }
+  Mat IwPsi0() const {
+    return Kzz_ * (options_.Real("residual_dof") * RateG() / options_.Real("gamma_shape"));
+  }
+  /// log Gamma_M(a) and the multivariate digamma psi_M(a).
+  static double LogMvGamma(double a, int m) {
+    double r = 0.25 * m * (m - 1) * std::log(M_PI);
+    for (int i = 1; i <= m; ++i) r += std::lgamma(a + 0.5 * (1 - i));
+    return r;
+  }
+  static double MvDigamma(double a, int m) {
+    double r = 0;
+    for (int i = 1; i <= m; ++i) r += GammaFactor::Digamma(a + 0.5 * (1 - i));
+    return r;
+  }
+  static double LogDet(const Mat& x) {
+    Eigen::LLT<Mat> llt(x);
+    return 2.0 * llt.matrixLLT().diagonal().array().log().sum();
+  }
 
   /// g's part of a latent row: means, deviation variances, level variance.
   void WriteG(float* row, const Vec& mean, const Vec& cv, double lv) const {
@@ -596,9 +651,9 @@ class GpplModel : public Model {
   /// B = D P0 for the user's pair rows D, R = (W^-1 + D P0 D')^-1): its deviation and level
   /// variances from RB = R B, in O(n M).
   void GVariances(const Mat& B, const Mat& RB, Vec* cv, double* lv) const {
-    const double sbar = sg_.Mean();
-    const Vec diag = Kzz_.diagonal() / sbar - B.cwiseProduct(RB).colwise().sum().transpose();
-    const Vec rowsum = Kzz_.rowwise().sum() / sbar - RB.transpose() * B.rowwise().sum();
+    const Mat& P0 = gprior_;
+    const Vec diag = P0.diagonal() - B.cwiseProduct(RB).colwise().sum().transpose();
+    const Vec rowsum = P0.rowwise().sum() - RB.transpose() * B.rowwise().sum();
     CenteredVariances(diag, rowsum, cv, lv);
   }
 
@@ -862,13 +917,19 @@ class GpplModel : public Model {
       wm_ = Mat::Zero(n_users, C_);
       wS_.assign(n_users, Mat());
     }
+    if (learned_ && !keep_globals) {
+      // q(Sigma) starts where E_q[Sigma^-1]^-1 is the prior's mean, K_ZZ rate / shape.
+      iw_nu_ = IwNu0();
+      iw_psi_ = Kzz_ * (iw_nu_ * RateG() / options_.Real("gamma_shape"));
+    }
+    if (!keep_globals) RefreshGPrior();
     if (has_g_) {
       gm_ = Mat::Zero(n_users, m);
       gdiag_ = Mat::Zero(n_users, m);
       glevel_.assign(n_users, 0.0);
       Vec cv;
       double lv = 0;
-      CenteredVariances(Kzz_.diagonal() / sg_.Mean(), Kzz_.rowwise().sum() / sg_.Mean(), &cv, &lv);
+      CenteredVariances(gprior_.diagonal(), gprior_.rowwise().sum(), &cv, &lv);
       for (int64_t u = 0; u < n_users; ++u) {
         gdiag_.row(u) = cv.transpose();
         glevel_[u] = lv;
@@ -910,13 +971,20 @@ class GpplModel : public Model {
       LocalStep(bt, local_iterations, true);
     else if (has_g_)
       LocalStep(bt, 1, false);
-    if (has_g_) {
+    if (learned_) {
+      // q(Sigma) = IW(Psi0 + sum_u E[g_u g_u'], nu0 + users), by a natural-gradient step.
+      const double users = static_cast<double>(bt.users.size()) * scale;
+      iw_psi_ = (1 - step) * iw_psi_ + step * (IwPsi0() + scale * gscatter_);
+      iw_nu_ = (1 - step) * iw_nu_ + step * (IwNu0() + users);
+      RefreshGPrior();
+    } else if (has_g_) {
       // The residual's (per-user GP's) scale s^g.
       double stat = 0;
       for (int64_t u : bt.users) stat += gT_[u];
       const double users = static_cast<double>(bt.users.size()) * scale;
       GammaStep(&sg_, options_.Real("gamma_shape") + 0.5 * users * M(),
                 RateG() + 0.5 * scale * stat, step);
+      RefreshGPrior();
     }
     if (variant_ == Variant::kPerUser) return;
     ItemMoments im = CachedMoments(bt);
@@ -1035,31 +1103,42 @@ class GpplModel : public Model {
   /// q(g_u)), `iterations` rounds at most (stops early when no mean moves by 1e-9).
   void LocalStep(const Batch& bt, int iterations, bool update_w = true) {
     const ItemMoments& im = CachedMoments(bt);
-    RowMat AK;  // A K_ZZ: row i = k(x_i, Z), the prior covariance of g's values with the items
+    RowMat AK;  // A P0: row i = the prior covariance of g's inducing values with item i
     if (has_g_) {
-      AK = bt.A * Kzz_;
+      AK = bt.A * gprior_;
       gpv_.assign(bt.size(), 0.0);
     }
     const int64_t nb = static_cast<int64_t>(bt.users.size());
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t k = 0; k < nb; ++k) {
-      const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
-      if (variant_ == Variant::kCrowd && has_g_) {
-        // w_u and the residual g_u are separate factors: alternate their exact updates. q(g_u)'s
-        // pair-space system does not depend on w_u: it is set up once.
-        const GSystem sys = SetupG(bt, AK, u, p0, p1);
-        for (int it = 0; it < iterations; ++it) {
-          const Vec w0 = wm_.row(u).transpose(), g0 = gm_.row(u).transpose();
-          if (update_w) LocalCrowd(bt, im, u, p0, p1, 1);
-          UpdateG(bt, im, sys, u, p0, p1, 1);
-          const double move = std::max((wm_.row(u).transpose() - w0).cwiseAbs().maxCoeff(),
-                                       (gm_.row(u).transpose() - g0).cwiseAbs().maxCoeff());
-          if (move < 1e-9) break;
+    if (learned_) gscatter_ = Mat::Zero(M(), M());
+#pragma omp parallel
+    {
+      Mat scatter;  // learned: this thread's sum of E[g_u g_u'] = S_u + m_u m_u'
+      if (learned_) scatter = Mat::Zero(M(), M());
+#pragma omp for schedule(dynamic, 16)
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
+        if (variant_ == Variant::kCrowd && has_g_) {
+          // w_u and the residual g_u are separate factors: alternate their exact updates.
+          // q(g_u)'s pair-space system does not depend on w_u: it is set up once.
+          const GSystem sys = SetupG(bt, AK, u, p0, p1);
+          for (int it = 0; it < iterations; ++it) {
+            const Vec w0 = wm_.row(u).transpose(), g0 = gm_.row(u).transpose();
+            if (update_w) LocalCrowd(bt, im, u, p0, p1, 1);
+            UpdateG(bt, im, sys, u, p0, p1, 1);
+            const double move = std::max((wm_.row(u).transpose() - w0).cwiseAbs().maxCoeff(),
+                                         (gm_.row(u).transpose() - g0).cwiseAbs().maxCoeff());
+            if (move < 1e-9) break;
+          }
+          if (learned_) scatter += sys.S + gm_.row(u).transpose() * gm_.row(u);
+        } else if (variant_ == Variant::kCrowd) {
+          LocalCrowd(bt, im, u, p0, p1, iterations);
+        } else {
+          UpdateG(bt, im, SetupG(bt, AK, u, p0, p1), u, p0, p1, iterations);
         }
-      } else if (variant_ == Variant::kCrowd) {
-        LocalCrowd(bt, im, u, p0, p1, iterations);
-      } else {
-        UpdateG(bt, im, SetupG(bt, AK, u, p0, p1), u, p0, p1, iterations);
+      }
+      if (learned_) {
+#pragma omp critical
+        gscatter_ += scatter;
       }
     }
   }
@@ -1107,12 +1186,12 @@ class GpplModel : public Model {
     Eigen::LLT<Mat> llt;  ///< of W^-1 + G
     Vec wdiag;
     double trace_rg = 0;  ///< tr(R G)
-    double log_det = 0;   ///< log|W^-1 + G| + log|W|
+    double log_det = 0;   ///< log|W^-1 + G| + log|W| = log|P0| - log|S|
+    Mat S;                ///< learned: the posterior covariance S (M x M)
   };
   GSystem SetupG(const Batch& bt, const RowMat& AK, int64_t u, int64_t p0, int64_t p1) {
     const int m = M();
     const int64_t n = p1 - p0;
-    const double sbar = sg_.Mean();
     GSystem s;
     s.Bk.resize(n, m);
     s.D.resize(n, m);
@@ -1121,7 +1200,7 @@ class GpplModel : public Model {
     for (int64_t j = p0; j < p1; ++j) {
       const int64_t k = j - p0;
       s.D.row(k) = bt.A.row(bt.a[j]) - bt.A.row(bt.b[j]);
-      s.Bk.row(k) = (AK.row(bt.a[j]) - AK.row(bt.b[j])) / sbar;
+      s.Bk.row(k) = (AK.row(bt.a[j]) - AK.row(bt.b[j]));
       s.wdiag[k] = 0.5 * std::max(bt.w[j], 1e-12);
       winv[k] = 1.0 / s.wdiag[k];
     }
@@ -1132,6 +1211,7 @@ class GpplModel : public Model {
     s.llt.compute(Wg);
     PREFMIX_ASSERT(s.llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
     const Mat RB = s.llt.solve(s.Bk);  // R B, [n, M]
+    if (learned_) s.S = gprior_ - s.Bk.transpose() * RB;
     {
       Vec cv;
       GVariances(s.Bk, RB, &cv, &glevel_[u]);
@@ -1180,7 +1260,8 @@ class GpplModel : public Model {
     gm_.row(u) = (s.Bk.transpose() * alpha).transpose();
     // tr(K^-1 (S + m m')) and log|S| - log|K| through the pair space.
     gT_[u] = (m - s.trace_rg + alpha.dot(s.G * alpha)) / sbar;
-    gLS_[u] = -s.log_det - m * std::log(sbar);
+    // Kernel: log|S| - log|K|; learned: log|S|.
+    gLS_[u] = learned_ ? gprior_logdet_ - s.log_det : -s.log_det - m * std::log(sbar);
   }
 
   /// The evidence lower bound on a batch holding every training pair.
@@ -1210,7 +1291,20 @@ class GpplModel : public Model {
       return 0.5 * (s.Mean() * TraceKinvSecond(g.mean, g.cov) - m - m * s.MeanLog() + logdet_K_ -
                     g.LogDetCov());
     };
-    if (has_g_) {
+    if (learned_) {
+      // E_q[log N(g_u; 0, Sigma)] + H[q(g_u)] summed over the users, then KL(q(Sigma) || p).
+      const double n = static_cast<double>(bt.users.size());
+      const double elogdet = LogDet(iw_psi_) - m * std::log(2.0) - MvDigamma(0.5 * iw_nu_, m);
+      double logdet_s = 0;
+      for (int64_t u : bt.users) logdet_s += gLS_[u];
+      e -= 0.5 * (n * elogdet + gprior_inv_.cwiseProduct(gscatter_).sum() - logdet_s - n * m);
+      const Mat psi0 = IwPsi0();
+      const double nu0 = IwNu0(), nu = iw_nu_;
+      const Eigen::LLT<Mat> llt(iw_psi_);
+      e -= 0.5 * nu * llt.solve(psi0).trace() - 0.5 * nu * m +
+           0.5 * nu0 * (LogDet(iw_psi_) - LogDet(psi0)) + LogMvGamma(0.5 * nu0, m) -
+           LogMvGamma(0.5 * nu, m) + 0.5 * (nu - nu0) * MvDigamma(0.5 * nu, m);
+    } else if (has_g_) {
       for (int64_t u : bt.users) e -= 0.5 * (sg_.Mean() * gT_[u] - m - m * sg_.MeanLog() - gLS_[u]);
       e -= sg_.Kl(a0, RateG());
     }
@@ -1250,9 +1344,15 @@ class GpplModel : public Model {
   // Local factors (during Fit / Adapt only).
   Mat wm_, gm_;
   std::vector<Mat> wS_;
-  Mat gdiag_;                     ///< q(g_u): deviation variances (CenteredVariances)
-  std::vector<double> glevel_;    ///< q(g_u): the level's variance
-  bool legacy_latents_ = false;   ///< reading payload version 1's latent rows
+  Mat gdiag_;                    ///< q(g_u): deviation variances (CenteredVariances)
+  std::vector<double> glevel_;   ///< q(g_u): the level's variance
+  Mat gscatter_;                 ///< learned: sum over the batch's users of E[g_u g_u']
+  bool legacy_latents_ = false;  ///< reading payload version 1's latent rows
+  bool learned_ = false;         ///< crowd with --gppl-residual learned: q(Sigma)
+  Mat iw_psi_;                   ///< learned: q(Sigma) = IW(iw_psi_, iw_nu_)
+  double iw_nu_ = 0;
+  Mat gprior_, gprior_inv_;  ///< g_u's prior covariance as the local factors use it (RefreshGPrior)
+  double gprior_logdet_ = 0;
   std::vector<double> gT_, gLS_;  ///< q(g_u): tr(K^-1 (S + m m')), log|S| - log|K|
   std::vector<double> gpv_;       ///< Var[g_u(a) - g_u(b)] per pair of the last local step
 };
@@ -1269,7 +1369,11 @@ std::vector<OptionSpec> GpplOptions() {
       opt::Batch(0, "0: all pairs when there are at most 200000, else 2000"),
       opt::Text("gppl_users", "crowd", {"crowd", "per-user", "pooled"},
                 "crowdGPPL, an independent GP per person, or one GP for everybody"),
-      opt::Text("gppl_residual", "on", {"on", "off"}, "crowd: add a per-user GP g_u(x) to f_u"),
+      opt::Text("gppl_residual", "kernel", {"kernel", "learned", "on", "off"},
+                "crowd: a per-user residual g_u(x) in f_u, with the item kernel's covariance or "
+                "one learned from the people (inverse-Wishart); on = kernel (the earlier name)"),
+      positive(opt::Real("residual_dof", "0.5",
+                         "learned residual: inverse-Wishart degrees of freedom beyond M + 1")),
       opt::Text("item_kernel", "matern32", {"matern32", "identity"},
                 "item kernel: Matern 3/2 with median-heuristic length-scales, or the identity"),
       opt::Int("components", 20, "latent components C (crowd)", 1, 256),
