@@ -600,13 +600,15 @@ class GpplModel : public Model {
       gprior_logdet_ = logdet_K_ - M() * std::log(sg_.Mean());
     }
   }
-  /// The learned residual's inverse-Wishart prior IW(Psi0, nu0): nu0 = M + 1 + --residual-dof,
-  /// Psi0 = dof K_ZZ rate / shape, so that E[Sigma] = K_ZZ rate / shape (the kernel residual's
-  /// prior scale).
-  double IwNu0() const { return M() + 1 + options_.Real("residual_dof"); }
-  Mat IwPsi0() const {
-    return Kzz_ * (options_.Real("residual_dof") * RateG() / options_.Real("gamma_shape"));
+  /// The learned residual's inverse-Wishart prior IW(Psi0, nu0): nu0 = M + 1 + dof, Psi0 = dof
+  /// K_ZZ rate / shape, so that E[Sigma] = K_ZZ rate / shape (the kernel residual's prior
+  /// scale); dof = --residual-dof, or M / 20 when that is 0.
+  double IwDof() const {
+    const double d = options_.Real("residual_dof");
+    return d > 0 ? d : M() / 20.0;
   }
+  double IwNu0() const { return M() + 1 + IwDof(); }
+  Mat IwPsi0() const { return Kzz_ * (IwDof() * RateG() / options_.Real("gamma_shape")); }
   /// log Gamma_M(a) and the multivariate digamma psi_M(a).
   static double LogMvGamma(double a, int m) {
     double r = 0.25 * m * (m - 1) * std::log(M_PI);
@@ -1372,8 +1374,9 @@ std::vector<OptionSpec> GpplOptions() {
       opt::Text("gppl_residual", "kernel", {"kernel", "learned", "on", "off"},
                 "crowd: a per-user residual g_u(x) in f_u, with the item kernel's covariance or "
                 "one learned from the people (inverse-Wishart); on = kernel (the earlier name)"),
-      positive(opt::Real("residual_dof", "0.5",
-                         "learned residual: inverse-Wishart degrees of freedom beyond M + 1")),
+      opt::Real("residual_dof", "0",
+                "learned residual: inverse-Wishart degrees of freedom beyond M + 1 (0: M / 20)", 0,
+                1e300),
       opt::Text("item_kernel", "matern32", {"matern32", "identity"},
                 "item kernel: Matern 3/2 with median-heuristic length-scales, or the identity"),
       opt::Int("components", 20, "latent components C (crowd)", 1, 256),
