@@ -4,10 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/eval/metrics.h"
 #include "core/model/model.h"
+#include "core/rng.h"
 #include "core/threads.h"
 
 namespace prefmix {
@@ -122,6 +125,41 @@ void ScoreOnValidation(const Model& m, const Dataset& ds, const PairSet& valid, 
   }
 }
 
+/// Fits and scores one candidate: on the given validation split, or by cross-validation over
+/// `folds` (the held-out pairs' losses in fold order, the effect and accuracy over all of them).
+void Evaluate(const ModelOptions& mo, const Dataset& ds, const PairSet& train, const PairSet& valid,
+              const std::vector<std::pair<PairSet, PairSet>>& folds, AutoCandidate* c) {
+  if (folds.empty()) {
+    auto m = FitHeldOut(mo, ds, train, valid);
+    ClearDeadline();
+    ScoreOnValidation(*m, ds, valid, c);
+    return;
+  }
+  std::vector<double> loss;
+  double correct = 0, effect = 0;
+  for (const auto& [tr, va] : folds) {
+    AutoCandidate part;
+    auto m = FitHeldOut(mo, ds, tr, va);
+    ScoreOnValidation(*m, ds, va, &part);
+    if (!part.fitted()) {
+      c->status = part.status;
+      return;
+    }
+    loss.insert(loss.end(), part.loss.begin(), part.loss.end());
+    correct += part.accuracy * va.size();
+    effect += part.effect * va.size();
+    c->personalized = part.personalized;
+  }
+  ClearDeadline();
+  const double n = static_cast<double>(std::max<size_t>(loss.size(), 1));
+  c->mean_loss = 0;
+  for (double x : loss) c->mean_loss += x / n;
+  c->loss = std::move(loss);
+  c->accuracy = correct / n;
+  c->effect = c->personalized ? effect / n : 0.0;
+  c->degenerate = c->personalized && !ds.has_contexts && c->effect < kDegenerateEffect;
+}
+
 /// Standard error of the mean of a - b (paired, same pairs).
 double PairedSe(const std::vector<double>& a, const std::vector<double>& b) {
   const size_t n = a.size();
@@ -156,6 +194,11 @@ class AutoModel : public Model {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::string> names = ParseAutoFamilies(options_.Text("auto_families"));
     const double budget = options_.Real("auto_budget");
+    // Few validation pairs: choose by k-fold cross-validation over train + validation instead.
+    const int k = static_cast<int>(options_.Int("auto_folds"));
+    std::vector<std::pair<PairSet, PairSet>> folds;
+    if (k >= 2 && static_cast<int64_t>(valid.size()) < kAutoCvBelowPairs)
+      folds = MakeAutoFolds(train, valid, ds.n_users(), k, options_.seed);
     std::vector<AutoCandidate> cands;
     auto any_fitted = [&] {
       for (const auto& c : cands)
@@ -176,9 +219,7 @@ class AutoModel : public Model {
       DeadlineGuard guard;  // outside the try: the handler below still sees the deadline
       try {
         if (limited) SetDeadline(budget - spent);
-        auto m = FitHeldOut(CandidateOptions(name, options_), ds, train, valid);
-        ClearDeadline();
-        ScoreOnValidation(*m, ds, valid, &c);
+        Evaluate(CandidateOptions(name, options_), ds, train, valid, folds, &c);
       } catch (const Cancelled&) {
         if (!DeadlinePassed()) throw;  // a real cancel (Ctrl-C) stops everything
         c.status = "stopped (budget)";
@@ -215,8 +256,7 @@ class AutoModel : public Model {
       for (const auto& c : cands)
         if (c.name == pooled && c.fitted()) ref = &c;
       if (!ref) {
-        auto pm = FitHeldOut(po, ds, train, valid);
-        ScoreOnValidation(*pm, ds, valid, &pc);
+        Evaluate(po, ds, train, valid, folds, &pc);
         PREFMIX_CHECK_INPUT(pc.fitted(), "--model auto: the pooled reference ", pooled, " ",
                             pc.status);
         ref = &pc;
@@ -257,6 +297,10 @@ class AutoModel : public Model {
     a["chosen"] = win.name;
     a["rule"] = rule;
     a["n_valid_pairs"] = static_cast<int64_t>(valid.size());
+    a["selection"] = folds.empty()
+                         ? std::string("validation pairs")
+                         : Cat(k, "-fold cross-validation over ", train.size() + valid.size(),
+                               " pairs (fewer than ", kAutoCvBelowPairs, " validation pairs)");
     a["budget_seconds"] = budget;
     a["candidates_seconds"] = candidates_s;
     a["refit_seconds"] = refit_s;
@@ -304,6 +348,27 @@ class AutoModel : public Model {
 
 }  // namespace
 
+/// The folds of the cross-validated choice: train + validation pairs, each user's pairs shuffled
+/// (seeded) and dealt round-robin, so that every user with at least `k` pairs is in every fold.
+/// A fold holds (training pairs, held-out pairs).
+std::vector<std::pair<PairSet, PairSet>> MakeAutoFolds(const PairSet& train, const PairSet& valid,
+                                                       int64_t n_users, int k, uint64_t seed) {
+  PairSet all = train;
+  for (size_t j = 0; j < valid.size(); ++j) all.PushFrom(valid, j);
+  const auto by_user = all.ByUser(n_users);
+  std::vector<int> fold(all.size(), 0);
+  for (int64_t u = 0; u < n_users; ++u) {
+    std::vector<size_t> idx = by_user[u];
+    Rng rng(DeriveSeed(seed, kAutoFoldStream, static_cast<uint64_t>(u)));
+    for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.Below(i)]);
+    for (size_t i = 0; i < idx.size(); ++i) fold[idx[i]] = static_cast<int>(i % k);
+  }
+  std::vector<std::pair<PairSet, PairSet>> folds(k);
+  for (size_t j = 0; j < all.size(); ++j)
+    for (int f = 0; f < k; ++f) (fold[j] == f ? folds[f].second : folds[f].first).PushFrom(all, j);
+  return folds;
+}
+
 int ChooseAutoCandidate(std::vector<AutoCandidate>* cands_ptr, std::string* rule) {
   std::vector<AutoCandidate>& cands = *cands_ptr;
   // The lowest validation log loss among the candidates that are not degenerate (among all
@@ -347,6 +412,10 @@ const bool kRegistered = RegisterFamily(
      "validation log loss, refits the winner; the model file is the winner's",
      {opt::Text("auto_families", kAutoDefaultFamilies, {},
                 "candidates, cheapest first: families, and bt-mlp for bt --arch mlp"),
+      opt::Int("auto_folds", 5,
+               "with fewer than 2000 validation pairs, choose by this many-fold cross-validation "
+               "over train + validation (0 or 1: on the validation pairs)",
+               0, 20),
       opt::Real("auto_budget", "600",
                 "seconds for the candidate fits (0: no limit); the first candidate always "
                 "finishes, the winner's refit comes after",

@@ -3,7 +3,9 @@
 // pairs, scores each on the validation pairs, refits the chosen one (train + validation) and
 // from then on *is* that model — its model file is the chosen family's, loadable without auto.
 //
-// Choice, on the pooled validation pairs (every user's validation pairs together):
+// Choice, on the pooled validation pairs (every user's validation pairs together), or, with
+// fewer than kAutoCvBelowPairs of them, on every pair by --auto-folds cross-validation (each
+// candidate fitted once per fold on the other folds, scored on the held-out one):
 //   1. Each candidate is fitted with its defaults (refit off, so the validation pairs stay out of
 //      its fit), under a budget: a candidate starts only while --auto-budget seconds remain, and
 //      one still running when they run out is stopped (the first candidate always finishes).
@@ -20,14 +22,24 @@
 //   5. For the winner: its gain over the pooled model of the same item map (bt for linear heads,
 //      bt-mlp for MLP item maps, pooled gppl for gppl) in validation log loss and accuracy — how
 //      much of the result is personalization.
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "core/io/dataset.h"
 
 namespace prefmix {
 
 /// Default candidate list of --auto-families, cheapest first (the order the budget is spent in).
 inline constexpr const char* kAutoDefaultFamilies =
     "bt,bt-mlp,micro,lowrank,em-bt,gppl,pal-b,pal-a,vpl";
+/// With fewer validation pairs than this, the choice is by --auto-folds cross-validation over
+/// train + validation (every candidate fitted once per fold): a few hundred pairs cannot tell
+/// the candidates apart (SUSHI-A-small: 50).
+inline constexpr int64_t kAutoCvBelowPairs = 2000;
+/// Seed stream of the cross-validation folds.
+inline constexpr uint64_t kAutoFoldStream = 731;
 /// Below this mean |P(user) - P(population)| on the validation pairs, user latents change nothing.
 inline constexpr double kDegenerateEffect = 1e-4;
 
@@ -47,6 +59,12 @@ struct AutoCandidate {
 /// Steps 2-4 above: sets every fitted candidate's `se` and returns the index of the chosen one
 /// (-1 when none is fitted), with the rule that chose it in *rule.
 int ChooseAutoCandidate(std::vector<AutoCandidate>* cands, std::string* rule);
+
+/// The cross-validation folds of the choice: train + validation pairs, each user's pairs
+/// shuffled (seeded) and dealt round-robin into k folds; fold f is (every other fold's pairs,
+/// fold f's pairs).
+std::vector<std::pair<PairSet, PairSet>> MakeAutoFolds(const PairSet& train, const PairSet& valid,
+                                                       int64_t n_users, int k, uint64_t seed);
 
 /// Parses a --auto-families list: registered families except auto, and bt-mlp (bt --arch mlp);
 /// throws prefmix::Error naming the flag and the bad or repeated entry.
