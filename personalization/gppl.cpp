@@ -153,6 +153,7 @@ struct Batch {
   std::vector<int32_t> a, b;     ///< item rows of the pair (first, second)
   std::vector<double> sign, w;   ///< +1 when the first is preferred, else -1; weight
   std::vector<int32_t> user;     ///< the pair's user (dataset row)
+  std::vector<size_t> index;     ///< the pair's index in the PairSet the batch was made from
   std::vector<int64_t> users;    ///< distinct users, in order
   std::vector<int64_t> offsets;  ///< user users[k] owns pairs [offsets[k], offsets[k + 1])
   uint64_t id = 0;               ///< unique per MakeBatch call (the moments cache's key)
@@ -429,8 +430,9 @@ class GpplModel : public Model {
     const int L = LatentDim();
     PREFMIX_CHECK_INPUT(latents.cols() == L, "gppl: latents have ", latents.cols(),
                         " columns, the model's have ", L);
-    for (size_t j = 0; j < pairs.size(); ++j) {
-      const int64_t u = pairs.user[j];
+    // The batch holds the pairs grouped by user: pair k of the batch is pairs' bt.index[k].
+    for (size_t j = 0; j < bt.size(); ++j) {
+      const int64_t u = bt.user[j];
       double mean = 0, var = 0;
       if (has_g_) {
         // Var[d g] ~ sum_m d_m^2 Var[g_m - level] + (sum_m d_m)^2 Var[level] (the cross term
@@ -453,8 +455,7 @@ class GpplModel : public Model {
           var += im.vvar(j, c) * (w * w + sw) + dv * dv * sw;
         }
       }
-      const double prob = 0.5 * std::erfc(-mean / std::sqrt(2.0 + var) / kSqrt2);
-      p[j] = prob;
+      p[bt.index[j]] = 0.5 * std::erfc(-mean / std::sqrt(2.0 + var) / kSqrt2);
     }
     return p;
   }
@@ -813,6 +814,7 @@ class GpplModel : public Model {
       bt.sign.push_back(p.label[j] >= 0.5f ? 1.0 : -1.0);
       bt.w.push_back(p.weight.empty() ? 1.0 : p.weight[j]);
       bt.user.push_back(static_cast<int32_t>(u));
+      bt.index.push_back(j);
     }
     bt.offsets.push_back(static_cast<int64_t>(bt.a.size()));
     bt.A = ItemMap(ds, items);

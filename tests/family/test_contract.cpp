@@ -111,6 +111,18 @@ TEST_P(ContractTest, FitPredictSaveLoadAndTheUserStep) {
     ASSERT_LE(x, 1.0);
   }
 
+  // The pairs' order is theirs: the same pairs reversed (users interleaved, as comparisons
+  // logged in time order are) get the same probabilities, reversed. (gppl grouped the pairs by
+  // user and returned them in that order, wrong for any unsorted set, until 2026-12-07.)
+  {
+    PairSet rev;
+    for (size_t j = valid.size(); j-- > 0;) rev.PushFrom(valid, j);
+    const std::vector<double> q = model->PredictProb(ds, rev, model->TrainLatents());
+    ASSERT_EQ(q.size(), p.size());
+    for (size_t j = 0; j < p.size(); ++j)
+      EXPECT_NEAR(q[p.size() - 1 - j], p[j], 1e-12) << "pair " << j;
+  }
+
   // Save -> load: identical predictions, scores and user step.
   const std::string path = TestDir() + "/m.pfmx";
   SaveModel(*model, path);
