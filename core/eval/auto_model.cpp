@@ -128,7 +128,7 @@ void ScoreOnValidation(const Model& m, const Dataset& ds, const PairSet& valid, 
 /// Fits and scores one candidate: on the given validation split, or by cross-validation over
 /// `folds` (the held-out pairs' losses in fold order, the effect and accuracy over all of them).
 void Evaluate(const ModelOptions& mo, const Dataset& ds, const PairSet& train, const PairSet& valid,
-              const std::vector<std::pair<PairSet, PairSet>>& folds, AutoCandidate* c) {
+              const std::vector<AutoFold>& folds, AutoCandidate* c) {
   if (folds.empty()) {
     auto m = FitHeldOut(mo, ds, train, valid);
     ClearDeadline();
@@ -137,9 +137,13 @@ void Evaluate(const ModelOptions& mo, const Dataset& ds, const PairSet& train, c
   }
   std::vector<double> loss;
   double correct = 0, effect = 0;
-  for (const auto& [tr, va] : folds) {
+  for (const AutoFold& f : folds) {
+    // Selected on one part, scored on another: a family's own selection (epochs, L2) never
+    // sees the pairs it is scored on. A family without one trains on both.
     AutoCandidate part;
-    auto m = FitHeldOut(mo, ds, tr, va);
+    auto m = FitHeldOut(mo, ds, Declares(mo.family, "refit") ? f.fit : Concat(f.fit, f.select),
+                        f.select);
+    const PairSet& va = f.held;
     ScoreOnValidation(*m, ds, va, &part);
     if (!part.fitted()) {
       c->status = part.status;
@@ -196,7 +200,7 @@ class AutoModel : public Model {
     const double budget = options_.Real("auto_budget");
     // Few validation pairs: choose by k-fold cross-validation over train + validation instead.
     const int k = static_cast<int>(options_.Int("auto_folds"));
-    std::vector<std::pair<PairSet, PairSet>> folds;
+    std::vector<AutoFold> folds;
     if (k >= 2 && static_cast<int64_t>(valid.size()) < kAutoCvBelowPairs)
       folds = MakeAutoFolds(train, valid, ds.n_users(), k, options_.seed);
     std::vector<AutoCandidate> cands;
@@ -351,8 +355,8 @@ class AutoModel : public Model {
 /// The folds of the cross-validated choice: train + validation pairs, each user's pairs shuffled
 /// (seeded) and dealt round-robin, so that every user with at least `k` pairs is in every fold.
 /// A fold holds (training pairs, held-out pairs).
-std::vector<std::pair<PairSet, PairSet>> MakeAutoFolds(const PairSet& train, const PairSet& valid,
-                                                       int64_t n_users, int k, uint64_t seed) {
+std::vector<AutoFold> MakeAutoFolds(const PairSet& train, const PairSet& valid, int64_t n_users,
+                                    int k, uint64_t seed) {
   PairSet all = train;
   for (size_t j = 0; j < valid.size(); ++j) all.PushFrom(valid, j);
   const auto by_user = all.ByUser(n_users);
@@ -363,9 +367,12 @@ std::vector<std::pair<PairSet, PairSet>> MakeAutoFolds(const PairSet& train, con
     for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[rng.Below(i)]);
     for (size_t i = 0; i < idx.size(); ++i) fold[idx[i]] = static_cast<int>(i % k);
   }
-  std::vector<std::pair<PairSet, PairSet>> folds(k);
+  std::vector<AutoFold> folds(k);
   for (size_t j = 0; j < all.size(); ++j)
-    for (int f = 0; f < k; ++f) (fold[j] == f ? folds[f].second : folds[f].first).PushFrom(all, j);
+    for (int f = 0; f < k; ++f) {
+      AutoFold& d = folds[f];
+      (fold[j] == f ? d.held : fold[j] == (f + 1) % k ? d.select : d.fit).PushFrom(all, j);
+    }
   return folds;
 }
 

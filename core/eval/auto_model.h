@@ -5,7 +5,8 @@
 //
 // Choice, on the pooled validation pairs (every user's validation pairs together), or, with
 // fewer than kAutoCvBelowPairs of them, on every pair by --auto-folds cross-validation (each
-// candidate fitted once per fold on the other folds, scored on the held-out one):
+// candidate fitted once per round: scored on one part, selecting on the next, fitted on the
+// rest; see MakeAutoFolds):
 //   1. Each candidate is fitted with its defaults (refit off, so the validation pairs stay out of
 //      its fit), under a budget: a candidate starts only while --auto-budget seconds remain, and
 //      one still running when they run out is stopped (the first candidate always finishes).
@@ -60,11 +61,16 @@ struct AutoCandidate {
 /// (-1 when none is fitted), with the rule that chose it in *rule.
 int ChooseAutoCandidate(std::vector<AutoCandidate>* cands, std::string* rule);
 
-/// The cross-validation folds of the choice: train + validation pairs, each user's pairs
-/// shuffled (seeded) and dealt round-robin into k folds; fold f is (every other fold's pairs,
-/// fold f's pairs).
-std::vector<std::pair<PairSet, PairSet>> MakeAutoFolds(const PairSet& train, const PairSet& valid,
-                                                       int64_t n_users, int k, uint64_t seed);
+/// One round of the cross-validated choice: the candidate is fitted on `fit`, selects (epochs,
+/// L2: the families with a refit step) on `select`, and is scored on `held`.
+struct AutoFold {
+  PairSet fit, select, held;
+};
+/// The rounds: train + validation pairs, each user's pairs shuffled (seeded) and dealt
+/// round-robin into k parts; round f holds out part f, selects on part f + 1 (mod k) and fits on
+/// the rest.
+std::vector<AutoFold> MakeAutoFolds(const PairSet& train, const PairSet& valid, int64_t n_users,
+                                    int k, uint64_t seed);
 
 /// Parses a --auto-families list: registered families except auto, and bt-mlp (bt --arch mlp);
 /// throws prefmix::Error naming the flag and the bad or repeated entry.
