@@ -609,7 +609,8 @@ class GpplModel : public Model {
     return d > 0 ? d : M() / 20.0;
   }
   double IwNu0() const { return M() + 1 + IwDof(); }
-  Mat IwPsi0() const { return Kzz_ * (IwDof() * RateG() / options_.Real("gamma_shape")); }
+  double IwScale0() const { return IwDof() * RateG() / options_.Real("gamma_shape"); }
+  Mat IwPsi0() const { return Kzz_ * IwScale0(); }
   /// log Gamma_M(a) and the multivariate digamma psi_M(a).
   static double LogMvGamma(double a, int m) {
     double r = 0.25 * m * (m - 1) * std::log(M_PI);
@@ -620,10 +621,6 @@ class GpplModel : public Model {
     double r = 0;
     for (int i = 1; i <= m; ++i) r += GammaFactor::Digamma(a + 0.5 * (1 - i));
     return r;
-  }
-  static double LogDet(const Mat& x) {
-    Eigen::LLT<Mat> llt(x);
-    return 2.0 * llt.matrixLLT().diagonal().array().log().sum();
   }
 
   /// g's part of a latent row: means, deviation variances, level variance.
@@ -1298,16 +1295,20 @@ class GpplModel : public Model {
     if (learned_) {
       // E_q[log N(g_u; 0, Sigma)] + H[q(g_u)] summed over the users, then KL(q(Sigma) || p).
       const double n = static_cast<double>(bt.users.size());
-      const double elogdet = LogDet(iw_psi_) - m * std::log(2.0) - MvDigamma(0.5 * iw_nu_, m);
+      // Psi = nu P0 and Psi0 = c K_ZZ: their log-determinants and tr(Psi^-1 Psi0) come from the
+      // factorizations RefreshGPrior and BuildKernelMatrices already made.
+      const double nu0 = IwNu0(), nu = iw_nu_;
+      const double c0 = IwScale0();
+      const double logdet_psi = m * std::log(nu) + gprior_logdet_;
+      const double logdet_psi0 = m * std::log(c0) + logdet_K_;
+      const double elogdet = logdet_psi - m * std::log(2.0) - MvDigamma(0.5 * nu, m);
       double logdet_s = 0;
       for (int64_t u : bt.users) logdet_s += gLS_[u];
       e -= 0.5 * (n * elogdet + gprior_inv_.cwiseProduct(gscatter_).sum() - logdet_s - n * m);
-      const Mat psi0 = IwPsi0();
-      const double nu0 = IwNu0(), nu = iw_nu_;
-      const Eigen::LLT<Mat> llt(iw_psi_);
-      e -= 0.5 * nu * llt.solve(psi0).trace() - 0.5 * nu * m +
-           0.5 * nu0 * (LogDet(iw_psi_) - LogDet(psi0)) + LogMvGamma(0.5 * nu0, m) -
-           LogMvGamma(0.5 * nu, m) + 0.5 * (nu - nu0) * MvDigamma(0.5 * nu, m);
+      const double trace = c0 * gprior_inv_.cwiseProduct(Kzz_).sum() / nu;  // tr(Psi^-1 Psi0)
+      e -= 0.5 * nu * trace - 0.5 * nu * m + 0.5 * nu0 * (logdet_psi - logdet_psi0) +
+           LogMvGamma(0.5 * nu0, m) - LogMvGamma(0.5 * nu, m) +
+           0.5 * (nu - nu0) * MvDigamma(0.5 * nu, m);
     } else if (has_g_) {
       for (int64_t u : bt.users) e -= 0.5 * (sg_.Mean() * gT_[u] - m - m * sg_.MeanLog() - gLS_[u]);
       e -= sg_.Kl(a0, RateG());
