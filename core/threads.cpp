@@ -1,6 +1,5 @@
 #include "core/threads.h"
 
-#include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <omp.h>
 
@@ -12,17 +11,23 @@
 namespace prefmix {
 namespace {
 int g_threads = 0;
-}
+void (*g_torch_threads)(int) = nullptr;
+}  // namespace
 
 void SetThreads(int n) {
   g_threads = n;
   omp_set_num_threads(n);
-  at::set_num_threads(n);  // torch's own default here is 1
+  if (g_torch_threads) g_torch_threads(n);  // torch's own default here is 1
   // Torch's GEMMs run in OpenBLAS, whose own thread pool (default: all cores) spins in
   // sched_yield between calls; many small GEMMs (vpl) then spend more time yielding than
   // computing on a busy machine. Looked up at run time: present only when OpenBLAS is loaded.
   using SetFn = void (*)(int);
   if (auto* f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+void SetTorchThreadsHook(void (*fn)(int)) {
+  g_torch_threads = fn;
+  if (fn && g_threads > 0) fn(g_threads);
 }
 
 int GetThreads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }

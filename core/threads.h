@@ -6,6 +6,10 @@
 namespace prefmix {
 /// Sets OpenMP's and torch's intra-op thread counts.
 void SetThreads(int n);
+/// Called by the LibTorch module (core/torch/module.h) when it is loaded: `fn` sets torch's
+/// intra-op thread count; it is applied at once to the count already set, and by every later
+/// SetThreads.
+void SetTorchThreadsHook(void (*fn)(int));
 /// The thread count last set (default 2... or OpenMP's max).
 int GetThreads();
 

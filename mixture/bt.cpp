@@ -1,29 +1,156 @@
 // Family `bt`: one Bradley-Terry reward for everybody, r(e) = theta.e (linear) or an MLP.
-// LibTorch + Adam, L2 chosen on the validation split, early stopping on validation log loss,
-// then a refit on train + validation for the selected number of epochs.
-#include <torch/torch.h>
+// Adam, L2 chosen on the validation split, early stopping on validation log loss, then a refit on
+// train + validation for the selected number of epochs. The linear reward is trained here with
+// Eigen; the MLP with LibTorch in the LibTorch module (bt_mlp.cpp), loaded only for --arch mlp.
+#include "mixture/bt.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <numeric>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/io/serialize.h"
 #include "core/model/fit.h"
 #include "core/model/model.h"
+#include "core/rng.h"
 #include "core/threads.h"
-#include "core/torch/glue.h"
+#include "core/torch/module.h"
 #include "core/userstep/math.h"
 
 namespace prefmix::mixture {
 namespace {
 
-using torchglue::PairTensors;
-using torchglue::ToTensors;
+/// r(e) = theta.e, theta from 0, trained by Adam with LibTorch's update rule (betas .9 / .999,
+/// eps 1e-8, bias-corrected), so that it answers as the LibTorch version it replaced did (to
+/// rounding: it trains in double). Every sum runs in a fixed order (plain loops, not Eigen's
+/// products, whose order depends on the addresses of the buffers), so the same data and seed give
+/// the same bytes in any process.
+class LinearBtNet : public BtNet {
+ public:
+  explicit LinearBtNet(const BtNetConfig& c) : c_(c), theta_(Eigen::VectorXf::Zero(c.dim)) {}
 
-/// Seed stream of the mini-batch order (the run's --seed plus this offset).
-constexpr uint64_t kBatchOrderStream = 7;
+  double Train(const Dataset& ds, const PairSet& train, const PairSet* valid, double l2, int epochs,
+               int* best_epoch) override {
+    PREFMIX_ASSERT(ds.dim() == c_.dim, "bt: dimension");
+    // The items the pairs name (often a small part of a large item table): r and the gradient
+    // touch only these rows.
+    std::vector<int32_t> used;
+    std::vector<int32_t> slot(ds.n_items(), -1);
+    auto add = [&](const PairSet& p) {
+      for (size_t j = 0; j < p.size(); ++j)
+        for (int32_t i : {p.first[j], p.second[j]})
+          if (slot[i] < 0) {
+            slot[i] = static_cast<int32_t>(used.size());
+            used.push_back(i);
+          }
+    };
+    add(train);
+    if (valid) add(*valid);
+    const int64_t n_used = static_cast<int64_t>(used.size()), d = c_.dim;
+    const RowMatrixF& E = ds.items;
+
+    Eigen::VectorXd theta = Eigen::VectorXd::Zero(d), m = theta, v = theta, best = theta;
+    Eigen::VectorXd grad(d), r(n_used), g_item(n_used);
+    auto rewards = [&] {
+      for (int64_t k = 0; k < n_used; ++k) r[k] = Dot(E.row(used[k]).data(), theta.data(), d);
+    };
+    const int64_t n = static_cast<int64_t>(train.size());
+    const int64_t batch = c_.batch > 0 ? std::min<int64_t>(c_.batch, n) : n;
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), int64_t{0});
+    Rng rng(c_.seed + kBtBatchOrderStream);
+    EarlyStopping stop(c_.patience);
+    constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+    int64_t step = 0;
+    bool kept = false;
+    for (int ep = 1; ep <= epochs; ++ep) {
+      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
+      if (batch < n) rng.Shuffle(order);
+      for (int64_t b = 0; b < n; b += batch) {
+        const int64_t e = std::min(n, b + batch);
+        rewards();
+        g_item.setZero();
+        double wsum = 0;
+        for (int64_t k = b; k < e; ++k) wsum += train.weight[order[k]];
+        for (int64_t k = b; k < e; ++k) {
+          const int64_t j = order[k];
+          const int32_t a = slot[train.first[j]], c = slot[train.second[j]];
+          const double g = train.weight[j] * math::BtLossGrad(r[a] - r[c], train.label[j]) / wsum;
+          g_item[a] += g;
+          g_item[c] -= g;
+        }
+        grad = (2.0 * l2) * theta;
+        for (int64_t k = 0; k < n_used; ++k) {
+          const double gk = g_item[k];
+          if (gk == 0) continue;
+          const float* row = E.row(used[k]).data();
+          for (int64_t q = 0; q < d; ++q) grad[q] += gk * row[q];
+        }
+        ++step;
+        const double bc1 = 1.0 - std::pow(kBeta1, static_cast<double>(step));
+        const double bc2 = 1.0 - std::pow(kBeta2, static_cast<double>(step));
+        m = kBeta1 * m + (1 - kBeta1) * grad;
+        v = kBeta2 * v + (1 - kBeta2) * grad.cwiseAbs2();
+        theta.array() -= (c_.lr / bc1) * m.array() / (v.array().sqrt() / std::sqrt(bc2) + kEps);
+      }
+      if (!valid) continue;
+      rewards();
+      double loss = 0, wsum = 0;
+      for (size_t j = 0; j < valid->size(); ++j) {
+        const double x = r[slot[valid->first[j]]] - r[slot[valid->second[j]]];
+        loss += valid->weight[j] * math::BtLoss(x, valid->label[j]);
+        wsum += valid->weight[j];
+      }
+      const double vl = loss / wsum;
+      PREFMIX_CHECK_INPUT(std::isfinite(vl), "bt: training diverged (validation loss ", vl,
+                          " at epoch ", ep, "); lower --lr");
+      if (stop.Better(vl, ep)) {
+        if (best_epoch) *best_epoch = ep;
+        best = theta;
+        kept = true;
+      } else if (stop.Stop()) {
+        break;
+      }
+    }
+    if (valid && kept) theta = best;
+    PREFMIX_CHECK_INPUT(theta.allFinite(),
+                        "bt: training diverged (non-finite parameters); lower --lr");
+    theta_ = theta.cast<float>();
+    return stop.best();
+  }
+
+  Eigen::VectorXf Rewards(const Dataset& ds) const override {
+    const Eigen::VectorXd theta = theta_.cast<double>();
+    Eigen::VectorXf out(ds.n_items());
+    for (int64_t i = 0; i < ds.n_items(); ++i)
+      out[i] = static_cast<float>(Dot(ds.items.row(i).data(), theta.data(), c_.dim));
+    return out;
+  }
+
+  std::vector<RowMatrixF> Params() const override {
+    RowMatrixF t(1, c_.dim);
+    t.row(0) = theta_.transpose();
+    return {t};
+  }
+  void SetParams(const std::vector<RowMatrixF>& params) override {
+    theta_ = Eigen::Map<const Eigen::VectorXf>(params[0].data(), c_.dim);
+  }
+  std::vector<int64_t> ParamSizes() const override { return {c_.dim}; }
+
+ private:
+  /// e.theta in double, in index order.
+  static double Dot(const float* e, const double* theta, int64_t d) {
+    double s = 0;
+    for (int64_t q = 0; q < d; ++q) s += e[q] * theta[q];
+    return s;
+  }
+
+  BtNetConfig c_;
+  Eigen::VectorXf theta_;
+};
 
 class BtModel : public Model {
  public:
@@ -38,27 +165,24 @@ class BtModel : public Model {
     dim = ds.dim();
     embedding_model = ds.embedding_model;
     const int max_epochs = options_.Int("epochs");
-    torch::Tensor E = torchglue::Items(ds);
-    PairTensors tr = ToTensors(train);
+    Build(dim);
     FitReport rep;
     double l2 = options_.Real("l2");
     int epochs = max_epochs;
     if (!valid.empty()) {
-      PairTensors va = ToTensors(valid);
       SelectOnValidation(
           "l2", L2Grid(l2, {1e-5, 1e-4, 1e-3, 1e-2, 1e-1}),
-          [&](double g, int* be) { return TrainOnce(E, tr, &va, g, max_epochs, be); }, &rep, &l2,
-          &epochs);
+          [&](double g, int* be) { return net_->Train(ds, train, &valid, g, max_epochs, be); },
+          &rep, &l2, &epochs);
       if (options_.Flag("refit")) {
-        PairTensors all = ToTensors(Concat(train, valid));
-        TrainOnce(E, all, nullptr, l2, epochs, nullptr);
+        net_->Train(ds, Concat(train, valid), nullptr, l2, epochs, nullptr);
       } else {
         int be = 0;
-        TrainOnce(E, tr, &va, l2, max_epochs, &be);
+        net_->Train(ds, train, &valid, l2, max_epochs, &be);
       }
     } else {
       if (l2 < 0) l2 = 1e-4;
-      TrainOnce(E, tr, nullptr, l2, max_epochs, nullptr);
+      net_->Train(ds, train, nullptr, l2, max_epochs, nullptr);
     }
     rep.details["l2"] = l2;
     rep.details["epochs"] = epochs;
@@ -77,7 +201,7 @@ class BtModel : public Model {
 
   std::vector<double> PredictProb(const Dataset& ds, const PairSet& pairs,
                                   const RowMatrixF&) const override {
-    Eigen::VectorXf r = Rewards(ds);
+    Eigen::VectorXf r = Net().Rewards(ds);
     std::vector<double> p(pairs.size());
     for (size_t j = 0; j < pairs.size(); ++j)
       p[j] = math::Sigmoid(static_cast<double>(r[pairs.first[j]]) - r[pairs.second[j]]);
@@ -85,7 +209,7 @@ class BtModel : public Model {
   }
 
   RowMatrixF Score(const Dataset& ds, const RowMatrixF& latents) const override {
-    Eigen::VectorXf r = Rewards(ds);
+    Eigen::VectorXf r = Net().Rewards(ds);
     RowMatrixF out(latents.rows(), ds.n_items());
     for (Eigen::Index i = 0; i < out.rows(); ++i) out.row(i) = r.transpose();
     return out;
@@ -94,7 +218,7 @@ class BtModel : public Model {
   Json Params() const override {
     Json j = Json::Object();
     int64_t n = 0;
-    for (const auto& p : Net()->parameters()) n += p.numel();
+    for (int64_t s : Net().ParamSizes()) n += s;
     j["shared"] = n;
     j["per_user"] = 0;
     return j;
@@ -103,13 +227,7 @@ class BtModel : public Model {
   void SavePayload(std::ostream& os) const override {
     SaveBase(os);
     cereal::PortableBinaryOutputArchive ar(os);
-    std::vector<RowMatrixF> params;
-    for (const auto& p : Net()->parameters()) {
-      auto c = p.detach().contiguous().reshape({-1});
-      RowMatrixF m(1, c.numel());
-      std::memcpy(m.data(), c.data_ptr<float>(), sizeof(float) * c.numel());
-      params.push_back(m);
-    }
+    std::vector<RowMatrixF> params = Net().Params();
     ar(params);
   }
 
@@ -129,21 +247,19 @@ class BtModel : public Model {
                         h, ") does not match the ", static_cast<double>(stored),
                         " parameter values stored");
     Build(dim);
-    auto ps = net_->parameters();
-    PREFMIX_CHECK_INPUT(ps.size() == params.size(), "model file: bt has ", params.size(),
-                        " parameter tensors, expected ", ps.size());
-    torch::NoGradGuard ng;
-    for (size_t i = 0; i < ps.size(); ++i) {
-      PREFMIX_CHECK_INPUT(params[i].size() == ps[i].numel(), "model file: bt parameter ", i,
-                          " has ", params[i].size(), " values, expected ", ps[i].numel());
-      std::memcpy(ps[i].data_ptr<float>(), params[i].data(), sizeof(float) * params[i].size());
-    }
+    const std::vector<int64_t> sizes = net_->ParamSizes();
+    PREFMIX_CHECK_INPUT(sizes.size() == params.size(), "model file: bt has ", params.size(),
+                        " parameter tensors, expected ", sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i)
+      PREFMIX_CHECK_INPUT(params[i].size() == sizes[i], "model file: bt parameter ", i, " has ",
+                          params[i].size(), " values, expected ", sizes[i]);
+    net_->SetParams(params);
   }
 
  private:
-  torch::nn::Sequential Net() const {
-    PREFMIX_ASSERT(!net_.is_empty(), "bt model used before training/loading");
-    return net_;
+  const BtNet& Net() const {
+    PREFMIX_ASSERT(net_ != nullptr, "bt model used before training/loading");
+    return *net_;
   }
 
   /// The number of values of the net Build(d) makes (exact in long double for real sizes).
@@ -153,98 +269,26 @@ class BtModel : public Model {
   }
 
   void Build(int64_t d) {
-    torch::manual_seed(options_.seed);
-    if (options_.Text("arch") == "linear") {
-      net_ = torch::nn::Sequential(torch::nn::Linear(torch::nn::LinearOptions(d, 1).bias(false)));
-      torch::NoGradGuard ng;
-      for (auto& p : net_->parameters()) p.zero_();
-    } else {
-      const int h = options_.Int("hidden");
-      net_ =
-          torch::nn::Sequential(torch::nn::Linear(d, h), torch::nn::ReLU(), torch::nn::Linear(h, h),
-                                torch::nn::ReLU(), torch::nn::Linear(h, 1));
-    }
+    const bool linear = options_.Text("arch") == "linear";
+    BtNetConfig c;
+    c.dim = d;
+    c.hidden = options_.Int("hidden");
+    c.lr = options_.Real("lr") > 0 ? options_.Real("lr") : linear ? 0.05 : 0.005;
+    c.batch = options_.Int("batch");
+    c.patience = options_.Int("patience");
+    c.seed = options_.seed;
+    if (linear)
+      net_ = std::make_unique<LinearBtNet>(c);
+    else
+      net_ = torchmodule::Need<MakeBtMlpFn>("bt.mlp", "bt --arch mlp")(c);
   }
 
-  torch::Tensor Loss(const torch::Tensor& r, const PairTensors& p, const torch::Tensor& idx) const {
-    auto f = p.first.index_select(0, idx), s = p.second.index_select(0, idx);
-    auto margin = r.index_select(0, f) - r.index_select(0, s);
-    auto w = p.weight.index_select(0, idx);
-    auto l = torch::binary_cross_entropy_with_logits(margin, p.label.index_select(0, idx), w, {},
-                                                     torch::Reduction::Sum);
-    return l / w.sum();
-  }
-
-  torch::Tensor L2(double l2) const {
-    torch::Tensor s = torch::zeros({});
-    for (const auto& p : net_->named_parameters())
-      if (p.key().find("bias") == std::string::npos) s = s + p.value().pow(2).sum();
-    return l2 * s;
-  }
-
-  /// Trains from a fresh init for at most `epochs`; with `valid`, keeps the parameters of the
-  /// epoch with the best validation log loss (patience early stopping) and returns that loss.
-  double TrainOnce(const torch::Tensor& E, const PairTensors& tr, const PairTensors* va, double l2,
-                   int epochs, int* best_epoch) {
-    Build(E.size(1));
-    const double lr = options_.Real("lr") > 0             ? options_.Real("lr")
-                      : options_.Text("arch") == "linear" ? 0.05
-                                                          : 0.005;
-    torch::optim::Adam opt(net_->parameters(), torch::optim::AdamOptions(lr));
-    const int64_t batch = options_.Int("batch") > 0 ? options_.Int("batch") : tr.n;
-    torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
-    torch::Tensor va_idx = va ? torch::arange(va->n, torch::kLong) : torch::Tensor();
-    EarlyStopping stop(options_.Int("patience"));
-    std::vector<torch::Tensor> best_state;
-    torch::Generator gen = at::detail::createCPUGenerator(options_.seed + kBatchOrderStream);
-    for (int ep = 1; ep <= epochs; ++ep) {
-      ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
-      net_->train();
-      torch::Tensor order = batch < tr.n ? torch::randperm(tr.n, gen, torch::kLong) : all_idx;
-      for (int64_t b = 0; b < tr.n; b += batch) {
-        auto idx = order.slice(0, b, std::min(tr.n, b + batch));
-        opt.zero_grad();
-        auto r = net_->forward(E).reshape({-1});
-        auto loss = Loss(r, tr, idx) + L2(l2);
-        loss.backward();
-        opt.step();
-      }
-      if (!va) continue;
-      torch::NoGradGuard ng;
-      net_->eval();
-      double v = Loss(net_->forward(E).reshape({-1}), *va, va_idx).item<double>();
-      PREFMIX_CHECK_INPUT(std::isfinite(v), "bt: training diverged (validation loss ", v,
-                          " at epoch ", ep, "); lower --lr");
-      if (stop.Better(v, ep)) {
-        if (best_epoch) *best_epoch = ep;
-        best_state = torchglue::Snapshot(net_->parameters());
-      } else if (stop.Stop()) {
-        break;
-      }
-    }
-    if (va && !best_state.empty()) torchglue::Restore(net_->parameters(), best_state);
-    for (const auto& p : net_->parameters())
-      PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
-                          "bt: training diverged (non-finite parameters); lower --lr");
-    return stop.best();
-  }
-
-  Eigen::VectorXf Rewards(const Dataset& ds) const {
-    torch::NoGradGuard ng;
-    auto net = Net();
-    net->eval();
-    auto r = net->forward(torchglue::Items(ds)).reshape({-1}).contiguous();
-    Eigen::VectorXf out(ds.n_items());
-    std::memcpy(out.data(), r.data_ptr<float>(), sizeof(float) * ds.n_items());
-    return out;
-  }
-
-  torch::nn::Sequential net_{nullptr};
+  std::unique_ptr<BtNet> net_;
 };
 
 const bool kRegistered = RegisterFamily(
     {"bt",
-     "one Bradley-Terry reward for all users (linear or --arch mlp); LibTorch + Adam",
+     "one Bradley-Terry reward for all users (linear or --arch mlp); Adam",
      {opt::Epochs(300), opt::Lr("0", "0: 0.05 linear, 0.005 mlp"), opt::Batch(0, "0: full batch"),
       opt::L2("-1", "< 0: chosen on validation"),
       opt::Text("arch", "linear", {"linear", "mlp"}, "the item reward: linear, or an MLP"),

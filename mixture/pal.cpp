@@ -17,11 +17,20 @@
 #include "core/io/serialize.h"
 #include "core/model/fit.h"
 #include "core/model/model.h"
+#include "core/torch/module.h"
 #include "core/userstep/math.h"
 #include "core/userstep/user_step.h"
 #include "mixture/pal_train.h"
 
 namespace prefmix::mixture {
+
+// Training runs in the LibTorch module (mixture/pal_train.cpp), loaded on first use; prediction,
+// adaptation and the model file stay here.
+PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* valid,
+                        const PalTrainConfig& c) {
+  return torchmodule::Need<decltype(TrainPal)>("pal.train", "pal-a / pal-b training")(ds, train,
+                                                                                      valid, c);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Projectors and rewards.

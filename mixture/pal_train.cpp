@@ -12,6 +12,7 @@
 #include "core/model/fit.h"
 #include "core/threads.h"
 #include "core/torch/glue.h"
+#include "core/torch/module.h"
 
 namespace prefmix::mixture {
 namespace {
@@ -216,8 +217,8 @@ class PalNet {
 
 }  // namespace
 
-PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* valid,
-                        const PalTrainConfig& c) {
+PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const PairSet* valid,
+                             const PalTrainConfig& c) {
   PREFMIX_ASSERT(!train.empty() && c.k >= 1 && c.dim >= 1 && c.hidden >= 1, "pal: bad config");
   PalNet net(ds, c);
   torch::optim::Adam opt(net.Groups(), torch::optim::AdamOptions(c.lr));
@@ -257,5 +258,9 @@ PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* 
   r.best_epoch = has_valid ? stop.best_epoch() : std::min(ep, c.epochs);
   return r;
 }
+
+namespace {
+const bool kProvided = torchmodule::Provide("pal.train", &TrainPalTorch);
+}  // namespace
 
 }  // namespace prefmix::mixture

@@ -1,6 +1,6 @@
 #pragma once
-// The shared step of pal-a / pal-b (LibTorch lives in pal_train.cpp only; see mixture/pal.h for
-// the model). Internal to mixture/.
+// The shared step of pal-a / pal-b (LibTorch lives in pal_train.cpp only, part of the LibTorch
+// module, core/torch/module.h; see mixture/pal.h for the model). Internal to mixture/.
 #include <cstdint>
 
 #include "core/io/dataset.h"
@@ -37,7 +37,8 @@ struct PalTrainResult {
 
 /// Trains from a seeded init for at most c.epochs; with `valid`, keeps the parameters of the
 /// epoch with the lowest validation loss (the training loss: BT or hinge). Throws prefmix::Error
-/// when the loss stops being finite.
+/// when the loss stops being finite. Defined in pal.cpp: it calls the module's TrainPalTorch
+/// (pal_train.cpp), loading the module on first use.
 PalTrainResult TrainPal(const Dataset& ds, const PairSet& train, const PairSet* valid,
                         const PalTrainConfig& c);
 
