@@ -15,6 +15,7 @@
 namespace prefmix {
 namespace {
 
+using testing::CliResult;
 using testing::Exists;
 using testing::Lines;
 using testing::RunCli;
@@ -49,6 +50,17 @@ std::string Ldd(const std::string& file) {
   return out;
 }
 
+/// A small planted dataset in dir (40 people, 10 pairs each, 60 items); "" when generate failed.
+std::string SmallDataset(const std::string& dir) {
+  const std::string data = dir + "/d.h5";
+  const auto r = RunCli(
+      "generate --kind groups --users 40 --pairs-per-user 10 --items 60 --dim 8 --quiet --out " +
+          data,
+      dir);
+  EXPECT_EQ(r.rc, 0) << r.err;
+  return r.rc == 0 ? data : "";
+}
+
 TEST(TorchModuleTest, TheCliIsNotLinkedAgainstLibTorch) {
   const std::string needed = Ldd(PREFMIX_CLI);
   ASSERT_NE(needed.find("libc.so"), std::string::npos) << needed;  // ldd worked
@@ -58,12 +70,9 @@ TEST(TorchModuleTest, TheCliIsNotLinkedAgainstLibTorch) {
 
 TEST(TorchModuleTest, FamiliesWithoutLibTorchCodeRunWithoutTheModule) {
   const std::string dir = TestDir();
-  const std::string data = dir + "/d.h5";
-  auto r =
-      RunCli("generate --kind groups --users 40 --pairs-per-user 10 --items 60 --dim 8 --out " +
-                 data + " --quiet",
-             dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string data = SmallDataset(dir);
+  ASSERT_FALSE(data.empty());
+  CliResult r;
   // pal-b is trained with the module (its training is LibTorch code) ...
   r = RunCli(
       "train --data " + data + " --model pal-b --epochs 2 --quiet --out " + dir + "/pal.pfmx", dir);
@@ -95,12 +104,9 @@ TEST(TorchModuleTest, FamiliesWithoutLibTorchCodeRunWithoutTheModule) {
 
 TEST(TorchModuleTest, AMissingModuleIsOneLineNamingItsPath) {
   const std::string dir = TestDir();
-  const std::string data = dir + "/d.h5";
-  auto r =
-      RunCli("generate --kind groups --users 40 --pairs-per-user 10 --items 60 --dim 8 --out " +
-                 data + " --quiet",
-             dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string data = SmallDataset(dir);
+  ASSERT_FALSE(data.empty());
+  CliResult r;
   const std::string path = dir + "/no-such-module.so";
   ModulePath missing(path);
   for (const std::string args : {"--model vpl", "--model pal-a", "--model bt --arch mlp"}) {
@@ -117,12 +123,9 @@ TEST(TorchModuleTest, AMissingModuleIsOneLineNamingItsPath) {
 
 TEST(TorchModuleTest, TorchFamiliesLoadTheModuleOnDemand) {
   const std::string dir = TestDir();
-  const std::string data = dir + "/d.h5";
-  auto r =
-      RunCli("generate --kind groups --users 40 --pairs-per-user 10 --items 60 --dim 8 --out " +
-                 data + " --quiet",
-             dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string data = SmallDataset(dir);
+  ASSERT_FALSE(data.empty());
+  CliResult r;
   for (const std::string args : {"--model vpl", "--model bt --arch mlp"}) {
     SCOPED_TRACE(args);
     r = RunCli("train --data " + data + " " + args + " --epochs 2 --quiet --out " + dir + "/m.pfmx",
