@@ -394,6 +394,46 @@ TEST(GpplTest, ResidualChoicesAreRecordedAndChecked) {
   EXPECT_NE(err.find("--gppl-residual on"), std::string::npos) << err;
 }
 
+TEST(GpplTest, AutoResidualChoosesOnValidationPairsAndRecordsTheChoice) {
+  // --gppl-residual auto fits both residuals on the training pairs, keeps the one with the lower
+  // validation log loss, and refits it on training + validation pairs: the same model as naming
+  // that residual. The file records the residual chosen. Without validation pairs: the kernel.
+  const Planted p = MakePlanted(400, 10, 6, 10, 2, 2.5, 29);
+  PairSet train, valid;
+  for (size_t j = 0; j < p.train.size(); ++j) (j % 5 == 4 ? valid : train).PushFrom(p.train, j);
+  ModelOptions o = Options("crowd");
+  o.Set("item_kernel", "identity");
+  o.Set("gppl_residual", "auto");
+  auto model = MakeModel(o);
+  const FitReport rep = model->Fit(p.ds, train, valid);
+  const Json& sel = rep.details.at("residual_selection");
+  ASSERT_EQ(sel.size(), 2u);
+  const double kernel = sel.items()[0].at("valid_log_loss").number();
+  const double learned = sel.items()[1].at("valid_log_loss").number();
+  EXPECT_EQ(sel.items()[0].at("residual").str(), "kernel");
+  EXPECT_EQ(sel.items()[1].at("residual").str(), "learned");
+  EXPECT_LT(learned, kernel) << "the planted correlations should favour the learned covariance";
+  const std::string chosen = learned < kernel ? "learned" : "kernel";
+  EXPECT_EQ(rep.details.at("residual").str(), chosen);
+  EXPECT_EQ(model->options().Text("gppl_residual"), chosen);
+  o.Set("gppl_residual", chosen);
+  auto named = MakeModel(o);
+  named->Fit(p.ds, train, valid);
+  // Equal up to rounding: two fits of one model in one process differ by ~1e-15 (sums whose
+  // order follows the buffers' alignment).
+  const auto got = model->PredictProb(p.ds, p.test, model->TrainLatents());
+  const auto want = named->PredictProb(p.ds, p.test, named->TrainLatents());
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-10) << "pair " << i;
+  const std::string path = testing::TestDir() + "/auto.pfmx";
+  SaveModel(*model, path);
+  EXPECT_EQ(LoadModel(path)->options().Text("gppl_residual"), chosen);
+  o.Set("gppl_residual", "auto");
+  auto none = MakeModel(o);
+  none->Fit(p.ds, p.train, PairSet());
+  EXPECT_EQ(none->options().Text("gppl_residual"), "kernel");
+}
+
 TEST(GpplTest, InducingItemsFewerThanItems) {
   const Planted p = MakePlanted(150, 60, 30, 10, 2, 1.5, 19);
   ModelOptions o = Options();
