@@ -54,8 +54,13 @@ class LinearBtNet : public BtNet {
 
     Eigen::VectorXd theta = Eigen::VectorXd::Zero(d), m = theta, v = theta, best = theta;
     Eigen::VectorXd grad(d), r(n_used), g_item(n_used);
+    // r at the current theta; `current` spares the recomputation when theta has not moved since
+    // (the validation pass ends an epoch at the theta the next epoch's first step starts from).
+    bool current = false;
     auto rewards = [&] {
+      if (current) return;
       for (int64_t k = 0; k < n_used; ++k) r[k] = Dot(E.row(used[k]).data(), theta.data(), d);
+      current = true;
     };
     const int64_t n = static_cast<int64_t>(train.size());
     const int64_t batch = c_.batch > 0 ? std::min<int64_t>(c_.batch, n) : n;
@@ -95,6 +100,7 @@ class LinearBtNet : public BtNet {
         m = kBeta1 * m + (1 - kBeta1) * grad;
         v = kBeta2 * v + (1 - kBeta2) * grad.cwiseAbs2();
         theta.array() -= (c_.lr / bc1) * m.array() / (v.array().sqrt() / std::sqrt(bc2) + kEps);
+        current = false;
       }
       if (!valid) continue;
       rewards();

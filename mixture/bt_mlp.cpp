@@ -89,7 +89,6 @@ class MlpBtNet : public BtNet {
   }
 
   void SetParams(const std::vector<RowMatrixF>& params) override {
-    Build();
     auto ps = net_->parameters();
     PREFMIX_ASSERT(ps.size() == params.size(), "bt mlp: parameter count");
     torch::NoGradGuard ng;

@@ -38,6 +38,8 @@ class Hid {
   Hid& operator=(const Hid&) = delete;
   hid_t get() const { return id_; }
   bool ok() const { return id_ >= 0; }
+  /// The id, or `fallback` when it is not valid.
+  hid_t get_or(hid_t fallback) const { return ok() ? id_ : fallback; }
   void Reset() {
     if (id_ >= 0 && close_) close_(id_);
     id_ = -1;
@@ -158,9 +160,8 @@ class Reader {
 
   void ReadAll(hid_t d, hid_t memtype, void* buf, const std::string& p) const {
     Hid x = Transfer(d, memtype);
-    PREFMIX_CHECK_INPUT(
-        H5Dread(d, memtype, H5S_ALL, H5S_ALL, x.ok() ? x.get() : H5P_DEFAULT, buf) >= 0, path_,
-        ": ", p, ": read failed (truncated or corrupt file?)");
+    PREFMIX_CHECK_INPUT(H5Dread(d, memtype, H5S_ALL, H5S_ALL, x.get_or(H5P_DEFAULT), buf) >= 0,
+                        path_, ": ", p, ": read failed (truncated or corrupt file?)");
   }
 
   RowMatrixF FloatMatrix(const std::string& p) const {
@@ -226,9 +227,9 @@ class Reader {
       H5Tset_cset(mem.get(), H5Tget_cset(ftype));
       std::vector<char*> buf(n, nullptr);
       Hid x = is_attr ? Hid() : Transfer(obj, mem.get());
-      herr_t rc = is_attr ? H5Aread(obj, mem.get(), buf.data())
-                          : H5Dread(obj, mem.get(), H5S_ALL, H5S_ALL,
-                                    x.ok() ? x.get() : H5P_DEFAULT, buf.data());
+      herr_t rc =
+          is_attr ? H5Aread(obj, mem.get(), buf.data())
+                  : H5Dread(obj, mem.get(), H5S_ALL, H5S_ALL, x.get_or(H5P_DEFAULT), buf.data());
       PREFMIX_CHECK_INPUT(rc >= 0, path_, ": ", p, ": cannot read strings");
       for (hsize_t i = 0; i < n; ++i) out[i] = buf[i] ? buf[i] : "";
       Hid space(H5Screate_simple(1, &n, nullptr), H5Sclose);
@@ -244,9 +245,9 @@ class Reader {
       H5Tset_cset(mem.get(), H5Tget_cset(ftype));
       std::vector<char> buf(n * len);
       Hid x = is_attr ? Hid() : Transfer(obj, mem.get());
-      herr_t rc = is_attr ? H5Aread(obj, mem.get(), buf.data())
-                          : H5Dread(obj, mem.get(), H5S_ALL, H5S_ALL,
-                                    x.ok() ? x.get() : H5P_DEFAULT, buf.data());
+      herr_t rc =
+          is_attr ? H5Aread(obj, mem.get(), buf.data())
+                  : H5Dread(obj, mem.get(), H5S_ALL, H5S_ALL, x.get_or(H5P_DEFAULT), buf.data());
       PREFMIX_CHECK_INPUT(rc >= 0, path_, ": ", p, ": cannot read strings");
       for (hsize_t i = 0; i < n; ++i) {
         const char* s = buf.data() + i * len;
