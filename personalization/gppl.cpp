@@ -149,6 +149,35 @@ Variant ParseVariant(const std::string& s) {
 
 /// Pairs of one batch in the model's working form: items renumbered to the rows of `A` (the
 /// batch's items mapped onto the inducing values), pairs grouped by user.
+}  // namespace
+
+Eigen::MatrixXd ScatterThroughItems(const RowMat& A, const std::vector<int32_t>& a,
+                                    const std::vector<int32_t>& b,
+                                    const std::vector<int64_t>& offsets,
+                                    const std::vector<int64_t>& xoff, const std::vector<double>& x,
+                                    const Mat& P0) {
+  const int64_t n_items = A.rows(), users = static_cast<int64_t>(offsets.size()) - 1;
+  Mat L = Mat::Zero(n_items, n_items);
+  for (int64_t k = 0; k < users; ++k) {
+    const int64_t p0 = offsets[k], n = offsets[k + 1] - p0;
+    const Eigen::Map<const Mat> X(x.data() + xoff[k], n, n);
+    for (int64_t l = 0; l < n; ++l)
+      for (int64_t i = 0; i < n; ++i) {
+        const double v = X(i, l);
+        const int32_t ai = a[p0 + i], bi = b[p0 + i], al = a[p0 + l], bl = b[p0 + l];
+        L(ai, al) += v;
+        L(bi, bl) += v;
+        L(ai, bl) -= v;
+        L(bi, al) -= v;
+      }
+  }
+  const Mat ALA = A.transpose() * (L * A);
+  Mat s = static_cast<double>(users) * P0 - P0 * ALA * P0;
+  return 0.5 * (s + s.transpose());
+}
+
+namespace {
+
 struct Batch {
   RowMat A;                      ///< [n_items_batch, M]
   std::vector<int32_t> a, b;     ///< item rows of the pair (first, second)
@@ -994,6 +1023,9 @@ class GpplModel : public Model {
     gT_.clear();
     gLS_.clear();
     gpv_.clear();
+    step_gdiff_ = step_dvm_ = step_gamma_ = step_r_ = galpha_ = step_x_ = {};
+    step_dv_.resize(0, 0);
+    step_sdv_.resize(0, 0);
   }
 
   /// Posterior of user u as a latent row: (mean, variance) of w_u or g_u.
@@ -1037,22 +1069,35 @@ class GpplModel : public Model {
     ItemMoments im = CachedMoments(bt);
     const int64_t P = static_cast<int64_t>(bt.size());
     // Per pair: the residual's and the components' mean differences, sum_c dv_c m_c and S_u dv,
-    // kept up to date as each v_c moves (O(C) per pair and component).
-    std::vector<double> gdiff(P), dvm(P, 0.0);
-    Mat DV(P, C_), SDv(P, C_);
+    // kept up to date as each v_c moves (O(C) per pair and component). Row-major, so that a
+    // pair's C values are contiguous; the buffers live across steps (no fresh pages per step).
+    // The pair loops are independent per pair: threads do not change a bit of the result.
+    std::vector<double>& gdiff = step_gdiff_;
+    std::vector<double>& dvm = step_dvm_;
+    std::vector<double>& gamma = step_gamma_;
+    std::vector<double>& r = step_r_;
+    RowMat& DV = step_dv_;
+    RowMat& SDv = step_sdv_;
+    gdiff.resize(P);
+    dvm.assign(P, 0.0);
+    gamma.resize(P);
+    r.resize(P);
+    DV.resize(P, C_);
+    SDv.resize(P, C_);
+#pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < P; ++j) {
       const int64_t u = bt.user[j];
       gdiff[j] = GDiff(bt, j);
       for (int c = 0; c < C_; ++c) DV(j, c) = im.vm(bt.a[j], c) - im.vm(bt.b[j], c);
       if (C_ > 0) {
         dvm[j] = DV.row(j).dot(wm_.row(u));
-        SDv.row(j) = (wS_[u] * DV.row(j).transpose()).transpose();
+        SDv.row(j).noalias() = (wS_[u] * DV.row(j).transpose()).transpose();
       }
     }
     auto tdiff = [&](int64_t j) { return im.tm[bt.a[j]] - im.tm[bt.b[j]]; };
     // t given everything else.
     {
-      std::vector<double> gamma(P), r(P);
+#pragma omp parallel for schedule(static)
       for (int64_t j = 0; j < P; ++j) {
         const double zhat = ZHat(tdiff(j) + gdiff[j] + dvm[j], bt.sign[j]);
         gamma[j] = 0.5 * bt.w[j];
@@ -1063,7 +1108,7 @@ class GpplModel : public Model {
     }
     // Each v_c given everything else.
     for (int c = 0; c < C_; ++c) {
-      std::vector<double> gamma(P), r(P);
+#pragma omp parallel for schedule(static)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const Mat& S = wS_[u];
@@ -1075,6 +1120,7 @@ class GpplModel : public Model {
       }
       GlobalStep(bt, gamma, r, sv_[c].Mean(), scale, step, &v_[c]);
       RefreshV(bt, c, &im);
+#pragma omp parallel for schedule(static)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const double delta = im.vm(bt.a[j], c) - im.vm(bt.b[j], c) - DV(j, c);
@@ -1156,11 +1202,31 @@ class GpplModel : public Model {
       gpv_.assign(bt.size(), 0.0);
     }
     const int64_t nb = static_cast<int64_t>(bt.users.size());
+    // Learned residual: gscatter_ = sum_u E[g_u g_u'] = sum_u S_u + m_u m_u'. With S_u = P0 -
+    // B_u' R_u B_u, m_u = B_u' alpha_u and B_u = D_u P0 = E_u A P0 (E_u: the user's pairs' +1/-1
+    // rows over the batch's items), the sum is N P0 - P0 A' L A P0 with the items' matrix
+    // L = sum_u E_u' (R_u - alpha_u alpha_u') E_u: O(n_u^2) a user instead of O(n_u M^2), where
+    // the batch's items are few enough for a dense L. L is summed in user order after the
+    // parallel loop (the same bits for any thread count).
+    const int64_t n_items = bt.A.rows();
+    const bool item_scatter = learned_ && n_items <= kItemScatterMax &&
+                              n_items * n_items <= static_cast<int64_t>(bt.size()) * M();
+    scatter_in_items_ = item_scatter;
+    std::vector<int64_t> xoff;
+    if (item_scatter) {
+      xoff.assign(nb + 1, 0);
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t n = bt.offsets[k + 1] - bt.offsets[k];
+        xoff[k + 1] = xoff[k] + n * n;
+      }
+      galpha_.assign(bt.size(), 0.0);
+      step_x_.resize(xoff[nb]);
+    }
     if (learned_) gscatter_ = Mat::Zero(M(), M());
 #pragma omp parallel
     {
-      Mat scatter;  // learned: this thread's sum of E[g_u g_u'] = S_u + m_u m_u'
-      if (learned_) scatter = Mat::Zero(M(), M());
+      Mat scatter;  // learned, per user: this thread's sum of E[g_u g_u'] = S_u + m_u m_u'
+      if (learned_ && !item_scatter) scatter = Mat::Zero(M(), M());
 #pragma omp for schedule(dynamic, 16)
       for (int64_t k = 0; k < nb; ++k) {
         const int64_t u = bt.users[k], p0 = bt.offsets[k], p1 = bt.offsets[k + 1];
@@ -1176,18 +1242,28 @@ class GpplModel : public Model {
                                          (gm_.row(u).transpose() - g0).cwiseAbs().maxCoeff());
             if (move < 1e-9) break;
           }
-          if (learned_) scatter += sys.S + gm_.row(u).transpose() * gm_.row(u);
+          if (item_scatter) {
+            const int64_t n = p1 - p0;
+            Eigen::Map<Mat> X(step_x_.data() + xoff[k], n, n);
+            X = sys.llt.solve(Mat::Identity(n, n));
+            const Eigen::Map<const Vec> alpha(galpha_.data() + p0, n);
+            X.noalias() -= alpha * alpha.transpose();
+          } else if (learned_) {
+            scatter += sys.S + gm_.row(u).transpose() * gm_.row(u);
+          }
         } else if (variant_ == Variant::kCrowd) {
           LocalCrowd(bt, im, u, p0, p1, iterations);
         } else {
           UpdateG(bt, im, SetupG(bt, AK, u, p0, p1), u, p0, p1, iterations);
         }
       }
-      if (learned_) {
+      if (learned_ && !item_scatter) {
 #pragma omp critical
         gscatter_ += scatter;
       }
     }
+    if (item_scatter)
+      gscatter_ = ScatterThroughItems(bt.A, bt.a, bt.b, bt.offsets, xoff, step_x_, gprior_);
   }
 
   void LocalCrowd(const Batch& bt, const ItemMoments& im, int64_t u, int64_t p0, int64_t p1,
@@ -1258,7 +1334,7 @@ class GpplModel : public Model {
     s.llt.compute(Wg);
     PREFMIX_ASSERT(s.llt.info() == Eigen::Success, "gppl: a user's pair-space system is singular");
     const Mat RB = s.llt.solve(s.Bk);  // R B, [n, M]
-    if (learned_) s.S = gprior_ - s.Bk.transpose() * RB;
+    if (learned_ && !scatter_in_items_) s.S = gprior_ - s.Bk.transpose() * RB;
     {
       Vec cv;
       GVariances(s.Bk, RB, &cv, &glevel_[u]);
@@ -1305,6 +1381,7 @@ class GpplModel : public Model {
       if (move < 1e-9) break;
     }
     gm_.row(u) = (s.Bk.transpose() * alpha).transpose();
+    if (scatter_in_items_) std::copy(alpha.data(), alpha.data() + n, galpha_.begin() + p0);
     // tr(K^-1 (S + m m')) and log|S| - log|K| through the pair space.
     gT_[u] = (m - s.trace_rg + alpha.dot(s.G * alpha)) / sbar;
     // Kernel: log|S| - log|K|; learned: log|S|.
@@ -1399,9 +1476,17 @@ class GpplModel : public Model {
   std::vector<double> glevel_;   ///< q(g_u): the level's variance
   Mat gscatter_;                 ///< learned: sum over the batch's users of E[g_u g_u']
   bool legacy_latents_ = false;  ///< reading payload version 1's latent rows
-  bool learned_ = false;         ///< crowd with --gppl-residual learned: q(Sigma)
-  bool auto_residual_ = false;   ///< crowd with --gppl-residual auto: learned_ chosen in Fit
-  Mat iw_psi_;                   ///< learned: q(Sigma) = IW(iw_psi_, iw_nu_)
+  // Step's per-pair work buffers (kept across steps).
+  std::vector<double> step_gdiff_, step_dvm_, step_gamma_, step_r_;
+  RowMat step_dv_, step_sdv_;
+  // LocalStep's learned-residual scatter through the items (see there): per pair alpha, per user
+  // R_u - alpha_u alpha_u'.
+  bool scatter_in_items_ = false;
+  std::vector<double> galpha_, step_x_;
+  static constexpr int64_t kItemScatterMax = 2048;
+  bool learned_ = false;        ///< crowd with --gppl-residual learned: q(Sigma)
+  bool auto_residual_ = false;  ///< crowd with --gppl-residual auto: learned_ chosen in Fit
+  Mat iw_psi_;                  ///< learned: q(Sigma) = IW(iw_psi_, iw_nu_)
   double iw_nu_ = 0;
   Mat gprior_, gprior_inv_;  ///< g_u's prior covariance as the local factors use it (RefreshGPrior)
   double gprior_logdet_ = 0;

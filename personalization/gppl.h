@@ -18,6 +18,7 @@
 // users; each user's w_u (or g_u) is a local factor solved on all of the user's pairs. With one
 // batch holding every pair and forget = 0 each step is exact coordinate ascent, and the ELBO
 // never decreases (tests/test_gppl.cpp).
+#include <Eigen/Dense>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,5 +33,16 @@ namespace prefmix::personalization {
 /// distance between items), each times `factor`. Up to 1,000 items are used (seeded sample).
 constexpr int kGpplArdMaxDim = 64;
 std::vector<double> MedianLengthScales(const RowMatrixF& items, double factor, uint64_t seed);
+
+/// The learned residual's statistic sum_u (P0 - P0 D_u' X_u D_u P0), where user u owns the pairs
+/// [offsets[u], offsets[u + 1]), D_u's rows are A_a - A_b of those pairs and X_u is the n_u x n_u
+/// column-major block x[xoff[u] ...] (n_u = that user's pair count): summed in item space as
+/// users * P0 - P0 A' L A P0, L = sum_u E_u' X_u E_u (E_u: the pairs' +1 / -1 rows over A's rows),
+/// O(n_u^2) a user. Users in order: the same bits for any thread count.
+Eigen::MatrixXd ScatterThroughItems(
+    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& A,
+    const std::vector<int32_t>& a, const std::vector<int32_t>& b,
+    const std::vector<int64_t>& offsets, const std::vector<int64_t>& xoff,
+    const std::vector<double>& x, const Eigen::MatrixXd& P0);
 
 }  // namespace prefmix::personalization

@@ -448,5 +448,58 @@ TEST(GpplTest, InducingItemsFewerThanItems) {
   EXPECT_GT(acc, Accuracy(pooled->PredictProb(p.ds, p.test, pooled->TrainLatents()), p.test));
 }
 
+TEST(GpplMathTest, LearnedScatterThroughItemsEqualsThePerUserSum) {
+  // sum_u (P0 - P0 D_u' X_u D_u P0) computed directly, user by user in M space, against the
+  // item-space sum (users with 1, 3 and 2 pairs over 5 items, M = 3).
+  Rng rng(5);
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> A(5, 3);
+  for (int i = 0; i < 5; ++i)
+    for (int m = 0; m < 3; ++m) A(i, m) = rng.Normal();
+  Eigen::MatrixXd R(3, 3);
+  for (int i = 0; i < 3; ++i)
+    for (int m = 0; m < 3; ++m) R(i, m) = rng.Normal();
+  const Eigen::MatrixXd P0 = R * R.transpose() + Eigen::MatrixXd::Identity(3, 3);
+  const std::vector<int32_t> a = {0, 1, 4, 2, 3, 0}, b = {1, 2, 0, 4, 0, 4};
+  const std::vector<int64_t> offsets = {0, 1, 4, 6};
+  std::vector<int64_t> xoff = {0};
+  std::vector<double> x;
+  Eigen::MatrixXd direct = Eigen::MatrixXd::Zero(3, 3);
+  for (int u = 0; u < 3; ++u) {
+    const int64_t p0 = offsets[u], n = offsets[u + 1] - p0;
+    Eigen::MatrixXd X(n, n), D(n, 3);
+    for (int i = 0; i < n; ++i) {
+      D.row(i) = A.row(a[p0 + i]) - A.row(b[p0 + i]);
+      for (int l = 0; l < n; ++l) X(i, l) = rng.Normal();
+    }
+    X = (X + X.transpose()).eval();
+    for (int l = 0; l < n; ++l)
+      for (int i = 0; i < n; ++i) x.push_back(X(i, l));
+    xoff.push_back(static_cast<int64_t>(x.size()));
+    direct += P0 - P0 * D.transpose() * X * D * P0;
+  }
+  const Eigen::MatrixXd items = personalization::ScatterThroughItems(A, a, b, offsets, xoff, x, P0);
+  ASSERT_EQ(items.rows(), 3);
+  EXPECT_LT((items - direct).cwiseAbs().maxCoeff(), 1e-9 * direct.cwiseAbs().maxCoeff())
+      << "items\n"
+      << items << "\ndirect\n"
+      << direct;
+}
+
+TEST(GpplTest, LearnedResidualFitIsTheSameForOneAndTwoThreads) {
+  // Every parallel loop of the fit works per pair or per user, and the learned residual's
+  // statistic is summed in user order, so the thread count does not change a bit.
+  const Planted p = MakePlanted(300, 10, 6, 4, 2, 2.5, 41);
+  std::vector<std::vector<double>> probs;
+  for (int threads : {1, 2}) {
+    ModelOptions o = Options("crowd-learned");
+    o.threads = threads;
+    auto model = MakeModel(o);
+    model->Fit(p.ds, p.train, PairSet());
+    probs.push_back(model->PredictProb(p.ds, p.test, model->TrainLatents()));
+  }
+  ASSERT_EQ(probs[0].size(), probs[1].size());
+  for (size_t j = 0; j < probs[0].size(); ++j) ASSERT_EQ(probs[0][j], probs[1][j]) << "pair " << j;
+}
+
 }  // namespace
 }  // namespace prefmix
