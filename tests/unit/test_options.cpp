@@ -170,18 +170,27 @@ TEST(OptionsTest, TrainHelpListsEveryFamilysDefault) {
   const testing::CliResult r = testing::RunCli("train --help", testing::TestDir());
   ASSERT_EQ(r.rc, 0) << r.err;
   const std::string& out = r.out;
-  // One line each, wrapped by the option printer: compare without whitespace.
+  // One line each, wrapped by the option printer: whitespace runs become one space, a flag is
+  // followed by one (so --inducing is not found inside --inducing-users), and each entry is
+  // compared without whitespace.
   std::string flat;
-  for (char c : out)
-    if (!std::isspace(static_cast<unsigned char>(c))) flat += c;
+  for (char c : out) {
+    const bool space = std::isspace(static_cast<unsigned char>(c));
+    if (!space)
+      flat += c;
+    else if (!flat.empty() && flat.back() != ' ')
+      flat += ' ';
+  }
   for (const auto& family : FamilyNames(true))
     for (const auto& s : FamilyOptions(family)) {
-      EXPECT_NE(flat.find("--" + s.Flag()), std::string::npos) << s.Flag();
-      if (s.type == OptionType::kSwitch) continue;
+      const size_t at = flat.find("--" + s.Flag() + " ");
+      EXPECT_NE(at, std::string::npos) << s.Flag();
+      if (s.type == OptionType::kSwitch || at == std::string::npos) continue;
       // "[bt, pal-a: 300; ...]": the family's name is followed, within its group, by its value.
-      const size_t at = flat.find("--" + s.Flag());
       const size_t end = flat.find(']', at);
-      const std::string line = flat.substr(at, end - at);
+      std::string line;
+      for (char c : flat.substr(at, end - at))
+        if (c != ' ') line += c;
       EXPECT_NE(line.find(family), std::string::npos) << s.Flag() << " lacks " << family;
       EXPECT_NE(line.find(":" + s.value), std::string::npos)
           << s.Flag() << " lacks " << family << "'s default " << s.value << " in " << line;
