@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <unordered_map>
 
@@ -30,6 +31,7 @@ constexpr uint64_t kLengthScaleStream = 0x6770706c01ULL;
 constexpr uint64_t kInducingStream = 0x6770706c02ULL;
 constexpr uint64_t kInitStream = 0x6770706c03ULL;
 constexpr uint64_t kBatchStream = 0x6770706c04ULL;
+constexpr uint64_t kInducingUserStream = 0x6770706c05ULL;
 }  // namespace
 
 std::vector<double> MedianLengthScales(const RowMatrixF& items, double factor, uint64_t seed) {
@@ -137,6 +139,56 @@ struct GammaFactor {
   }
 };
 
+/// k-means++ seeding of at most m of `rows` (rows of X) in the kernel's metric, distance^2 =
+/// 2 - 2 k(x, z); sorted, distinct.
+std::vector<int64_t> KMeansPlusPlus(const RowMatrixF& X, const std::vector<int64_t>& rows,
+                                    const ItemKernel& kernel, int64_t m, Rng& rng) {
+  std::vector<int64_t> chosen;
+  std::vector<double> d2(rows.size(), INFINITY);
+  size_t next = rng.Below(rows.size());
+  for (int64_t k = 0; k < m; ++k) {
+    chosen.push_back(rows[next]);
+    const float* z = X.row(rows[next]).data();
+    double total = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const double d = 2.0 - 2.0 * kernel(X.row(rows[i]).data(), z, X.cols());
+      d2[i] = std::min(d2[i], std::max(d, 0.0));
+      total += d2[i];
+    }
+    if (total <= 0) break;
+    double r = rng.Uniform() * total;
+    next = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      r -= d2[i];
+      if (r <= 0) {
+        next = i;
+        break;
+      }
+    }
+  }
+  std::sort(chosen.begin(), chosen.end());
+  chosen.erase(std::unique(chosen.begin(), chosen.end()), chosen.end());
+  return chosen;
+}
+
+/// Median-heuristic length-scales of X's rows `rows` as inverse length-scales; scaled by sqrt(D)
+/// (D = the varying features) when `scale` (more points than inducing points: see
+/// ChooseInducing).
+std::vector<double> InverseLengthScales(const RowMatrixF& X, const std::vector<int64_t>& rows,
+                                        double factor, uint64_t seed, bool scale) {
+  RowMatrixF sub(rows.size(), X.cols());
+  for (size_t k = 0; k < rows.size(); ++k) sub.row(k) = X.row(rows[k]);
+  std::vector<double> ls = MedianLengthScales(sub, factor, seed);
+  if (scale && ls.size() > 1) {
+    int64_t varying = 0;
+    for (double l : ls) varying += l > 0;
+    for (double& l : ls) l *= std::sqrt(static_cast<double>(std::max<int64_t>(varying, 1)));
+  }
+  std::vector<double> inv;
+  for (double l : ls) inv.push_back(l > 0 ? 1.0 / l : 0.0);
+  return inv;
+}
+
 enum class Variant { kCrowd, kPerUser, kPooled };
 
 Variant ParseVariant(const std::string& s) {
@@ -199,6 +251,10 @@ class GpplModel : public Model {
     has_g_ = variant_ == Variant::kPerUser || (variant_ == Variant::kCrowd && residual != "off");
     learned_ = variant_ == Variant::kCrowd && residual == "learned";
     auto_residual_ = variant_ == Variant::kCrowd && residual == "auto";
+    const std::string uf = o.Text("user_features");
+    PREFMIX_CHECK_INPUT(uf == "off" || variant_ == Variant::kCrowd, "--user-features ", uf,
+                        ": only --gppl-users crowd has user weights w_c(u)");
+    Cf_ = uf == "all" ? C_ : uf == "half" ? (C_ + 1) / 2 : 0;
   }
 
   std::string Family() const override { return "gppl"; }
@@ -279,6 +335,10 @@ class GpplModel : public Model {
   FitReport FitAll(const Dataset& ds, const PairSet& all) {
     auto t0 = std::chrono::steady_clock::now();
     ChooseInducing(ds, all);
+    if (Cf_ > 0) {
+      ChooseInducingUsers(ds, all);
+      au_ = UserMap(ds.user_features, ds.n_users());
+    }
 
     // Users with pairs, and the batches (whole users per batch).
     const auto by_user = all.ByUser(ds.n_users());
@@ -295,6 +355,7 @@ class GpplModel : public Model {
     const int max_steps = options_.Int("epochs") > 0 ? options_.Int("epochs") : (full ? 100 : 20);
 
     // Priors and the initial posterior (= prior; users' means random to break the symmetry).
+    wp_users_ = active;
     Init(ds.n_users());
     Rng rng(DeriveSeed(options_.seed, kInitStream));
     if (variant_ == Variant::kCrowd)
@@ -354,7 +415,8 @@ class GpplModel : public Model {
     RowMatrixF lat(ds.n_users(), LatentDim());
     const Eigen::VectorXf pop = PopulationLatent();
     for (int64_t u = 0; u < ds.n_users(); ++u)
-      lat.row(u) = (by_user[u].empty() ? pop : UserLatent(u)).transpose();
+      lat.row(u) = (by_user[u].empty() ? (Cf_ > 0 ? ColdLatent(au_.row(u)) : pop) : UserLatent(u))
+                       .transpose();
     SetTrainLatents(ds, std::move(lat));
     ReleaseLocal();
 
@@ -363,6 +425,10 @@ class GpplModel : public Model {
     rep.details["inducing_items"] = static_cast<int64_t>(M());
     rep.details["exact_items"] = M() == ds.n_items();
     rep.details["components"] = C_;
+    if (Cf_ > 0) {
+      rep.details["user_feature_components"] = Cf_;
+      rep.details["inducing_users"] = static_cast<int64_t>(Zu_.rows());
+    }
     rep.details["batch_pairs"] = static_cast<int64_t>(std::min(batch_pairs, n_pairs));
     rep.details["svi_steps"] = steps;
     rep.details["forget"] = forget;
@@ -407,9 +473,28 @@ class GpplModel : public Model {
     RowMatrixF out(n_users, LatentDim());
     if (LatentDim() == 0) return out;
     const Eigen::VectorXf pop = PopulationLatent();
-    for (int64_t u = 0; u < n_users; ++u) out.row(u) = pop.transpose();
+    // With user features, each new user's prior over w_u is centred at h(x_u) (the cold start).
+    Mat au;
+    if (Cf_ > 0) {
+      PREFMIX_CHECK_INPUT(
+          ds.user_features.rows() >= n_users && ds.user_features.cols() == Zu_.cols(), ds.source,
+          ": gppl was trained with --user-features ", options_.Text("user_features"), " on ",
+          Zu_.cols(), " user features; users/features here is ", ds.user_features.rows(), "x",
+          ds.user_features.cols(), " for ", n_users, " users");
+      au = UserMap(ds.user_features, n_users);
+    }
+    for (int64_t u = 0; u < n_users; ++u)
+      out.row(u) = (Cf_ > 0 ? ColdLatent(au.row(u)) : pop).transpose();
     if (support.empty()) return out;
     const Batch bt = MakeBatch(ds, support, AllIndices(support));
+    // Prior means of the support users' w_u (0 without user features): the step solves for the
+    // deviation w_u - mu_u, the means moved into the pairs' offsets.
+    Mat mu = Mat::Zero(bt.users.size(), C_);
+    for (size_t k = 0; k < bt.users.size() && Cf_ > 0; ++k)
+      for (int c = 0; c < Cf_; ++c) mu(k, c) = au.row(bt.users[k]).dot(h_[c].mean);
+    std::vector<int64_t> pair_user(bt.size());
+    for (size_t k = 0; k < bt.users.size(); ++k)
+      for (int64_t j = bt.offsets[k]; j < bt.offsets[k + 1]; ++j) pair_user[j] = k;
     const ItemMoments im = Moments(bt);
     const int C = C_, Mg = has_g_ ? M() : 0, K = C + Mg;
     const bool crowd = variant_ == Variant::kCrowd;
@@ -425,9 +510,11 @@ class GpplModel : public Model {
       // The probit's noise: 2, plus the frozen t's and V's posterior variances on the pair
       // (V's weighted by the prior second moments of w).
       double noise = 2.0;
+      const int64_t k = pair_user[j];
       if (crowd) {
         noise += im.tvar[j];
-        for (int c = 0; c < C; ++c) noise += im.vvar(j, c) / sw_[c].Mean();
+        for (int c = 0; c < C; ++c)
+          noise += im.vvar(j, c) * (1.0 / sw_[c].Mean() + mu(k, c) * mu(k, c));
       }
       const double scale = bt.sign[j] / std::sqrt(noise);
       pair_scale[j] = scale;
@@ -436,7 +523,12 @@ class GpplModel : public Model {
         q[c] = static_cast<float>(scale * (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)));
       for (int m = 0; m < Mg; ++m)
         q[C + m] = static_cast<float>(scale * (bt.A(bt.a[j], m) - bt.A(bt.b[j], m)));
-      p.offset[j] = static_cast<float>(crowd ? scale * (im.tm[bt.a[j]] - im.tm[bt.b[j]]) : 0.0);
+      double off = 0;
+      if (crowd) {
+        off = im.tm[bt.a[j]] - im.tm[bt.b[j]];
+        for (int c = 0; c < Cf_; ++c) off += (im.vm(bt.a[j], c) - im.vm(bt.b[j], c)) * mu(k, c);
+      }
+      p.offset[j] = static_cast<float>(scale * off);
       p.weight[j] = static_cast<float>(bt.w[j]);
     }
     p.precision.assign(static_cast<size_t>(K) * K, 0.0);
@@ -455,7 +547,7 @@ class GpplModel : public Model {
                           " (objective ", r.objective[k], ")");
       auto row = out.row(bt.users[k]);
       for (int c = 0; c < C; ++c) {
-        row[c] = r.latent(k, c);
+        row[c] = static_cast<float>(r.latent(k, c) + mu(k, c));
         row[C_ + c] = r.variance(k, c);
       }
       if (Mg == 0) continue;
@@ -559,7 +651,9 @@ class GpplModel : public Model {
   Json Params() const override {
     Json j = Json::Object();
     const int64_t m = M();
-    j["shared"] = variant_ == Variant::kPerUser ? int64_t{1} : m * (C_ + 1) + 2 * C_ + 1;
+    j["shared"] = variant_ == Variant::kPerUser
+                      ? int64_t{1}
+                      : m * (C_ + 1) + 2 * C_ + 1 + Cf_ * static_cast<int64_t>(Zu_.rows());
     j["per_user"] = C_ + (has_g_ ? m : 0);
     return j;
   }
@@ -580,6 +674,13 @@ class GpplModel : public Model {
       for (const auto& s : sw_) save_s(s);
       // Payload version 2: the learned residual's q(Sigma).
       ar(learned_, iw_psi_, iw_nu_);
+      // Payload version 3: the user-feature GP.
+      int32_t cf = Cf_;
+      ar(cf);
+      if (Cf_ > 0) {
+        ar(ukernel_.inv_ls, Zu_);
+        for (const auto& h : h_) save_g(h);
+      }
     }
     SaveBase(os);
   }
@@ -630,6 +731,29 @@ class GpplModel : public Model {
                           "model file: gppl's learned residual covariance is ", iw_psi_.rows(), "x",
                           iw_psi_.cols(), " with ", iw_nu_, " degrees of freedom, expected ", m,
                           "x", m, " and more than ", m - 1);
+      int32_t cf = 0;
+      if (payload_version() >= 3) ar(cf);
+      PREFMIX_CHECK_INPUT(cf == Cf_, "model file: gppl has ", cf,
+                          " user-feature components, the options (--user-features ",
+                          options_.Text("user_features"), ") say ", Cf_);
+      h_.assign(Cf_, GaussFactor());
+      if (Cf_ > 0) {
+        ar(ukernel_.inv_ls, Zu_);
+        const int64_t mu = Zu_.rows();
+        PREFMIX_CHECK_INPUT(mu >= 1 && (ukernel_.inv_ls.size() == 1 ||
+                                        static_cast<int64_t>(ukernel_.inv_ls.size()) == Zu_.cols()),
+                            "model file: gppl's inducing users are ", mu, "x", Zu_.cols(), " with ",
+                            ukernel_.inv_ls.size(), " inverse length-scales");
+        for (auto& h : h_) {
+          ar(h.mean, h.cov, h.prec, h.shift);
+          PREFMIX_CHECK_INPUT(h.mean.size() == mu && h.cov.rows() == mu && h.cov.cols() == mu &&
+                                  h.prec.rows() == mu && h.prec.cols() == mu &&
+                                  h.shift.size() == mu,
+                              "model file: a gppl user-feature factor has mean ", h.mean.size(),
+                              ", expected ", mu, " inducing users");
+        }
+        BuildUserKernel();
+      }
     }
     BuildKernelMatrices();
     RefreshGPrior();
@@ -749,22 +873,15 @@ class GpplModel : public Model {
       if (used[i]) items.push_back(i);
     kernel_.identity = options_.Text("item_kernel") == "identity";
     if (!kernel_.identity) {
-      RowMatrixF sub(items.size(), ds.dim());
-      for (size_t k = 0; k < items.size(); ++k) sub.row(k) = ds.items.row(items[k]);
-      std::vector<double> ls = MedianLengthScales(sub, options_.Real("ls_factor"), options_.seed);
       // Per-feature median length-scales put two random items about sqrt(6 D) scaled units
       // apart (k ~ 5e-5 for D = 24): fine when every item is an inducing point, but then the
       // items that are not have no correlation with those that are, and the GP predicts 0 for
       // them. With more items than inducing points, scale by sqrt(D) so that the typical scaled
       // distance is about sqrt(6) whatever D (k ~ 0.3).
-      scaled_ard_ = ls.size() > 1 && static_cast<int64_t>(items.size()) > options_.Int("inducing");
-      if (scaled_ard_) {
-        int64_t varying = 0;
-        for (double l : ls) varying += l > 0;
-        for (double& l : ls) l *= std::sqrt(static_cast<double>(std::max<int64_t>(varying, 1)));
-      }
-      kernel_.inv_ls.clear();
-      for (double l : ls) kernel_.inv_ls.push_back(l > 0 ? 1.0 / l : 0.0);
+      scaled_ard_ = ds.dim() > 1 && ds.dim() <= kGpplArdMaxDim &&
+                    static_cast<int64_t>(items.size()) > options_.Int("inducing");
+      kernel_.inv_ls = InverseLengthScales(ds.items, items, options_.Real("ls_factor"),
+                                           options_.seed, scaled_ard_);
     } else {
       PREFMIX_CHECK_INPUT(static_cast<int64_t>(items.size()) <= 20000,
                           "--item-kernel identity: ", items.size(),
@@ -773,37 +890,105 @@ class GpplModel : public Model {
     }
     std::vector<int64_t> chosen = items;
     if (!kernel_.identity && static_cast<int64_t>(items.size()) > options_.Int("inducing")) {
-      // k-means++ seeding in the kernel's metric: distance^2 = 2 - 2 k(x, z).
       Rng rng(DeriveSeed(options_.seed, kInducingStream));
-      chosen.clear();
-      std::vector<double> d2(items.size(), INFINITY);
-      size_t next = rng.Below(items.size());
-      for (int m = 0; m < options_.Int("inducing"); ++m) {
-        chosen.push_back(items[next]);
-        const float* z = ds.items.row(items[next]).data();
-        double total = 0;
-        for (size_t k = 0; k < items.size(); ++k) {
-          const double d = 2.0 - 2.0 * kernel_(ds.items.row(items[k]).data(), z, ds.dim());
-          d2[k] = std::min(d2[k], std::max(d, 0.0));
-          total += d2[k];
-        }
-        if (total <= 0) break;
-        double r = rng.Uniform() * total;
-        next = 0;
-        for (size_t k = 0; k < items.size(); ++k) {
-          r -= d2[k];
-          if (r <= 0) {
-            next = k;
-            break;
-          }
-        }
-      }
-      std::sort(chosen.begin(), chosen.end());
-      chosen.erase(std::unique(chosen.begin(), chosen.end()), chosen.end());
+      chosen = KMeansPlusPlus(ds.items, items, kernel_, options_.Int("inducing"), rng);
     }
     Z_.resize(chosen.size(), ds.dim());
     for (size_t k = 0; k < chosen.size(); ++k) Z_.row(k) = ds.items.row(chosen[k]);
     BuildKernelMatrices();
+  }
+
+  /// Inducing users for the user-feature GP: the training users' distinct feature rows when
+  /// there are at most --inducing-users of them, else a k-means++ seeding among them;
+  /// length-scales by the median heuristic over those rows (scaled as the items' are).
+  void ChooseInducingUsers(const Dataset& ds, const PairSet& pairs) {
+    const RowMatrixF& F = ds.user_features;
+    PREFMIX_CHECK_INPUT(F.rows() == ds.n_users() && F.cols() > 0, ds.source, ": --user-features ",
+                        options_.Text("user_features"),
+                        " needs user features (users/features), and the file has none");
+    PREFMIX_CHECK_INPUT(F.allFinite(), ds.source, ": users/features holds a non-finite value");
+    std::vector<char> seen(ds.n_users(), 0);
+    for (size_t j = 0; j < pairs.size(); ++j) seen[pairs.user[j]] = 1;
+    std::map<std::vector<float>, int64_t> distinct;
+    for (int64_t u = 0; u < ds.n_users(); ++u)
+      if (seen[u])
+        distinct.emplace(std::vector<float>(F.row(u).data(), F.row(u).data() + F.cols()), u);
+    std::vector<int64_t> rows;
+    for (const auto& d : distinct) rows.push_back(d.second);
+    std::sort(rows.begin(), rows.end());
+    const int64_t m = options_.Int("inducing_users");
+    const bool more = static_cast<int64_t>(rows.size()) > m;
+    ukernel_.identity = false;
+    ukernel_.inv_ls = InverseLengthScales(F, rows, options_.Real("ls_factor"), options_.seed,
+                                          more && F.cols() <= kGpplArdMaxDim);
+    std::vector<int64_t> chosen = rows;
+    if (more) {
+      Rng rng(DeriveSeed(options_.seed, kInducingUserStream));
+      chosen = KMeansPlusPlus(F, rows, ukernel_, m, rng);
+    }
+    Zu_.resize(chosen.size(), F.cols());
+    for (size_t k = 0; k < chosen.size(); ++k) Zu_.row(k) = F.row(chosen[k]);
+    BuildUserKernel();
+  }
+
+  void BuildUserKernel() {
+    const int64_t m = Zu_.rows();
+    Kuu_.resize(m, m);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j <= i; ++j)
+        Kuu_(i, j) = Kuu_(j, i) = ukernel_(Zu_.row(i).data(), Zu_.row(j).data(), Zu_.cols());
+    Kuu_.diagonal().array() += kJitter;
+    Kuu_llt_.compute(Kuu_);
+    PREFMIX_CHECK_INPUT(Kuu_llt_.info() == Eigen::Success,
+                        "gppl: the inducing users' kernel matrix is not positive definite");
+    Kuu_inv_ = Kuu_llt_.solve(Mat::Identity(m, m));
+    logdet_Ku_ = 2.0 * Kuu_llt_.matrixLLT().diagonal().array().log().sum();
+  }
+
+  /// Rows k(x_u, Zu) Kuu^-1 of the first n rows of F (users' features).
+  Mat UserMap(const RowMatrixF& F, int64_t n) const {
+    const int64_t m = Zu_.rows();
+    Mat Kxz(n, m);
+#pragma omp parallel for schedule(static)
+    for (int64_t u = 0; u < n; ++u)
+      for (int64_t j = 0; j < m; ++j)
+        Kxz(u, j) = ukernel_(F.row(u).data(), Zu_.row(j).data(), F.cols());
+    return Kuu_llt_.solve(Kxz.transpose()).transpose();
+  }
+
+  /// tr(Kuu^-1 (S + m m')) of a user-feature factor.
+  double TraceKuinvSecond(const GaussFactor& h) const {
+    return (Kuu_inv_.cwiseProduct(h.cov)).sum() + h.mean.dot(Kuu_inv_ * h.mean);
+  }
+
+  /// The prior means a_u' E[h_c] and their variances a_u' Cov[h_c] a_u of every user's
+  /// feature components (Fit).
+  void RefreshWPrior() {
+    if (Cf_ == 0) return;
+    const int64_t n = au_.rows(), na = static_cast<int64_t>(wp_users_.size());
+    wmu_ = Mat::Zero(n, Cf_);
+    wmuvar_ = Mat::Zero(n, Cf_);
+    Mat Aa(na, Zu_.rows());  // the users with pairs (the only ones whose w_u is fitted)
+    for (int64_t k = 0; k < na; ++k) Aa.row(k) = au_.row(wp_users_[k]);
+    for (int c = 0; c < Cf_; ++c) {
+      const Vec mean = Aa * h_[c].mean;
+      const Vec var = (Aa * h_[c].cov).cwiseProduct(Aa).rowwise().sum();
+      for (int64_t k = 0; k < na; ++k) {
+        wmu_(wp_users_[k], c) = mean[k];
+        wmuvar_(wp_users_[k], c) = var[k];
+      }
+    }
+  }
+
+  /// A user without pairs: w_u's prior, centred at h(x_u) on the feature components.
+  template <typename Row>
+  Eigen::VectorXf ColdLatent(const Row& a) const {
+    Eigen::VectorXf z = PopulationLatent();
+    for (int c = 0; c < Cf_; ++c) {
+      z[c] = static_cast<float>(a.dot(h_[c].mean));
+      z[C_ + c] = static_cast<float>(1.0 / sw_[c].Mean() + a.dot(h_[c].cov * a.transpose()));
+    }
+    return z;
   }
 
   void BuildKernelMatrices() {
@@ -984,6 +1169,13 @@ class GpplModel : public Model {
       prior(t_, st_.Mean());
       v_.assign(C_, GaussFactor());
       for (auto& v : v_) prior(v, sv_[0].Mean());
+      h_.assign(Cf_, GaussFactor());
+      for (int c = 0; c < Cf_; ++c) {
+        h_[c].prec = Kuu_inv_ * sw_[c].Mean();
+        h_[c].shift = Vec::Zero(Zu_.rows());
+        h_[c].Moments();
+      }
+      RefreshWPrior();
     }
     if (variant_ == Variant::kCrowd) {
       wm_ = Mat::Zero(n_users, C_);
@@ -1026,6 +1218,10 @@ class GpplModel : public Model {
     step_gdiff_ = step_dvm_ = step_gamma_ = step_r_ = galpha_ = step_x_ = {};
     step_dv_.resize(0, 0);
     step_sdv_.resize(0, 0);
+    au_.resize(0, 0);
+    wp_users_.clear();
+    wmu_.resize(0, 0);
+    wmuvar_.resize(0, 0);
   }
 
   /// Posterior of user u as a latent row: (mean, variance) of w_u or g_u.
@@ -1066,6 +1262,28 @@ class GpplModel : public Model {
       RefreshGPrior();
     }
     if (variant_ == Variant::kPerUser) return;
+    if (Cf_ > 0) {
+      // Each h_c given the users' w: a GP regression of E[w_c(u)] on the users' features with
+      // noise 1 / E[s_c^w]; precision s (Kuu^-1 + scale sum_u a_u a_u'), shift s scale
+      // sum_u a_u E[w_c(u)].
+      const int64_t nb = static_cast<int64_t>(bt.users.size()), mu = Zu_.rows();
+      Mat Ab(nb, mu), Wb(nb, Cf_);
+      for (int64_t k = 0; k < nb; ++k) {
+        Ab.row(k) = au_.row(bt.users[k]);
+        for (int c = 0; c < Cf_; ++c) Wb(k, c) = wm_(bt.users[k], c);
+      }
+      const Mat AtA = Ab.transpose() * Ab;
+      const Mat AtW = Ab.transpose() * Wb;
+      for (int c = 0; c < Cf_; ++c) {
+        const double sw = sw_[c].Mean();
+        Mat prec = sw * (Kuu_inv_ + scale * AtA);
+        prec = 0.5 * (prec + prec.transpose());
+        h_[c].prec = (1 - step) * h_[c].prec + step * prec;
+        h_[c].shift = (1 - step) * h_[c].shift + step * (sw * scale) * AtW.col(c);
+        h_[c].Moments();
+      }
+      RefreshWPrior();
+    }
     ItemMoments im = CachedMoments(bt);
     const int64_t P = static_cast<int64_t>(bt.size());
     // Per pair: the residual's and the components' mean differences, sum_c dv_c m_c and S_u dv,
@@ -1084,7 +1302,7 @@ class GpplModel : public Model {
     r.resize(P);
     DV.resize(P, C_);
     SDv.resize(P, C_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
     for (int64_t j = 0; j < P; ++j) {
       const int64_t u = bt.user[j];
       gdiff[j] = GDiff(bt, j);
@@ -1097,7 +1315,7 @@ class GpplModel : public Model {
     auto tdiff = [&](int64_t j) { return im.tm[bt.a[j]] - im.tm[bt.b[j]]; };
     // t given everything else.
     {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const double zhat = ZHat(tdiff(j) + gdiff[j] + dvm[j], bt.sign[j]);
         gamma[j] = 0.5 * bt.w[j];
@@ -1108,7 +1326,7 @@ class GpplModel : public Model {
     }
     // Each v_c given everything else.
     for (int c = 0; c < C_; ++c) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const Mat& S = wS_[u];
@@ -1120,7 +1338,7 @@ class GpplModel : public Model {
       }
       GlobalStep(bt, gamma, r, sv_[c].Mean(), scale, step, &v_[c]);
       RefreshV(bt, c, &im);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const double delta = im.vm(bt.a[j], c) - im.vm(bt.b[j], c) - DV(j, c);
@@ -1139,10 +1357,22 @@ class GpplModel : public Model {
       GammaStep(&sv_[c], a0 + 0.5 * M(),
                 options_.Real("gamma_rate_v") + 0.5 * TraceKinvSecond(v_[c].mean, v_[c].cov), step);
       double stat = 0;
-      for (int64_t u : bt.users) stat += wm_(u, c) * wm_(u, c) + wS_[u](c, c);
-      GammaStep(&sw_[c], a0 + 0.5 * scale * bt.users.size(),
-                options_.Real("gamma_rate_w") + 0.5 * scale * stat, step);
+      for (int64_t u : bt.users) stat += WSecond(u, c);
+      const bool f = c < Cf_;  // h_c ~ GP(0, Kuu / s_c^w) shares the inverse scale
+      GammaStep(&sw_[c], a0 + 0.5 * scale * bt.users.size() + (f ? 0.5 * Zu_.rows() : 0.0),
+                options_.Real("gamma_rate_w") + 0.5 * scale * stat +
+                    (f ? 0.5 * TraceKuinvSecond(h_[c]) : 0.0),
+                step);
     }
+  }
+
+  /// E[(w_c(u) - prior mean)^2] under q: (m - a_u' E[h_c])^2 + S_cc + a_u' Cov[h_c] a_u on the
+  /// feature components, m^2 + S_cc on the others.
+  double WSecond(int64_t u, int c) const {
+    const double m = wm_(u, c), s = wS_[u](c, c);
+    if (c >= Cf_) return m * m + s;
+    const double d = m - wmu_(u, c);
+    return d * d + s + wmuvar_(u, c);
   }
 
   static void GammaStep(GammaFactor* g, double shape, double rate, double step) {
@@ -1282,8 +1512,10 @@ class GpplModel : public Model {
     }
     Eigen::LLT<Mat> llt(prec);
     Vec m = wm_.row(u).transpose();
+    Vec h0 = Vec::Zero(C);  // the prior's mean times its precision (user features)
+    for (int c = 0; c < Cf_; ++c) h0[c] = sw_[c].Mean() * wmu_(u, c);
     for (int it = 0; it < iterations; ++it) {
-      Vec h = Vec::Zero(C);
+      Vec h = h0;
       for (int64_t j = p0; j < p1; ++j) {
         const double mean = tdiff[j - p0] + Q.row(j - p0).dot(m);
         h += 0.5 * bt.w[j] * (ZHat(mean, bt.sign[j]) - tdiff[j - p0]) * Q.row(j - p0).transpose();
@@ -1446,10 +1678,14 @@ class GpplModel : public Model {
       const Mat& S = wS_[u];
       Eigen::LLT<Mat> llt(S);
       double kl = -2.0 * llt.matrixLLT().diagonal().array().log().sum() - C_;
-      for (int c = 0; c < C_; ++c)
-        kl += sw_[c].Mean() * (S(c, c) + wm_(u, c) * wm_(u, c)) - sw_[c].MeanLog();
+      for (int c = 0; c < C_; ++c) kl += sw_[c].Mean() * WSecond(u, c) - sw_[c].MeanLog();
       e -= 0.5 * kl;
     }
+    // KL(q(h_c) || N(0, Kuu / s_c^w)) in expectation over q(s_c^w).
+    const double mu = static_cast<double>(Zu_.rows());
+    for (int c = 0; c < Cf_; ++c)
+      e -= 0.5 * (sw_[c].Mean() * TraceKuinvSecond(h_[c]) - mu - mu * sw_[c].MeanLog() +
+                  logdet_Ku_ - h_[c].LogDetCov());
     return e;
   }
 
@@ -1476,6 +1712,20 @@ class GpplModel : public Model {
   std::vector<double> glevel_;   ///< q(g_u): the level's variance
   Mat gscatter_;                 ///< learned: sum over the batch's users of E[g_u g_u']
   bool legacy_latents_ = false;  ///< reading payload version 1's latent rows
+  // User features (--user-features): w_c(u) = h_c(x_u) + e_c(u) for c < Cf_, h_c ~ GP(0, k_u /
+  // s_c^w) over the users' features on the inducing users Zu_ (q(h_c) a global factor), e_c(u) ~
+  // N(0, 1 / s_c^w): w_c ~ GP(0, (k_u + identity) / s_c^w).
+  int Cf_ = 0;
+  ItemKernel ukernel_;
+  RowMatrixF Zu_;
+  Mat Kuu_, Kuu_inv_;
+  Eigen::LLT<Mat> Kuu_llt_;
+  double logdet_Ku_ = 0;
+  std::vector<GaussFactor> h_;
+  Mat au_;                         ///< Fit: every user's row k(x_u, Zu) Kuu^-1 [n_users, Mu]
+  Mat wmu_;                        ///< Fit: the prior means a_u' E[h_c] [n_users, Cf]
+  Mat wmuvar_;                     ///< Fit: their variances a_u' Cov[h_c] a_u [n_users, Cf]
+  std::vector<int64_t> wp_users_;  ///< Fit: the users with pairs (rows of wmu_ kept current)
   // Step's per-pair work buffers (kept across steps).
   std::vector<double> step_gdiff_, step_dvm_, step_gamma_, step_r_;
   RowMat step_dv_, step_sdv_;
@@ -1484,6 +1734,9 @@ class GpplModel : public Model {
   bool scatter_in_items_ = false;
   std::vector<double> galpha_, step_x_;
   static constexpr int64_t kItemScatterMax = 2048;
+  /// Step's pair loops use the threads from this many pairs on (a parallel region costs more
+  /// than it saves below, and much more when another job holds a core).
+  static constexpr int64_t kParallelPairs = 16384;
   bool learned_ = false;        ///< crowd with --gppl-residual learned: q(Sigma)
   bool auto_residual_ = false;  ///< crowd with --gppl-residual auto: learned_ chosen in Fit
   Mat iw_psi_;                  ///< learned: q(Sigma) = IW(iw_psi_, iw_nu_)
@@ -1508,6 +1761,11 @@ std::vector<OptionSpec> GpplOptions() {
                 "training pairs predicts the validation pairs better (auto: both fitted, then "
                 "the one chosen refitted on all pairs); on = kernel (the earlier name)");
   residual.legacy = "kernel";  // files from before the option had the kernel residual
+  OptionSpec user_features = opt::Text(
+      "user_features", "off", {"off", "half", "all"},
+      "crowd: a GP over the users' features (users/features) as the prior mean of w_c(u) for "
+      "half or all of the components (new users start there); off: w_u ~ N(0, 1 / s^w)");
+  user_features.legacy = "off";
   return {
       opt::Epochs(0, "SVI steps; 0: 100 with one full batch, else 20"),
       opt::Batch(0, "0: all pairs when there are at most 200000, else 2000"),
@@ -1520,6 +1778,10 @@ std::vector<OptionSpec> GpplOptions() {
       opt::Text("item_kernel", "matern32", {"matern32", "identity"},
                 "item kernel: Matern 3/2 with median-heuristic length-scales, or the identity"),
       opt::Int("components", 20, "latent components C (crowd)", 1, 256),
+      user_features,
+      opt::Int("inducing_users", 200,
+               "user-feature GP: inducing users (all distinct feature rows when at most this many)",
+               1, 100000),
       opt::Int("inducing", 100, "inducing items M (all items when there are at most M)", 2, 1e9),
       positive(opt::Real("ls_factor", "1", "length-scale = factor x the median heuristic")),
       delay,
@@ -1544,7 +1806,7 @@ const bool kRegistered = RegisterFamily(
      // The demo's budget: the kernel residual (auto fits three times to choose).
      [](ModelOptions& o, int) { o.Set("gppl_residual", "kernel"); },
      "gppl runs with the kernel residual (the default, auto, fits both and chooses on validation).",
-     /*payload_version=*/2});
+     /*payload_version=*/3});
 
 }  // namespace
 }  // namespace prefmix::personalization
