@@ -932,17 +932,7 @@ class GpplModel : public Model {
   }
 
   void BuildUserKernel() {
-    const int64_t m = Zu_.rows();
-    Kuu_.resize(m, m);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j <= i; ++j)
-        Kuu_(i, j) = Kuu_(j, i) = ukernel_(Zu_.row(i).data(), Zu_.row(j).data(), Zu_.cols());
-    Kuu_.diagonal().array() += kJitter;
-    Kuu_llt_.compute(Kuu_);
-    PREFMIX_CHECK_INPUT(Kuu_llt_.info() == Eigen::Success,
-                        "gppl: the inducing users' kernel matrix is not positive definite");
-    Kuu_inv_ = Kuu_llt_.solve(Mat::Identity(m, m));
-    logdet_Ku_ = 2.0 * Kuu_llt_.matrixLLT().diagonal().array().log().sum();
+    FactorKernel(Zu_, ukernel_, "users", &Kuu_, &Kuu_llt_, &Kuu_inv_, &logdet_Ku_);
   }
 
   /// Rows k(x_u, Zu) Kuu^-1 of the first n rows of F (users' features).
@@ -992,17 +982,23 @@ class GpplModel : public Model {
   }
 
   void BuildKernelMatrices() {
-    const int m = M();
-    Kzz_.resize(m, m);
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j <= i; ++j)
-        Kzz_(i, j) = Kzz_(j, i) = kernel_(Z_.row(i).data(), Z_.row(j).data(), dim);
-    Kzz_.diagonal().array() += kJitter;
-    Kllt_.compute(Kzz_);
-    PREFMIX_CHECK_INPUT(Kllt_.info() == Eigen::Success,
-                        "gppl: the inducing items' kernel matrix is not positive definite");
-    Kinv_ = Kllt_.solve(Mat::Identity(m, m));
-    logdet_K_ = 2.0 * Kllt_.matrixLLT().diagonal().array().log().sum();
+    FactorKernel(Z_, kernel_, "items", &Kzz_, &Kllt_, &Kinv_, &logdet_K_);
+  }
+
+  /// The inducing inputs' kernel matrix K (jitter added), its factor, inverse and log-determinant.
+  static void FactorKernel(const RowMatrixF& Z, const ItemKernel& kernel, const char* what, Mat* K,
+                           Eigen::LLT<Mat>* llt, Mat* inv, double* logdet) {
+    const int64_t m = Z.rows();
+    K->resize(m, m);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j <= i; ++j)
+        (*K)(i, j) = (*K)(j, i) = kernel(Z.row(i).data(), Z.row(j).data(), Z.cols());
+    K->diagonal().array() += kJitter;
+    llt->compute(*K);
+    PREFMIX_CHECK_INPUT(llt->info() == Eigen::Success, "gppl: the inducing ", what,
+                        "' kernel matrix is not positive definite");
+    *inv = llt->solve(Mat::Identity(m, m));
+    *logdet = 2.0 * llt->matrixLLT().diagonal().array().log().sum();
   }
 
   /// Rows of k(x, Z) K_ZZ^-1 for the given items of ds.
