@@ -33,6 +33,40 @@ void SetTorchThreadsHook(void (*fn)(int)) {
 int GetThreads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
 
 namespace {
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+AdaptiveThreads::AdaptiveThreads(int probe, int period)
+    : threads_(GetThreads()), probe_(std::max(probe, 1)), period_(std::max(period, 2 * probe)) {}
+
+AdaptiveThreads::~AdaptiveThreads() { omp_set_num_threads(threads_); }
+
+void AdaptiveThreads::Begin() {
+  if (threads_ <= 1) return;
+  // Within a period: [0, probe) all threads, [probe, 2 probe) one, then the faster.
+  const int k = i_ % period_;
+  if (k == 0) t_par_ = t_ser_ = 0;
+  current_ = k < probe_ ? threads_ : k < 2 * probe_ ? 1 : (choose_serial_ ? 1 : threads_);
+  omp_set_num_threads(current_);
+  start_ = NowSeconds();
+}
+
+void AdaptiveThreads::End() {
+  if (threads_ <= 1) return;
+  const double t = NowSeconds() - start_;
+  const int k = i_ % period_;
+  if (k < probe_)
+    t_par_ += t;
+  else if (k < 2 * probe_)
+    t_ser_ += t;
+  if (k == 2 * probe_ - 1) choose_serial_ = t_ser_ < t_par_;
+  (current_ > 1 ? parallel_ : serial_) += 1;
+  ++i_;
+}
+
+namespace {
 std::atomic<bool> g_cancel{false};
 /// steady_clock nanoseconds of the deadline; 0: none.
 std::atomic<int64_t> g_deadline{0};

@@ -13,6 +13,35 @@ void SetTorchThreadsHook(void (*fn)(int));
 /// The thread count last set (default 2... or OpenMP's max).
 int GetThreads();
 
+/// Chooses, while a loop of alike iterations runs (a fit's steps), between the thread count set
+/// and one thread, by timing both: fine-grained parallel loops gain on idle cores and lose when
+/// another job holds one (every barrier then waits for a descheduled thread). The first
+/// `probe` iterations run with the threads, the next `probe` with one; the faster setting runs
+/// until `period` iterations later, when both are timed again. Use only where the thread count
+/// does not change the result (per-item work, fixed-order sums). Restores the count on
+/// destruction. With one thread set it does nothing.
+class AdaptiveThreads {
+ public:
+  explicit AdaptiveThreads(int probe = 2, int period = 40);
+  ~AdaptiveThreads();
+  AdaptiveThreads(const AdaptiveThreads&) = delete;
+  AdaptiveThreads& operator=(const AdaptiveThreads&) = delete;
+  /// Before an iteration: sets OpenMP's thread count for it.
+  void Begin();
+  /// After it: records its time.
+  void End();
+  /// Iterations run with one thread and with all, so far (for reports).
+  int serial_iterations() const { return serial_; }
+  int parallel_iterations() const { return parallel_; }
+
+ private:
+  int threads_, probe_, period_;
+  int i_ = 0, serial_ = 0, parallel_ = 0, current_ = 1;
+  double t_par_ = 0, t_ser_ = 0;
+  bool choose_serial_ = false;
+  double start_ = 0;
+};
+
 /// Thrown by ThrowIfCancelled() after RequestCancel(): the work stops at its next check and
 /// leaves its inputs as they were (a fit assigns its result only when it completes).
 struct Cancelled : std::exception {

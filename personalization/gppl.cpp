@@ -292,6 +292,14 @@ class GpplModel : public Model {
     dim = ds.dim();
     embedding_model = ds.embedding_model;
     SetThreads(options_.threads);
+    // Eigen's own threads split each product (M x M, a millisecond) in a parallel region of its
+    // own: thousands of regions a fit, each waiting for a thread that another job may hold. The
+    // fit's threads work in its own loops (per user, per pair chunk); Eigen runs serial.
+    struct EigenSerial {
+      int before = Eigen::nbThreads();
+      EigenSerial() { Eigen::setNbThreads(1); }
+      ~EigenSerial() { Eigen::setNbThreads(before); }
+    } eigen_serial;
     // A Bayesian model needs no held-out selection of its priors: the validation pairs are
     // training data. The one exception is --gppl-residual auto: the ELBO prefers the kernel
     // residual on SUSHI even where the learned one predicts better (notebook §12), so the two are
@@ -374,6 +382,8 @@ class GpplModel : public Model {
     std::vector<int64_t> order = active;
     Rng batch_rng(DeriveSeed(options_.seed, kBatchStream));
     bool converged = false;
+    // The steps' parallel loops gain on idle cores and lose beside another job: time both.
+    AdaptiveThreads threads;
     for (int epoch = 0; epoch < max_steps && !converged; ++epoch) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
       if (!full)
@@ -389,11 +399,13 @@ class GpplModel : public Model {
         }
         const double scale = static_cast<double>(order.size()) / static_cast<double>(k - k0);
         const double step = std::pow(steps + options_.Real("svi_delay"), -forget);
+        if (steps > 0) threads.Begin();  // the first step (no local step) is not typical
         if (full) {
           Step(whole, scale, step, 1, steps > 0);
         } else {
           Step(MakeBatch(ds, all, idx), scale, step, 5, steps > 0);
         }
+        if (steps > 0) threads.End();
         ++steps;
       }
       if (full) {
@@ -1285,7 +1297,9 @@ class GpplModel : public Model {
     // Per pair: the residual's and the components' mean differences, sum_c dv_c m_c and S_u dv,
     // kept up to date as each v_c moves (O(C) per pair and component). Row-major, so that a
     // pair's C values are contiguous; the buffers live across steps (no fresh pages per step).
-    // The pair loops are independent per pair: threads do not change a bit of the result.
+    // The pair loops use the threads in chunks (FitAll's AdaptiveThreads drops to one thread
+    // where the regions cost more than they save, as when another job holds a core). Each
+    // pair's values are its own, so threads do not change a bit of the result.
     std::vector<double>& gdiff = step_gdiff_;
     std::vector<double>& dvm = step_dvm_;
     std::vector<double>& gamma = step_gamma_;
@@ -1298,7 +1312,7 @@ class GpplModel : public Model {
     r.resize(P);
     DV.resize(P, C_);
     SDv.resize(P, C_);
-#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
+#pragma omp parallel for schedule(dynamic, kPairChunk) if (P >= kParallelPairs)
     for (int64_t j = 0; j < P; ++j) {
       const int64_t u = bt.user[j];
       gdiff[j] = GDiff(bt, j);
@@ -1311,7 +1325,7 @@ class GpplModel : public Model {
     auto tdiff = [&](int64_t j) { return im.tm[bt.a[j]] - im.tm[bt.b[j]]; };
     // t given everything else.
     {
-#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
+#pragma omp parallel for schedule(dynamic, kPairChunk) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const double zhat = ZHat(tdiff(j) + gdiff[j] + dvm[j], bt.sign[j]);
         gamma[j] = 0.5 * bt.w[j];
@@ -1322,7 +1336,7 @@ class GpplModel : public Model {
     }
     // Each v_c given everything else.
     for (int c = 0; c < C_; ++c) {
-#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
+#pragma omp parallel for schedule(dynamic, kPairChunk) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const Mat& S = wS_[u];
@@ -1334,7 +1348,7 @@ class GpplModel : public Model {
       }
       GlobalStep(bt, gamma, r, sv_[c].Mean(), scale, step, &v_[c]);
       RefreshV(bt, c, &im);
-#pragma omp parallel for schedule(static) if (P >= kParallelPairs)
+#pragma omp parallel for schedule(dynamic, kPairChunk) if (P >= kParallelPairs)
       for (int64_t j = 0; j < P; ++j) {
         const int64_t u = bt.user[j];
         const double delta = im.vm(bt.a[j], c) - im.vm(bt.b[j], c) - DV(j, c);
@@ -1731,8 +1745,11 @@ class GpplModel : public Model {
   std::vector<double> galpha_, step_x_;
   static constexpr int64_t kItemScatterMax = 2048;
   /// Step's pair loops use the threads from this many pairs on (a parallel region costs more
-  /// than it saves below, and much more when another job holds a core).
+  /// than it saves below).
   static constexpr int64_t kParallelPairs = 16384;
+  /// ... in chunks of this many, taken by whichever thread is free (a thread that shares its
+  /// core with another job takes fewer).
+  static constexpr int kPairChunk = 2048;
   bool learned_ = false;        ///< crowd with --gppl-residual learned: q(Sigma)
   bool auto_residual_ = false;  ///< crowd with --gppl-residual auto: learned_ chosen in Fit
   Mat iw_psi_;                  ///< learned: q(Sigma) = IW(iw_psi_, iw_nu_)
