@@ -9,6 +9,7 @@
 // measures on the same machine; `floor_users/s` is that bound and `of_floor` the measured fraction
 // of it. Args: link (0 loglik, 1 linear, 2 mixture, 3 normalized), K, k, threads.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -70,6 +71,56 @@ double Bandwidth() {
   return best;
 }
 
+/// Peak double-precision flop rate (flops/s) of all threads, measured once: eight independent
+/// multiply-add chains per thread on four-double vectors, with AVX2 + FMA where the CPU has them
+/// (the x86-64-v3 build of the linear loop uses them), else the baseline's two-double SSE2.
+typedef double Vec4dBench __attribute__((vector_size(32)));
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename V>
+inline double FmaChains(int64_t iters) {
+  V a[8], x, y;
+  for (int i = 0; i < 8; ++i) a[i] = V{} + 0.5 + i;
+  x = V{} + 0.999999;
+  y = V{} + 1e-7;
+  for (int64_t it = 0; it < iters; ++it)
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) a[i] = a[i] * x + y;
+  double s = 0;
+  for (int i = 0; i < 8; ++i)
+    for (int l = 0; l < static_cast<int>(sizeof(V) / sizeof(double)); ++l) s += a[i][l];
+  return s;
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) double FmaChainsAvx2(int64_t iters) {
+  return FmaChains<Vec4dBench>(iters);
+}
+#endif
+std::atomic<double> g_peak_flops{0};
+double PeakFlops() {
+  if (g_peak_flops.load() > 0) return g_peak_flops.load();
+  const int64_t iters = 20000000;
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    auto t0 = std::chrono::steady_clock::now();
+    double sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+#if defined(__x86_64__)
+      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        sink += FmaChainsAvx2(iters);
+      else
+#endif
+        sink += FmaChains<Vec4dBench>(iters);
+    }
+    benchmark::DoNotOptimize(sink);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int threads = omp_get_max_threads();
+    best = std::max(best, threads * 8.0 * 4 * 2 * iters / sec);  // 8 chains, 4 lanes, mul + add
+  }
+  g_peak_flops = best;
+  return best;
+}
+
 UserStepProblem MakeProblem(int K, int k, int64_t users) {
   UserStepProblem p;
   p.K = K;
@@ -123,6 +174,13 @@ void BM_UserStep(benchmark::State& state) {
     opt.max_iter = 200;
     opt.tol = 1e-6;
   }
+  // The linear link's flop floor: the peak rate over the arithmetic the solver must do for the
+  // iterations it took: per pass (iterations + 1) and pair, 2K for the margin, 2K for the
+  // gradient, m (m + 2) for the face Hessian (m = the solution's face size) and 60 for sigma and
+  // log sigma (the polynomial exp and log of core/userstep/linear_cpu.h: 27 multiply-adds, two
+  // divisions, a few selects); per iteration m^3 / 3 + 4 m^2 for the Newton solve.
+  const double peak = link == 1 ? PeakFlops() : 0.0;
+  double face = 0;
   int64_t unconverged = 0;
   double iters = 0;
   for (auto _ : state) {
@@ -130,8 +188,10 @@ void BM_UserStep(benchmark::State& state) {
     benchmark::DoNotOptimize(r.latent.data());
     unconverged = 0;
     iters = 0;
+    face = 0;
     for (int64_t u = 0; u < users; ++u) {
       iters += r.iterations[u];
+      for (int c = 0; c < K; ++c) face += r.latent(u, c) > 0;
       if (link == 1 || link == 3) unconverged += r.residual[u] > opt.tol;
       if (link == 2) unconverged += r.iterations[u] >= opt.max_iter;
     }
@@ -144,6 +204,15 @@ void BM_UserStep(benchmark::State& state) {
   state.counters["of_floor"] = benchmark::Counter(static_cast<double>(users) / floor,
                                                   benchmark::Counter::kIsIterationInvariantRate);
   state.counters["mean_iters"] = iters / users;
+  if (link == 1) {
+    const double it = iters / users, m = face / users;
+    const double flops =
+        (it + 1) * k * (4.0 * K + m * (m + 2) + 60) + it * (m * m * m / 3 + 4 * m * m);
+    state.counters["flops/user"] = flops;
+    state.counters["flop_floor_users/s"] = peak / flops;
+    state.counters["of_flop_floor"] = benchmark::Counter(
+        static_cast<double>(users) * flops / peak, benchmark::Counter::kIsIterationInvariantRate);
+  }
   state.counters["unconverged"] = static_cast<double>(unconverged);
   static const char* names[] = {"loglik", "linear", "mixture", "normalized"};
   state.SetLabel(names[link]);

@@ -18,7 +18,20 @@
 #define PREFMIX_HOST_DEVICE
 #endif
 
+// A translation unit compiled for another instruction set (the CPU loop's x86-64-v3 build,
+// core/userstep/user_step_cpu_v3.cpp) defines PREFMIX_ISA_NAMESPACE before including this header:
+// the inline functions below then live in an inline namespace of that name, so that the linker
+// never swaps one build's copy of a function for the other's.
+#if defined(PREFMIX_ISA_NAMESPACE)
+#define PREFMIX_ISA_BEGIN inline namespace PREFMIX_ISA_NAMESPACE {
+#define PREFMIX_ISA_END }
+#else
+#define PREFMIX_ISA_BEGIN
+#define PREFMIX_ISA_END
+#endif
+
 namespace prefmix::math {
+PREFMIX_ISA_BEGIN
 
 /// Largest K the fixed-size user-step solvers handle.
 constexpr int kMaxK = 32;
@@ -104,7 +117,8 @@ PREFMIX_HOST_DEVICE inline double BtLossAndGrad(double x, double y, double* grad
   return (x > 0 ? x : 0.0) + log1p(e) - y * x;
 }
 
-/// Euclidean projection of v[0..K) onto the probability simplex (Duchi et al. 2008), in place.
+/// Euclidean projection of v[0..K) onto the probability simplex (Duchi et al. 2008), in place:
+/// v = max(v - theta, 0) with theta from the sorted entries (no division but the last).
 /// KM is the capacity of the scratch arrays (K <= KM).
 template <int KM = kMaxK>
 PREFMIX_HOST_DEVICE inline void ProjectSimplex(double* v, int K) {
@@ -119,13 +133,50 @@ PREFMIX_HOST_DEVICE inline void ProjectSimplex(double* v, int K) {
     }
     s[j + 1] = x;
   }
-  double cum = 0, theta = 0;
+  double cum = 0, top = 0;
+  int rho = 1;
   for (int i = 0; i < K; ++i) {
     cum += s[i];
-    double t = (cum - 1.0) / (i + 1);
-    if (s[i] - t > 0) theta = t;
+    if ((i + 1) * s[i] > cum - 1.0) {
+      rho = i + 1;
+      top = cum;
+    }
   }
+  const double theta = (top - 1.0) / rho;
   for (int i = 0; i < K; ++i) v[i] = v[i] - theta > 0 ? v[i] - theta : 0.0;
+}
+
+/// ProjectSimplex from a guess of the projection's support, S = {k : hint_k > 0}: theta_S =
+/// (sum over S of v - 1) / |S| is the projection's threshold exactly when {k : v_k > theta_S} = S
+/// (then sum_k max(v_k - theta_S, 0) = 1). Up to four rounds of S <- {k : v_k > theta_S}, each
+/// one branch-light pass; the sort when S has not settled by then. The linear solver's
+/// projections of w + step mostly keep w's support or change it by a few entries, so they
+/// rarely sort.
+template <int KM = kMaxK>
+PREFMIX_HOST_DEVICE inline void ProjectSimplexWithHint(double* v, int K, const double* hint) {
+  bool in[KM];
+  for (int k = 0; k < K; ++k) in[k] = hint[k] > 0;
+  for (int round = 0; round < 4; ++round) {
+    double sum = 0;
+    int count = 0;
+    for (int k = 0; k < K; ++k) {
+      sum += in[k] ? v[k] : 0.0;
+      count += in[k] ? 1 : 0;
+    }
+    if (count == 0) break;
+    const double theta = (sum - 1.0) / count;
+    bool same = true;
+    for (int k = 0; k < K; ++k) {
+      const bool now = v[k] > theta;
+      same = same && now == in[k];
+      in[k] = now;
+    }
+    if (same) {
+      for (int k = 0; k < K; ++k) v[k] = v[k] - theta > 0 ? v[k] - theta : 0.0;
+      return;
+    }
+  }
+  ProjectSimplex<KM>(v, K);
 }
 
 /// Per-component log-likelihoods of one user: out[k] = log_prior[k] + sum_j c_j log sigma(q_jk).
@@ -197,7 +248,7 @@ template <int KM = kMaxK, typename GP = const double*>
 PREFMIX_HOST_DEVICE inline double SimplexKktResidual(const double* w, GP g, int K, double L) {
   double pr[KM], res = 0;
   for (int k = 0; k < K; ++k) pr[k] = w[k] + g[k] / L;
-  ProjectSimplex<KM>(pr, K);
+  ProjectSimplexWithHint<KM>(pr, K, w);
   for (int k = 0; k < K; ++k) {
     const double d = fabs(pr[k] - w[k]) * L;
     res = d > res ? d : res;
@@ -288,21 +339,68 @@ PREFMIX_HOST_DEVICE inline void CholeskySolve(const P& A, int n, double floor, d
   CholeskySolveFactored(A, n, b);
 }
 
+/// Solves A x = b1 and A x = b2 at once (the linear solver's Newton step and its constraint
+/// direction) for a symmetric positive definite n x n matrix A given as its packed lower triangle
+/// (Tri), which is overwritten by its LDL' factor (unit L below the diagonal, D on it): no square
+/// root, one division per pivot, the two substitutions interleaved. A pivot below `floor` is
+/// replaced by `floor`, as CholeskySolve does (the same regularised matrix).
+template <int KM, typename P>
+PREFMIX_HOST_DEVICE inline void LdltSolveTwo(const P& A, int n, double floor, double* b1,
+                                             double* b2) {
+  double inv[KM], l[KM];
+  for (int j = 0; j < n; ++j) {
+    // Row j below the diagonal holds L_jp D_p (p < j) until now: l_p = L_jp.
+    double d = A[Tri(j, j)];
+    for (int p = 0; p < j; ++p) {
+      l[p] = A[Tri(j, p)] * inv[p];
+      d -= A[Tri(j, p)] * l[p];
+    }
+    d = d > floor ? d : floor;
+    A[Tri(j, j)] = d;
+    inv[j] = 1.0 / d;
+    for (int p = 0; p < j; ++p) A[Tri(j, p)] = l[p];
+    for (int i = j + 1; i < n; ++i) {  // L_ij D_j = A_ij - sum_p (L_ip D_p) L_jp
+      double s = A[Tri(i, j)];
+      for (int p = 0; p < j; ++p) s -= A[Tri(i, p)] * l[p];
+      A[Tri(i, j)] = s;
+    }
+  }
+  for (int i = 0; i < n; ++i) {  // L y = b
+    double s1 = b1[i], s2 = b2[i];
+    for (int p = 0; p < i; ++p) {
+      const double l = A[Tri(i, p)];
+      s1 -= l * b1[p];
+      s2 -= l * b2[p];
+    }
+    b1[i] = s1;
+    b2[i] = s2;
+  }
+  for (int i = n - 1; i >= 0; --i) {  // D L' x = y
+    double s1 = b1[i] * inv[i], s2 = b2[i] * inv[i];
+    for (int p = i + 1; p < n; ++p) {
+      const double l = A[Tri(p, i)];
+      s1 -= l * b1[p];
+      s2 -= l * b2[p];
+    }
+    b1[i] = s1;
+    b2[i] = s2;
+  }
+}
+
 /// One projected-gradient step of the linear link from w towards P(w + g/L), backtracked until
 /// f does not decrease (with L a Lipschitz bound of the gradient the full step already
 /// ascends). Updates w and returns the new f (or f when no ascent is left).
-template <int KM = kMaxK, typename GP = const double*>
-PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const float* q, const float* offset,
-                                                              const float* weight, int64_t n, int K,
+template <int KM, typename Pairs, typename GP>
+PREFMIX_HOST_DEVICE inline double LinearProjectedGradientStep(const Pairs& pairs, int K,
                                                               const float* w0, double lambda,
                                                               double L, GP g, double f, double* w) {
   double step[KM], wn[KM];
   for (int k = 0; k < K; ++k) step[k] = w[k] + g[k] / L;
-  ProjectSimplex<KM>(step, K);
+  ProjectSimplexWithHint<KM>(step, K, w);
   double alpha = 1.0;
   for (int ls = 0; ls < 40; ++ls, alpha *= 0.5) {
     for (int k = 0; k < K; ++k) wn[k] = w[k] + alpha * (step[k] - w[k]);
-    const double fn = LinearObjective(q, offset, weight, n, K, wn, w0, lambda, nullptr);
+    const double fn = pairs.Objective(wn, w0, lambda);
     if (fn >= f) {
       for (int k = 0; k < K; ++k) w[k] = wn[k];
       return fn;
@@ -399,6 +497,37 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
   return f;
 }
 
+/// A user's pairs as the linear solver reads them (its `Pairs` policy): q row-major [n, K], the
+/// offsets b_j and weights c_j (null: 0 and 1). The CUDA kernels and the CPU fallback use this
+/// one; the CPU loop's SIMD form is LinearTransposedPairs (linear_cpu.h).
+struct LinearRowPairs {
+  const float* q;
+  const float* offset;
+  const float* weight;
+  int64_t n;
+  int K;
+  PREFMIX_HOST_DEVICE double Lipschitz(double lambda) const {
+    return LinearLipschitz(q, weight, n, K, lambda);
+  }
+  PREFMIX_HOST_DEVICE double Objective(const double* w, const float* w0, double lambda) const {
+    return LinearObjective(q, offset, weight, n, K, w, w0, lambda, nullptr);
+  }
+  template <int KM, typename GP, typename HP>
+  PREFMIX_HOST_DEVICE double FullPass(const double* w, const float* w0, double lambda, int* F,
+                                      int* m, GP g, HP H) const {
+    return LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, m, g, H);
+  }
+};
+
+/// The linear solver's early-entry ratio (see SolveLinearSimplexWith): 0.5 took the fewest
+/// iterations and the least time of 0.1, 0.2, 0.3, 0.5 and 1 on the user-step benchmark (K = 10,
+/// k = 20: 5.1 iterations a user against 6.6 without early entry).
+constexpr double kLinearEarlyEntry = 0.5;
+/// Early entries per user at most (see SolveLinearSimplexWith). Without a budget, users with
+/// saturated margins (|q| ~ 30) took up to 443 iterations (K = 32) instead of 75; budgets of
+/// 1-4 keep them at 44-77 and the benchmark at 5.1-5.3 iterations, 4 the fastest.
+constexpr int kLinearEarlyEntries = 4;
+
 /// Maximises the linear-link objective
 ///   f(w) = sum_j c_j log sigma(b_j + w.q_j) - lambda/2 |w - w0|^2   over the simplex
 /// by a primal active-set Newton method: on the face F = {k : w_k > 0} it takes the Newton step
@@ -412,14 +541,17 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
 /// L = 1/4 sum_j c_j |q_j|^2 + lambda), is below tol. Quadratic convergence near the solution,
 /// typically 3-8 iterations from the uniform start (K = 10). w holds the start on entry (projected
 /// first) and the solution on exit.
-/// This form takes the caller's scratch: two gradients (K each) and two packed Hessian triangles
+/// This form reads the pairs through `pairs` (LinearRowPairs, or the CPU's LinearTransposedPairs)
+/// and takes the caller's scratch: two gradients (K each) and two packed Hessian triangles
 /// (K (K + 1) / 2 each), of pointer type GP / HP (double* or Strided<double>).
-template <int KM, typename GP, typename HP>
-PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
-    const float* q, const float* offset, const float* weight, int64_t n, int K, const float* w0,
-    double lambda, int max_iter, double tol, double* w, GP g0, GP g1, HP H0, HP H1) {
-  const double L = LinearLipschitz(q, weight, n, K, lambda);
-  ProjectSimplex<KM>(w, K);
+template <int KM, typename Pairs, typename GP, typename HP>
+PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(const Pairs& pairs, int K,
+                                                                   const float* w0, double lambda,
+                                                                   int max_iter, double tol,
+                                                                   double* w, GP g0, GP g1, HP H0,
+                                                                   HP H1) {
+  const double L = pairs.Lipschitz(lambda);
+  ProjectSimplexWithHint<KM>(w, K, w);  // the start is usually on the simplex already
   // Two sets of (gradient, face, Hessian): the current point's and the trial point's; a trial
   // point's full pass is what the Armijo test reads, and an accepted trial becomes the current
   // point without another pass.
@@ -430,47 +562,64 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
   int *F = Fbuf[0], *Fn = Fbuf[1], m = 0, mn = 0;
   SimplexSolveInfo info{0.0, 0.0, 0};
   bool try_projected = true;  // until a projected Newton step first fails
-  double f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
+  // Early entries left: a budget, since at saturated margins a coordinate let in early can leave
+  // again and be let in again, a cycle that the stationary rule alone never enters.
+  int early_left = kLinearEarlyEntries;
+  double f = pairs.template FullPass<KM>(w, w0, lambda, F, &m, g, H);
   for (int it = 0;; ++it) {
     info.objective = f;
     info.residual = SimplexKktResidual<KM>(w, g, K, L);
     if (info.residual < tol || it >= max_iter) break;
     info.iterations = it + 1;
-    // A relative ridge keeps the factorisation finite where saturated margins leave A
-    // (near-)singular; the ratio test below then bounds the long steps along its null space.
-    double trace = 0;
-    for (int a = 0; a < m; ++a) trace += H[Tri(a, a)];
-    const double ridge = 1e-9 * (trace / (m > 0 ? m : 1)) + 1e-300;
-    for (int a = 0; a < m; ++a) H[Tri(a, a)] += ridge;
-    const double floor = ridge;
-    // d = A^-1 g_F - nu A^-1 1 with nu chosen so that 1'd = 0.
-    for (int a = 0; a < m; ++a) {
-      d[a] = g[F[a]];
-      y2[a] = 1.0;
-    }
-    CholeskySolve(H, m, floor, d);
-    CholeskySolveFactored(H, m, y2);  // H now holds the factor
-    double s1 = 0, s2 = 0;
-    for (int a = 0; a < m; ++a) {
-      s1 += d[a];
-      s2 += y2[a];
-    }
-    const double nu = s1 / s2;
+    // Early entry: where the gradient's spread on the face (zero at the face's own optimum) is
+    // below kLinearEarlyEntry times the largest ascent off it, the face is not the solution's and
+    // converging on it is wasted: the best coordinate off the face enters now (the branch below,
+    // with no Newton step) instead of once the face is stationary.
+    double mean_f = 0;
+    for (int a = 0; a < m; ++a) mean_f += g[F[a]];
+    mean_f /= (m > 0 ? m : 1);
+    double spread = 0, ascent = 0;
+    for (int a = 0; a < m; ++a)
+      spread = fabs(g[F[a]] - mean_f) > spread ? fabs(g[F[a]] - mean_f) : spread;
+    for (int k = 0; k < K; ++k)
+      if (w[k] <= 0 && g[k] - mean_f > ascent) ascent = g[k] - mean_f;
+    const bool early = early_left > 0 && ascent > 0 && spread < kLinearEarlyEntry * ascent;
+    early_left -= early ? 1 : 0;
     double slope = 0, dmax = 0;
-    for (int a = 0; a < m; ++a) {
-      d[a] -= nu * y2[a];
-      slope += g[F[a]] * d[a];
-      dmax = fabs(d[a]) > dmax ? fabs(d[a]) : dmax;
+    if (!early) {
+      // A relative ridge keeps the factorisation finite where saturated margins leave A
+      // (near-)singular; the ratio test below then bounds the long steps along its null space.
+      double trace = 0;
+      for (int a = 0; a < m; ++a) trace += H[Tri(a, a)];
+      const double ridge = 1e-9 * (trace / (m > 0 ? m : 1)) + 1e-300;
+      for (int a = 0; a < m; ++a) H[Tri(a, a)] += ridge;
+      const double floor = ridge;
+      // d = A^-1 g_F - nu A^-1 1 with nu chosen so that 1'd = 0.
+      for (int a = 0; a < m; ++a) {
+        d[a] = g[F[a]];
+        y2[a] = 1.0;
+      }
+      LdltSolveTwo<KM>(H, m, floor, d, y2);  // H now holds the factor
+      double s1 = 0, s2 = 0;
+      for (int a = 0; a < m; ++a) {
+        s1 += d[a];
+        s2 += y2[a];
+      }
+      const double nu = s1 / s2;
+      for (int a = 0; a < m; ++a) {
+        d[a] -= nu * y2[a];
+        slope += g[F[a]] * d[a];
+        dmax = fabs(d[a]) > dmax ? fabs(d[a]) : dmax;
+      }
     }
     if (!(fabs(slope) <= 1.7e308) || !(dmax <= 1.7e308)) {  // NaN or inf
       // The Newton system overflowed: a projected-gradient step instead.
-      const double fp =
-          LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+      const double fp = LinearProjectedGradientStep<KM>(pairs, K, w0, lambda, L, g, f, w);
       if (!(fp > f)) break;
-      f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
-    } else if (m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
-      // The face is stationary (the Newton step would gain less than f's rounding): let the
-      // best coordinate off the face enter (KKT: g_k <= nu).
+      f = pairs.template FullPass<KM>(w, w0, lambda, F, &m, g, H);
+    } else if (early || m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
+      // Early entry, or the face is stationary (the Newton step would gain less than f's
+      // rounding): let the best coordinate off the face enter (KKT: g_k <= nu).
       double mult = 0;
       for (int a = 0; a < m; ++a) mult += g[F[a]];
       mult /= (m > 0 ? m : 1);
@@ -483,14 +632,14 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
         }
       if (enter < 0) break;  // KKT holds up to rounding
       // Move mass along the projected gradient, which lets the entering coordinate in.
-      LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
-      f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
+      LinearProjectedGradientStep<KM>(pairs, K, w0, lambda, L, g, f, w);
+      f = pairs.template FullPass<KM>(w, w0, lambda, F, &m, g, H);
     } else {
       // Longest feasible step, then Armijo backtracking; each trial is a full pass.
       double alpha = 1.0;
       int block = -1;
       for (int a = 0; a < m; ++a)
-        if (d[a] < 0 && -w[F[a]] / d[a] < alpha) {
+        if (d[a] < 0 && w[F[a]] + alpha * d[a] < 0) {  // -w / d < alpha, without the division
           alpha = -w[F[a]] / d[a];
           block = F[a];
         }
@@ -504,10 +653,10 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
       if (block >= 0 && try_projected) {
         for (int k = 0; k < K; ++k) wn[k] = w[k];
         for (int a = 0; a < m; ++a) wn[F[a]] = w[F[a]] + d[a];
-        ProjectSimplex<KM>(wn, K);
+        ProjectSimplexWithHint<KM>(wn, K, w);
         double slope_p = 0;
         for (int a = 0; a < m; ++a) slope_p += g[F[a]] * (wn[F[a]] - w[F[a]]);
-        fn = LinearFullPass<KM>(q, offset, weight, n, K, wn, w0, lambda, Fn, &mn, gn, Hn);
+        fn = pairs.template FullPass<KM>(wn, w0, lambda, Fn, &mn, gn, Hn);
         projected = fn > f && fn >= f + 1e-4 * slope_p;
         if (!projected) {
           fn = f;
@@ -524,7 +673,7 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
         double z = 0;
         for (int k = 0; k < K; ++k) z += wn[k];
         for (int k = 0; k < K; ++k) wn[k] /= z;
-        fn = LinearFullPass<KM>(q, offset, weight, n, K, wn, w0, lambda, Fn, &mn, gn, Hn);
+        fn = pairs.template FullPass<KM>(wn, w0, lambda, Fn, &mn, gn, Hn);
         if (fn >= f + 1e-4 * alpha * slope) break;
         alpha *= 0.5;
         block = -1;
@@ -546,10 +695,9 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(
         // The Newton model failed (a singular Hessian where margins saturate, or a face that is
         // stationary to rounding while the KKT residual is not small): a projected-gradient
         // step, which ascends and lets coordinates off the face enter.
-        const double fp =
-            LinearProjectedGradientStep<KM>(q, offset, weight, n, K, w0, lambda, L, g, f, w);
+        const double fp = LinearProjectedGradientStep<KM>(pairs, K, w0, lambda, L, g, f, w);
         if (!(fp > f)) break;  // no ascent left at machine precision
-        f = LinearFullPass<KM>(q, offset, weight, n, K, w, w0, lambda, F, &m, g, H);
+        f = pairs.template FullPass<KM>(w, w0, lambda, F, &m, g, H);
       }
     }
   }
@@ -564,8 +712,9 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplex(const float* q, c
                                                                double lambda, int max_iter,
                                                                double tol, double* w) {
   double gbuf[2][KM], Hbuf[2][KM * (KM + 1) / 2];
-  return SolveLinearSimplexWith<KM, double*, double*>(q, offset, weight, n, K, w0, lambda, max_iter,
-                                                      tol, w, gbuf[0], gbuf[1], Hbuf[0], Hbuf[1]);
+  const LinearRowPairs pairs{q, offset, weight, n, K};
+  return SolveLinearSimplexWith<KM>(pairs, K, w0, lambda, max_iter, tol, w, gbuf[0], gbuf[1],
+                                    Hbuf[0], Hbuf[1]);
 }
 
 /// Objective of the `normalized` link (to be minimised), in softmax coordinates w = softmax(o):
@@ -1005,4 +1154,5 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveGaussianLaplace(
   return info;
 }
 
+PREFMIX_ISA_END
 }  // namespace prefmix::math

@@ -8,6 +8,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/userstep/math.h"
+#include "core/userstep/user_step_cpu.h"
 #include "core/userstep/user_step_raw.h"
 
 namespace prefmix {
@@ -153,6 +154,10 @@ UserStepResult RunUserStep(UserStepLink link, const UserStepProblem& p, const Us
 #pragma omp for schedule(dynamic, 16)
       for (int64_t u = 0; u < p.n_users; ++u) raw::SolveGaussianUser(a, u, work.data());
     }
+    return r;
+  }
+  if (link == UserStepLink::kLinear) {  // its own loop, in the build the CPU supports
+    cpu::SolveLinearUsers(a);
     return r;
   }
 #pragma omp parallel for schedule(dynamic, 16)

@@ -45,6 +45,8 @@ struct UserStepArgs {
   int64_t work_users = 0;
 };
 
+PREFMIX_ISA_BEGIN
+
 /// CPU vs CUDA parity tolerances, shared by the GoogleTest parity tests and the standalone
 /// device check: objective |cuda - cpu| <= tol (1 + |cpu|) and weights max-abs <= kParityLatentTol.
 /// The CUDA loglik link computes log sigma in single precision (math::LogSigmoidFast; sums in
@@ -103,9 +105,10 @@ PREFMIX_HOST_DEVICE inline void SolveLinearUserWith(const UserStepArgs& a, int64
   const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
   double v[KM];
   for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
-  const math::SimplexSolveInfo info = math::SolveLinearSimplexWith<KM, GP, HP>(
-      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
-      a.prior, a.lambda, a.max_iter, a.tol, v, g0, g1, H0, H1);
+  const math::LinearRowPairs pairs{a.q + b * K, a.offset ? a.offset + b : nullptr,
+                                   a.weight ? a.weight + b : nullptr, n, K};
+  const math::SimplexSolveInfo info = math::SolveLinearSimplexWith<KM>(
+      pairs, K, a.prior, a.lambda, a.max_iter, a.tol, v, g0, g1, H0, H1);
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 
@@ -200,4 +203,5 @@ PREFMIX_HOST_DEVICE inline void SolveUser(const UserStepArgs& a, int64_t u) {
   }
 }
 
+PREFMIX_ISA_END
 }  // namespace prefmix::raw
