@@ -4,7 +4,8 @@
 # (OMP_WAIT_POLICY=ACTIVE, libgomp's behaviour before).
 #
 #   bench/threads_under_load.sh [BUILD_DIR] [REPS] [FAMILIES]
-#       BUILD_DIR default build, REPS default 3, FAMILIES default "bt lowrank em-bt"
+#       BUILD_DIR default build, REPS default 3, FAMILIES default "bt lowrank em-bt";
+#       POLICIES (environment) default "PASSIVE ACTIVE": the OMP_WAIT_POLICY settings to run
 #
 # Each run is `prefmix train` of one family on SUSHI-B (from $PREFMIX_SUSHI_DIR, converted once
 # into a temporary directory) or, without the SUSHI files, on `generate --kind groups
@@ -15,6 +16,7 @@ set -euo pipefail
 build=${1:-build}
 reps=${2:-3}
 families=${3:-bt lowrank em-bt}
+policies=${POLICIES:-PASSIVE ACTIVE}
 cli=$(cd "$build" && pwd)/prefmix
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; [ -n "${load:-}" ] && kill "$load" 2>/dev/null || true' EXIT
@@ -48,7 +50,7 @@ for f in $families; do
   for bg in idle "one busy core"; do
     declare -A t=()
     for ((r = 0; r < reps; r++)); do
-      for pol in PASSIVE ACTIVE; do
+      for pol in $policies; do
         for th in 1 2; do
           load=""
           if [ "$bg" != idle ]; then
@@ -60,7 +62,7 @@ for f in $families; do
         done
       done
     done
-    for pol in PASSIVE ACTIVE; do
+    for pol in $policies; do
       one=$(tr ' ' '\n' <<<"${t[$pol-1]}" | grep . | median)
       two=$(tr ' ' '\n' <<<"${t[$pol-2]}" | grep . | median)
       printf '| %s | %s | %s | %.2f | %.2f | %.2f |\n' "$f" "$bg" "$pol" "$one" "$two" \

@@ -305,45 +305,11 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexFista(
 /// Index of (a, b), b <= a, in a packed row-major lower triangle.
 PREFMIX_HOST_DEVICE constexpr int Tri(int a, int b) { return a * (a + 1) / 2 + b; }
 
-/// Solves L L' x = b in place with a packed lower-triangular factor L (as CholeskySolve leaves).
-template <typename P>
-PREFMIX_HOST_DEVICE inline void CholeskySolveFactored(const P& L, int n, double* b) {
-  for (int i = 0; i < n; ++i) {  // L y = b
-    double s = b[i];
-    for (int p = 0; p < i; ++p) s -= L[Tri(i, p)] * b[p];
-    b[i] = s / L[Tri(i, i)];
-  }
-  for (int i = n - 1; i >= 0; --i) {  // L' x = y
-    double s = b[i];
-    for (int p = i + 1; p < n; ++p) s -= L[Tri(p, i)] * b[p];
-    b[i] = s / L[Tri(i, i)];
-  }
-}
-
-/// Solves A x = b in place for a symmetric positive definite n x n matrix A given as its packed
-/// lower triangle (Tri), which is overwritten by its Cholesky factor. A pivot that is not
-/// positive is replaced by `floor` (the matrix is regularised, never NaN).
-template <typename P>
-PREFMIX_HOST_DEVICE inline void CholeskySolve(const P& A, int n, double floor, double* b) {
-  for (int j = 0; j < n; ++j) {
-    double d = A[Tri(j, j)];
-    for (int p = 0; p < j; ++p) d -= A[Tri(j, p)] * A[Tri(j, p)];
-    d = d > floor ? sqrt(d) : sqrt(floor);
-    A[Tri(j, j)] = d;
-    for (int i = j + 1; i < n; ++i) {
-      double t = A[Tri(i, j)];
-      for (int p = 0; p < j; ++p) t -= A[Tri(i, p)] * A[Tri(j, p)];
-      A[Tri(i, j)] = t / d;
-    }
-  }
-  CholeskySolveFactored(A, n, b);
-}
-
 /// Solves A x = b1 and A x = b2 at once (the linear solver's Newton step and its constraint
 /// direction) for a symmetric positive definite n x n matrix A given as its packed lower triangle
 /// (Tri), which is overwritten by its LDL' factor (unit L below the diagonal, D on it): no square
 /// root, one division per pivot, the two substitutions interleaved. A pivot below `floor` is
-/// replaced by `floor`, as CholeskySolve does (the same regularised matrix).
+/// replaced by `floor` (the matrix is regularised, never NaN).
 template <int KM, typename P>
 PREFMIX_HOST_DEVICE inline void LdltSolveTwo(const P& A, int n, double floor, double* b1,
                                              double* b2) {
@@ -519,9 +485,9 @@ struct LinearRowPairs {
   }
 };
 
-/// The linear solver's early-entry ratio (see SolveLinearSimplexWith): 0.5 took the fewest
-/// iterations and the least time of 0.1, 0.2, 0.3, 0.5 and 1 on the user-step benchmark (K = 10,
-/// k = 20: 5.1 iterations a user against 6.6 without early entry).
+/// The linear solver's early-entry ratio (see SolveLinearSimplexWith): of 0.1, 0.2, 0.3, 0.5 and
+/// 1, 0.5 took the least time on the user-step benchmark (K = 10, k = 20: 5.1 iterations a user
+/// against 6.6 without early entry; 1 took 5.0 but longer per iteration).
 constexpr double kLinearEarlyEntry = 0.5;
 /// Early entries per user at most (see SolveLinearSimplexWith). Without a budget, users with
 /// saturated margins (|q| ~ 30) took up to 443 iterations (K = 32) instead of 75; budgets of
