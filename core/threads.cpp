@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 
 namespace prefmix {
@@ -31,6 +32,16 @@ void SetTorchThreadsHook(void (*fn)(int)) {
 }
 
 int GetThreads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+ScopedThreads::ScopedThreads(int n) : before_(GetThreads()) { SetThreads(std::max(n, 1)); }
+ScopedThreads::~ScopedThreads() { SetThreads(before_); }
+
+int ThreadsForStepFlops(double flops) {
+  const int all = GetThreads();
+  if (!(flops >= kStepFlopsPerThread)) return 1;  // also NaN
+  const double n = std::floor(flops / kStepFlopsPerThread);
+  return n >= all ? all : std::max(1, static_cast<int>(n));
+}
 
 namespace {
 double NowSeconds() {

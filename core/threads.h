@@ -13,6 +13,29 @@ void SetTorchThreadsHook(void (*fn)(int));
 /// The thread count last set (default 2... or OpenMP's max).
 int GetThreads();
 
+/// Sets the thread count (SetThreads) for a scope and restores the previous count on exit.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int n);
+  ~ScopedThreads();
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+
+ private:
+  int before_;
+};
+
+/// Floating-point operations a training step must have per thread before a torch step is split
+/// over one more thread. Torch splits each op over its pool; below this the pool's wake-ups and
+/// barriers (tens of microseconds an op, far more when another job holds a core) cost more than
+/// the split saves. On SUSHI-B pal-b's steps have under 10 MFLOP and ran 12 % slower with two
+/// threads.
+constexpr double kStepFlopsPerThread = 1e8;
+/// The threads worth using, at most GetThreads(), for steps of `flops` each: one per
+/// kStepFlopsPerThread, at least one. A fixed rule (not a timing), so a fit's result depends on
+/// the work's shape and never on the machine's load.
+int ThreadsForStepFlops(double flops);
+
 /// Chooses, while a loop of alike iterations runs (a fit's steps), between the thread count set
 /// and one thread, by timing both: fine-grained parallel loops gain on idle cores and lose when
 /// another job holds one (every barrier then waits for a descheduled thread). The first

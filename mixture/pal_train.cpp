@@ -215,6 +215,18 @@ class PalNet {
   torch::Tensor E_, C_, P_, omega_, theta_;
 };
 
+/// Floating-point operations of one training step (forward and backward, ~3x the forward's
+/// multiply-adds, 2 flops each) of `batch` pairs: the projector on the items it maps, the ideal
+/// points and rewards, and the prompt projectors.
+double StepFlops(const Dataset& ds, const PalTrainConfig& c, int64_t batch) {
+  const double D = ds.dim(), h = c.hidden, d = c.dim, K = c.k, B = static_cast<double>(batch);
+  const double mlp_in = D * h + h * h + h * d;
+  const double rows = 2 * B >= ds.n_items() ? ds.n_items() : 2 * B;
+  double fwd = rows * mlp_in + B * (K * d + 8 * d);
+  if (c.contexts) fwd += B * K * (ds.contexts.cols() * h + h * h + h * d);
+  return 6 * fwd;
+}
+
 }  // namespace
 
 PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const PairSet* valid,
@@ -227,6 +239,9 @@ PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const Pair
   if (valid && !valid->empty()) va = ToTensors(*valid);
   const bool has_valid = va.n > 0;
   const int64_t batch = c.batch > 0 ? std::min<int64_t>(c.batch, tr.n) : tr.n;
+  // Torch's intra-op threads sized to a step's work (two threads lost 12 % on SUSHI-B's
+  // 9-MFLOP steps, idle; more beside a busy core).
+  ScopedThreads threads(ThreadsForStepFlops(StepFlops(ds, c, batch)));
   torch::Generator gen = at::detail::createCPUGenerator(c.seed + kBatchOrderStream);
   torch::Tensor all = torch::arange(tr.n, torch::kLong);
   EarlyStopping stop(c.patience);

@@ -200,11 +200,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     // threads OpenBLAS's and OpenMP's workers spin between them; on the shared 2-core machine
     // the demo's vpl fit went from 8 s (--threads 1) to more than 6 CPU minutes (--threads 2).
     // Adapt (batched encoding of many users) keeps the configured threads.
-    struct OneThread {
-      int before = GetThreads();
-      OneThread() { SetThreads(1); }
-      ~OneThread() { SetThreads(before); }
-    } one_thread;
+    ScopedThreads one_thread(1);
     auto t0 = std::chrono::steady_clock::now();
     dim = ds.dim();
     embedding_model = ds.embedding_model;

@@ -12,6 +12,7 @@
 #include "core/eval/protocol.h"
 #include "core/model/model.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "core/userstep/math.h"
 #include "data/generate.h"
 #include "mixture/pal.h"
@@ -333,6 +334,31 @@ TEST(PalTest, SaveLoadGivesIdenticalScoresPredictionsAndAdaptation) {
   ExpectSaveLoadIdentical(fp, ds);
   Dataset ctx = RandomData(60, 5, 6, 3, 30, 20, 4);
   ExpectSaveLoadIdentical(PalOptions("pal-b", 2), ctx);
+}
+
+TEST(PalTest, SmallStepsTrainOnOneThreadSoTheThreadCountDoesNotChangeTheFit) {
+  // 40,000 training pairs in batches of 36,000: each step's loss sums more elements than torch's
+  // grain (32,768), so with two intra-op threads the sums would split (and round) differently. A
+  // step of this size (~40 MFLOP) trains on one thread whatever --threads says (core/threads.h).
+  Dataset ds = RandomData(40, 6, 0, 0, 2000, 30, 5);
+  Split s = MakeSeenSplit(ds, ds.AllPairs(), ProtocolOptions{});
+  ASSERT_GE(s.train.size(), 40000u);
+  ModelOptions mo = PalOptions("pal-b", 2);
+  mo.Set("dim", 16);
+  mo.Set("epochs", 3);
+  mo.Set("batch", 36000);
+  std::string params[2];
+  std::vector<double> probs[2];
+  for (int t : {1, 2}) {
+    SetThreads(t);
+    auto model = MakeModel(mo);
+    model->Fit(ds, s.train, s.valid);
+    params[t - 1] = model->Params().Dump(-1);
+    probs[t - 1] = model->PredictProb(ds, s.test, model->TrainLatents());
+  }
+  SetThreads(1);
+  EXPECT_EQ(params[0], params[1]);
+  EXPECT_EQ(probs[0], probs[1]);
 }
 
 TEST(PalTest, KAutoChoosesKOnValidationLossAndSavesTheChosenK) {

@@ -1,8 +1,10 @@
-// AdaptiveThreads (core/threads.h): keeps the thread count whose iterations run faster.
+// core/threads.h: AdaptiveThreads keeps the thread count whose iterations run faster;
+// ThreadsForStepFlops sizes threads to a step's work; ScopedThreads restores the count.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "core/threads.h"
@@ -44,6 +46,35 @@ TEST(AdaptiveThreadsTest, KeepsTheFasterSettingAndRestoresTheCount) {
     EXPECT_EQ(t.parallel_iterations() + t.serial_iterations(), 0);
     EXPECT_EQ(omp_get_max_threads(), 1);
   }
+}
+
+TEST(ThreadsForStepFlopsTest, OneThreadPerStepFlopsQuotaWithinTheCountSet) {
+  SetThreads(4);
+  EXPECT_EQ(ThreadsForStepFlops(0), 1);
+  EXPECT_EQ(ThreadsForStepFlops(9e6), 1);  // pal-b's SUSHI-B steps
+  EXPECT_EQ(ThreadsForStepFlops(1.99 * kStepFlopsPerThread), 1);
+  EXPECT_EQ(ThreadsForStepFlops(2 * kStepFlopsPerThread), 2);
+  EXPECT_EQ(ThreadsForStepFlops(3.5 * kStepFlopsPerThread), 3);
+  EXPECT_EQ(ThreadsForStepFlops(1e12), 4);
+  EXPECT_EQ(ThreadsForStepFlops(std::nan("")), 1);
+  EXPECT_EQ(ThreadsForStepFlops(-1), 1);
+  SetThreads(1);
+  EXPECT_EQ(ThreadsForStepFlops(1e12), 1);
+}
+
+TEST(ScopedThreadsTest, SetsForTheScopeAndRestores) {
+  SetThreads(2);
+  {
+    ScopedThreads one(1);
+    EXPECT_EQ(GetThreads(), 1);
+    EXPECT_EQ(omp_get_max_threads(), 1);
+    {
+      ScopedThreads zero(0);  // at least one
+      EXPECT_EQ(GetThreads(), 1);
+    }
+  }
+  EXPECT_EQ(GetThreads(), 2);
+  EXPECT_EQ(omp_get_max_threads(), 2);
 }
 
 }  // namespace
