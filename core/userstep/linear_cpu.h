@@ -115,7 +115,7 @@ struct LinearTransposedPairs {
   Vec4d qt[KM][kBlocks];
   Vec4d b[kBlocks], c[kBlocks];
   int K = 0, blocks = 0;
-  double lipschitz_base = 0;  // 1/4 sum_j c_j |q_j|^2
+  double weighted_sq_sum = 0;  // sum_j c_j |q_j|^2 (LinearLipschitzFromSum)
 
   /// Fills from a user's rows (n <= kLinearSimdMaxPairs).
   void Load(const float* q, const float* offset, const float* weight, int64_t n, int K_) {
@@ -137,27 +137,10 @@ struct LinearTransposedPairs {
       for (int k = 0; k < K; ++k) s += qt[k][blk] * qt[k][blk];
       lip += c[blk] * s;
     }
-    lipschitz_base = 0.25 * Sum4(lip);
+    weighted_sq_sum = Sum4(lip);
   }
 
-  double Lipschitz(double lambda) const {
-    const double L = lipschitz_base + lambda;
-    return L <= 1e-12 ? 1e-12 : L;
-  }
-
-  /// The prior part of f and the gradient's start -lambda (w - w0).
-  double Prior(const double* w, const float* w0, double lambda, double* g) const {
-    double d[KM], f = 0;
-    const double uniform = 1.0 / K;
-    if (w0)
-      for (int k = 0; k < K; ++k) d[k] = w[k] - w0[k];
-    else
-      for (int k = 0; k < K; ++k) d[k] = w[k] - uniform;
-    for (int k = 0; k < K; ++k) f -= 0.5 * lambda * d[k] * d[k];
-    if (g)
-      for (int k = 0; k < K; ++k) g[k] = -lambda * d[k];
-    return f;
-  }
+  double Lipschitz(double lambda) const { return LinearLipschitzFromSum(weighted_sq_sum, lambda); }
 
   Vec4d Margin(const double* w, int blk) const {
     Vec4d x = b[blk];
@@ -172,7 +155,7 @@ struct LinearTransposedPairs {
       LinearPairTerms4(Margin(w, blk), c[blk], &lf, &r, &h);
       acc += c[blk] * lf;
     }
-    return Prior(w, w0, lambda, nullptr) + Sum4(acc);
+    return LinearPrior(w, w0, lambda, K, nullptr) + Sum4(acc);
   }
 
   /// As math::LinearFullPass: f(w), its gradient g and the face Hessian A (packed, Tri) on the
@@ -186,7 +169,7 @@ struct LinearTransposedPairs {
       m += w[k] > 0;
     }
     *m_out = m;
-    double f = Prior(w, w0, lambda, g);
+    double f = LinearPrior(w, w0, lambda, K, g);
     Vec4d rs[kBlocks], hs[kBlocks], acc = Splat4(0.0);
     for (int blk = 0; blk < blocks; ++blk) {
       Vec4d lf;
@@ -246,19 +229,17 @@ struct LinearTransposedPairs {
 /// kLinearSimdMaxPairs pairs, else the row form (raw::SolveLinearUser). Scratch on the stack.
 template <int KM>
 inline void SolveLinearUserCpu(const raw::UserStepArgs& a, int64_t u) {
-  const int K = a.K;
-  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
-  if (n > kLinearSimdMaxPairs) {
+  const LinearRowPairs rows = raw::LinearPairsOf(a, u);
+  if (rows.n > kLinearSimdMaxPairs) {
     raw::SolveLinearUser<KM>(a, u);
     return;
   }
   LinearTransposedPairs<KM> pairs;
-  pairs.Load(a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n,
-             K);
+  pairs.Load(rows.q, rows.offset, rows.weight, rows.n, rows.K);
   double v[KM], gbuf[2][KM], Hbuf[2][KM * (KM + 1) / 2];
-  for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
+  raw::StartLatent(a, u, v);
   const SimplexSolveInfo info = SolveLinearSimplexWith<KM>(
-      pairs, K, a.prior, a.lambda, a.max_iter, a.tol, v, gbuf[0], gbuf[1], Hbuf[0], Hbuf[1]);
+      pairs, rows.K, a.prior, a.lambda, a.max_iter, a.tol, v, gbuf[0], gbuf[1], Hbuf[0], Hbuf[1]);
   raw::WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 

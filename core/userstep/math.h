@@ -10,7 +10,9 @@
 //  - mixture link: maximise sum_j c_j log sum_k w_k sigma(q_jk) + s sum_k w0_k log w_k over the
 //    simplex (MAP mixture weights under a Dirichlet pull of strength s to w0), by EM.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define PREFMIX_HOST_DEVICE __host__ __device__
@@ -205,17 +207,26 @@ PREFMIX_HOST_DEVICE inline void Posterior(double* l, int K, bool hard) {
   for (int k = 0; k < K; ++k) l[k] = exp(l[k] - m) / z;
 }
 
+/// The linear link's prior term -lambda/2 |w - w0|^2 (w0 null: the uniform 1/K), and, unless g
+/// is nullptr, the gradient's start g = -lambda (w - w0) (g: double* or Strided<double>).
+template <typename GP>
+PREFMIX_HOST_DEVICE inline double LinearPrior(const double* w, const float* w0, double lambda,
+                                              int K, GP g) {
+  double f = 0;
+  for (int k = 0; k < K; ++k) {
+    const double d = w[k] - (w0 ? w0[k] : 1.0 / K);
+    f -= 0.5 * lambda * d * d;
+    if constexpr (!std::is_same_v<GP, std::nullptr_t>) g[k] = -lambda * d;
+  }
+  return f;
+}
+
 /// Objective (and gradient when grad != null) of the linear link at w.
 PREFMIX_HOST_DEVICE inline double LinearObjective(const float* q, const float* offset,
                                                   const float* weight, int64_t n, int K,
                                                   const double* w, const float* w0, double lambda,
                                                   double* grad) {
-  double f = 0;
-  for (int k = 0; k < K; ++k) {
-    double d = w[k] - (w0 ? w0[k] : 1.0 / K);
-    f -= 0.5 * lambda * d * d;
-    if (grad) grad[k] = -lambda * d;
-  }
+  double f = grad ? LinearPrior(w, w0, lambda, K, grad) : LinearPrior(w, w0, lambda, K, nullptr);
   for (int64_t j = 0; j < n; ++j) {
     double c = weight ? weight[j] : 1.0;
     double x = offset ? offset[j] : 0.0;
@@ -229,17 +240,23 @@ PREFMIX_HOST_DEVICE inline double LinearObjective(const float* q, const float* o
   return f;
 }
 
-/// A Lipschitz bound of the linear link's gradient: L = 1/4 sum_j c_j |q_j|^2 + lambda (at
-/// least 1e-12); the step 1/L of its projected-gradient steps and KKT residual.
+/// The linear link's Lipschitz bound L = 1/4 sum_j c_j |q_j|^2 + lambda (at least 1e-12) from
+/// the sum S = sum_j c_j |q_j|^2; the step 1/L of its projected-gradient steps and KKT residual.
+PREFMIX_HOST_DEVICE inline double LinearLipschitzFromSum(double S, double lambda) {
+  const double L = 0.25 * S + lambda;
+  return L <= 1e-12 ? 1e-12 : L;
+}
+
+/// LinearLipschitzFromSum over a user's pairs, row-major q [n, K].
 PREFMIX_HOST_DEVICE inline double LinearLipschitz(const float* q, const float* weight, int64_t n,
                                                   int K, double lambda) {
-  double L = lambda;
+  double S = 0;
   for (int64_t j = 0; j < n; ++j) {
     double c = weight ? weight[j] : 1.0, s = 0;
     for (int k = 0; k < K; ++k) s += (double)q[j * K + k] * q[j * K + k];
-    L += 0.25 * c * s;
+    S += c * s;
   }
-  return L <= 1e-12 ? 1e-12 : L;
+  return LinearLipschitzFromSum(S, lambda);
 }
 
 /// Projected-gradient (KKT) residual on the simplex at w with gradient g (ascent) and step 1/L:
@@ -425,12 +442,7 @@ PREFMIX_HOST_DEVICE inline double LinearFullPass(const float* q, const float* of
   for (int k = 0; k < K; ++k)
     if (w[k] > 0) F[m++] = k;
   *m_out = m;
-  double f = 0;
-  for (int k = 0; k < K; ++k) {
-    const double dk = w[k] - (w0 ? w0[k] : 1.0 / K);
-    f -= 0.5 * lambda * dk * dk;
-    g[k] = -lambda * dk;
-  }
+  double f = LinearPrior(w, w0, lambda, K, g);
   for (int a = 0; a < m; ++a)
     for (int b = 0; b <= a; ++b) H[Tri(a, b)] = a == b ? lambda : 0.0;
       // Per pair: the margin x = b_j + w.q_j, then sigma and log sigma from one exp and one log,
@@ -541,16 +553,20 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(const Pairs& 
     // below kLinearEarlyEntry times the largest ascent off it, the face is not the solution's and
     // converging on it is wasted: the best coordinate off the face enters now (the branch below,
     // with no Newton step) instead of once the face is stationary.
+    // mean_f is also the face's multiplier estimate that the entering rule below reads.
     double mean_f = 0;
     for (int a = 0; a < m; ++a) mean_f += g[F[a]];
     mean_f /= (m > 0 ? m : 1);
-    double spread = 0, ascent = 0;
-    for (int a = 0; a < m; ++a)
-      spread = fabs(g[F[a]] - mean_f) > spread ? fabs(g[F[a]] - mean_f) : spread;
-    for (int k = 0; k < K; ++k)
-      if (w[k] <= 0 && g[k] - mean_f > ascent) ascent = g[k] - mean_f;
-    const bool early = early_left > 0 && ascent > 0 && spread < kLinearEarlyEntry * ascent;
-    early_left -= early ? 1 : 0;
+    bool early = false;
+    if (early_left > 0 && m < K) {  // a full face has no coordinate to let in
+      double spread = 0, ascent = 0;
+      for (int a = 0; a < m; ++a)
+        spread = fabs(g[F[a]] - mean_f) > spread ? fabs(g[F[a]] - mean_f) : spread;
+      for (int k = 0; k < K; ++k)
+        if (w[k] <= 0 && g[k] - mean_f > ascent) ascent = g[k] - mean_f;
+      early = ascent > 0 && spread < kLinearEarlyEntry * ascent;
+      early_left -= early ? 1 : 0;
+    }
     double slope = 0, dmax = 0;
     if (!early) {
       // A relative ridge keeps the factorisation finite where saturated margins leave A
@@ -586,14 +602,11 @@ PREFMIX_HOST_DEVICE inline SimplexSolveInfo SolveLinearSimplexWith(const Pairs& 
     } else if (early || m <= 1 || dmax < 1e-14 || slope <= 1e-15 * (1.0 + fabs(f))) {
       // Early entry, or the face is stationary (the Newton step would gain less than f's
       // rounding): let the best coordinate off the face enter (KKT: g_k <= nu).
-      double mult = 0;
-      for (int a = 0; a < m; ++a) mult += g[F[a]];
-      mult /= (m > 0 ? m : 1);
       int enter = -1;
       double best = 0;
       for (int k = 0; k < K; ++k)
-        if (w[k] <= 0 && g[k] - mult > best) {
-          best = g[k] - mult;
+        if (w[k] <= 0 && g[k] - mean_f > best) {
+          best = g[k] - mean_f;
           enter = k;
         }
       if (enter < 0) break;  // KKT holds up to rounding

@@ -7,8 +7,10 @@
 namespace prefmix::cpu {
 
 /// Solves every user of a linear-link problem (OpenMP over users), with the build the CPU
-/// supports: x86-64-v3 where it has AVX2 and FMA, unless the environment variable
-/// PREFMIX_CPU_ISA is "base" (the baseline build everywhere; tests compare the two).
+/// supports: x86-64-v3 where it has AVX2 and FMA. The environment variable PREFMIX_CPU_ISA
+/// overrides: "base" (the baseline build everywhere; tests compare the two), "x86-64-v3", or
+/// "auto" (the default); any other value, or x86-64-v3 on a CPU without it, throws
+/// prefmix::Error naming the variable and value.
 void SolveLinearUsers(const raw::UserStepArgs& a);
 
 /// The build SolveLinearUsers runs on this machine: "x86-64-v3" or "base".

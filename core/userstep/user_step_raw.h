@@ -82,16 +82,26 @@ PREFMIX_HOST_DEVICE inline void SolveLoglikUser(const UserStepArgs& a, int64_t u
   WriteUser(a, u, v, m + log(z), 0.0, 0);
 }
 
+/// User u's pairs as the linear solver's row-form policy reads them.
+PREFMIX_HOST_DEVICE inline math::LinearRowPairs LinearPairsOf(const UserStepArgs& a, int64_t u) {
+  const int64_t b = a.offsets[u];
+  return math::LinearRowPairs{a.q + b * a.K, a.offset ? a.offset + b : nullptr,
+                              a.weight ? a.weight + b : nullptr, a.offsets[u + 1] - b, a.K};
+}
+
+/// User u's start: the given init row, or the simplex's centre.
+PREFMIX_HOST_DEVICE inline void StartLatent(const UserStepArgs& a, int64_t u, double* v) {
+  for (int k = 0; k < a.K; ++k) v[k] = a.init ? a.init[u * a.K + k] : 1.0 / a.K;
+}
+
 /// The linear link for user u, with scratch arrays of capacity KM >= K.
 template <int KM>
 PREFMIX_HOST_DEVICE inline void SolveLinearUser(const UserStepArgs& a, int64_t u) {
-  const int K = a.K;
-  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
+  const math::LinearRowPairs p = LinearPairsOf(a, u);
   double v[KM];
-  for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
+  StartLatent(a, u, v);
   const math::SimplexSolveInfo info = math::SolveLinearSimplex<KM>(
-      a.q + b * K, a.offset ? a.offset + b : nullptr, a.weight ? a.weight + b : nullptr, n, K,
-      a.prior, a.lambda, a.max_iter, a.tol, v);
+      p.q, p.offset, p.weight, p.n, p.K, a.prior, a.lambda, a.max_iter, a.tol, v);
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 
@@ -101,14 +111,10 @@ PREFMIX_HOST_DEVICE inline void SolveLinearUser(const UserStepArgs& a, int64_t u
 template <int KM, typename GP, typename HP>
 PREFMIX_HOST_DEVICE inline void SolveLinearUserWith(const UserStepArgs& a, int64_t u, GP g0, GP g1,
                                                     HP H0, HP H1) {
-  const int K = a.K;
-  const int64_t b = a.offsets[u], n = a.offsets[u + 1] - b;
   double v[KM];
-  for (int k = 0; k < K; ++k) v[k] = a.init ? a.init[u * K + k] : 1.0 / K;
-  const math::LinearRowPairs pairs{a.q + b * K, a.offset ? a.offset + b : nullptr,
-                                   a.weight ? a.weight + b : nullptr, n, K};
+  StartLatent(a, u, v);
   const math::SimplexSolveInfo info = math::SolveLinearSimplexWith<KM>(
-      pairs, K, a.prior, a.lambda, a.max_iter, a.tol, v, g0, g1, H0, H1);
+      LinearPairsOf(a, u), a.K, a.prior, a.lambda, a.max_iter, a.tol, v, g0, g1, H0, H1);
   WriteUser(a, u, v, info.objective, info.residual, info.iterations);
 }
 

@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "core/userstep/linear_cpu.h"
 #include "core/userstep/math.h"
@@ -178,6 +180,27 @@ UserStepProblem LoopProblem(int K, int n_users, uint64_t seed) {
   p.offset.resize(p.n_pairs());
   for (auto& b : p.offset) b = static_cast<float>(0.5 * rng.Normal());
   return p;
+}
+
+TEST(LinearCpuTest, UnknownIsaNamesAreRefusedNotTakenAsAuto) {
+  UserStepProblem p = LoopProblem(4, 20, 3);
+  p.lambda = 0.2;
+  UserStepOptions o;
+  for (const char* v : {"avx512", "Base", "v3"}) {
+    setenv("PREFMIX_CPU_ISA", v, 1);
+    try {
+      RunUserStep(UserStepLink::kLinear, p, o);
+      ADD_FAILURE() << "PREFMIX_CPU_ISA=" << v << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("PREFMIX_CPU_ISA=") + v), std::string::npos)
+          << e.what();
+    }
+  }
+  for (const char* v : {"auto", "", "base"}) {
+    setenv("PREFMIX_CPU_ISA", v, 1);
+    EXPECT_NO_THROW(RunUserStep(UserStepLink::kLinear, p, o)) << v;
+  }
+  unsetenv("PREFMIX_CPU_ISA");
 }
 
 TEST(LinearCpuTest, CpuLoopIsTheRowSolverInBothBuilds) {
