@@ -25,7 +25,8 @@ def version():
 
 
 class BuildWithCMake(build_py):
-    """Builds the _prefmix target with CMake, then copies it beside the Python files."""
+    """Builds the _prefmix target with CMake, then copies it (and the LibTorch module it loads on
+    demand) beside the Python files."""
 
     def run(self):
         build = os.environ.get("PREFMIX_BUILD_DIR", os.path.join(HERE, "build"))
@@ -40,6 +41,11 @@ class BuildWithCMake(build_py):
         target = os.path.join(self.build_lib, "prefmix")
         os.makedirs(target, exist_ok=True)
         shutil.copy2(built[0], target)
+        # The LibTorch module, loaded beside _prefmix when a torch family is first used.
+        torch_module = os.path.join(build, "python", "prefmix", "libprefmix_torch.so")
+        if not os.path.exists(torch_module):
+            raise RuntimeError(f"no {torch_module} after the build")
+        shutil.copy2(torch_module, target)
 
 
 class BinaryDistribution(Distribution):

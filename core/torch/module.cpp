@@ -23,13 +23,27 @@ std::recursive_mutex& Mutex() {
 }
 bool g_loaded = false;
 
-std::string ExeDir() {
+std::string DirOf(const std::string& p) {
+  const auto slash = p.rfind('/');
+  return slash == std::string::npos ? "." : p.substr(0, slash);
+}
+
+/// The directory of the file that holds this code: the executable (the CLI), or the shared object
+/// it was linked into (the Python module, _prefmix*.so, which carries the LibTorch module beside
+/// it).
+std::string CodeDir() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&ProvideRaw), &info) && info.dli_fname &&
+      info.dli_fname[0] == '/') {
+    const std::string f = info.dli_fname, base = f.substr(f.rfind('/') + 1);
+    const bool shared_object = (base.size() > 3 && base.compare(base.size() - 3, 3, ".so") == 0) ||
+                               base.find(".so.") != std::string::npos;
+    if (shared_object) return DirOf(f);
+  }
   char buf[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n <= 0) return ".";
-  std::string p(buf, static_cast<size_t>(n));
-  const auto slash = p.rfind('/');
-  return slash == std::string::npos ? "." : p.substr(0, slash);
+  return DirOf(std::string(buf, static_cast<size_t>(n)));
 }
 
 }  // namespace
@@ -52,7 +66,7 @@ bool Loaded() {
 
 std::string ModulePath() {
   if (const char* env = std::getenv("PREFMIX_TORCH_MODULE"); env && *env) return env;
-  return ExeDir() + "/libprefmix_torch.so";
+  return CodeDir() + "/libprefmix_torch.so";
 }
 
 AnyFn NeedRaw(const char* name, const char* user) {

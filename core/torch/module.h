@@ -7,8 +7,9 @@
 //
 // The module publishes its entry points by name from static initialisers (Provide); the code in
 // the core library asks for one with Need, which loads the module on first use. Where the module's
-// objects are linked in statically (the tests, the benches, the Python module), the entry points
-// are provided at start-up and nothing is loaded.
+// objects are linked in statically (the tests, the benches), the entry points are provided at
+// start-up and nothing is loaded. The Python module loads it as the CLI does: python/prefmix
+// imports _prefmix with RTLD_GLOBAL so that the module's references to prefmix resolve there.
 //
 // This file does not include LibTorch (the rest of core/torch does, and is part of the module).
 #include <string>
@@ -29,7 +30,8 @@ bool Provided(const char* name);
 /// True once the module was loaded with dlopen (never where its objects are linked in).
 bool Loaded();
 /// The path the module is loaded from: $PREFMIX_TORCH_MODULE when set, else libprefmix_torch.so
-/// beside the running executable.
+/// beside the file holding prefmix's code: the running executable (the CLI), or the Python
+/// module's _prefmix*.so.
 std::string ModulePath();
 
 template <class F>

@@ -16,6 +16,7 @@ with h5py alone.
 import json as _json
 import logging as _logging
 import os as _os
+import sys as _sys
 
 # OpenMP workers that wait passively do not take the core the thread they wait for needs (two
 # threads would otherwise lose to one on a shared machine). libgomp reads this once, when it is
@@ -26,11 +27,18 @@ import numpy as _np
 
 from . import schema  # noqa: F401  (pure Python: usable without the compiled part)
 
+# _prefmix's symbols are made global so that the LibTorch module (libprefmix_torch.so beside it),
+# which _prefmix loads when a torch family (bt-mlp, pal-a, pal-b, vpl) is first used, resolves
+# its references to prefmix there; `import prefmix` itself does not load LibTorch.
+_dlopen_flags = _sys.getdlopenflags()
+_sys.setdlopenflags(_dlopen_flags | _os.RTLD_GLOBAL)
 try:
     from . import _prefmix as _core
 except ImportError as _e:  # pragma: no cover - reported on use
     _core = None
     _import_error = _e
+finally:
+    _sys.setdlopenflags(_dlopen_flags)
 
 _log = _logging.getLogger("prefmix")  # quiet unless the application configures logging
 

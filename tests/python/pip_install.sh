@@ -18,5 +18,8 @@ assert prefmix.__file__.startswith(__import__("sys").prefix), prefmix.__file__
 rng = np.random.default_rng(0)
 ds = prefmix.Dataset.from_arrays(rng.standard_normal((20, 4)), [0, 1, 2], [3, 4, 5], [0, 1, 1])
 m = prefmix.Model("bt", epochs=3).fit(ds)
-print("installed prefmix", prefmix.__version__, "from", prefmix.__file__, m)
+# A torch family: the installed package carries the LibTorch module it loads on demand.
+p = prefmix.Model("pal-b", k=2, epochs=2).fit(ds)
+assert p.fitted
+print("installed prefmix", prefmix.__version__, "from", prefmix.__file__, m, p)
 PY

@@ -197,6 +197,28 @@ class ApiTest(unittest.TestCase):
             prefmix.fairness(self.ds, "bt", by=["nonexistent"])
         self.assertIn("nonexistent", str(e.exception))
 
+    def test_libtorch_loads_only_when_a_torch_family_is_used(self):
+        # A fresh interpreter: `import prefmix` and a bt (linear) fit map no LibTorch; a pal-b fit
+        # loads the module beside _prefmix and trains.
+        code = """
+import numpy as np, prefmix
+def torch_mapped():
+    return any("libtorch" in line or "libprefmix_torch" in line for line in open("/proc/self/maps"))
+rng = np.random.default_rng(0)
+ds = prefmix.Dataset.from_arrays(rng.standard_normal((30, 4)), list(range(0, 20)),
+                                 list(range(10, 30)), [i % 4 for i in range(20)])
+print("import", torch_mapped())
+prefmix.Model("bt", epochs=3).fit(ds)
+print("bt", torch_mapped())
+m = prefmix.Model("pal-b", k=2, epochs=2).fit(ds)
+print("pal-b", torch_mapped(), m.fitted)
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.split("\n")[:3],
+                         ["import False", "bt False", "pal-b True True"], out.stdout)
+
     def test_ctrl_c_stops_a_long_fit(self):
         import signal
         import threading
