@@ -483,17 +483,25 @@ double AdjustedRandIndex(const std::vector<int>& a, const std::vector<int>& b) {
   return (sc - expected) / (max_index - expected);
 }
 
-double LargestClusterShare(const RowMatrixF& gamma, const UserPairs& index) {
-  const int K = static_cast<int>(gamma.cols());
-  std::vector<int64_t> count(K, 0);
-  int64_t n = 0;
+std::vector<int> HardAssignments(const RowMatrixF& gamma, const UserPairs& index) {
+  std::vector<int> z(index.n_users, -1);
   for (int64_t u = 0; u < index.n_users; ++u) {
     if (index.offsets[u + 1] == index.offsets[u]) continue;
     Eigen::Index k = 0;
     gamma.row(u).maxCoeff(&k);
-    ++count[k];
-    ++n;
+    z[u] = static_cast<int>(k);
   }
+  return z;
+}
+
+double LargestClusterShare(const RowMatrixF& gamma, const UserPairs& index) {
+  std::vector<int64_t> count(gamma.cols(), 0);
+  int64_t n = 0;
+  for (int k : HardAssignments(gamma, index))
+    if (k >= 0) {
+      ++count[k];
+      ++n;
+    }
   if (n == 0) return 1.0;
   return static_cast<double>(*std::max_element(count.begin(), count.end())) / n;
 }
@@ -761,13 +769,7 @@ class EmBtModel : public Model, public MultiHeadModel {
   /// by each user attribute (and by planted group on synthetic data).
   Json ClusterReport(const Dataset& ds, const PairSet& pairs, const UserPairs& ix,
                      const RowMatrixF& gamma) const {
-    std::vector<int> z(ds.n_users(), -1);
-    for (int64_t u = 0; u < ds.n_users(); ++u) {
-      if (ix.offsets[u + 1] == ix.offsets[u]) continue;
-      Eigen::Index k = 0;
-      gamma.row(u).maxCoeff(&k);
-      z[u] = static_cast<int>(k);
-    }
+    const std::vector<int> z = HardAssignments(gamma, ix);
     std::vector<double> p = PredictProb(ds, pairs, gamma);
     std::vector<double> hit(K_, 0), np(K_, 0);
     for (size_t j = 0; j < pairs.size(); ++j) {

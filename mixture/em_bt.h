@@ -56,6 +56,9 @@ struct UserPairs {
 /// Groups the pairs by user (pairs' user values must lie in [0, n_users)).
 UserPairs GroupByUser(const PairSet& pairs, int64_t n_users);
 
+/// Each user's component by the largest responsibility (argmax of gamma's row); -1 for users
+/// without pairs in `index`.
+std::vector<int> HardAssignments(const RowMatrixF& gamma, const UserPairs& index);
 /// Share of the users with pairs whose most probable component (argmax gamma) is the most common
 /// one: 1 when every user sits in one component.
 double LargestClusterShare(const RowMatrixF& gamma, const UserPairs& index);
