@@ -219,6 +219,17 @@ print("pal-b", torch_mapped(), m.fitted)
         self.assertEqual(out.stdout.split("\n")[:3],
                          ["import False", "bt False", "pal-b True True"], out.stdout)
 
+    def test_the_module_exports_prefmix_symbols_only(self):
+        # _prefmix is imported with RTLD_GLOBAL (for the LibTorch module): its Eigen, Boost and
+        # standard-library instantiations must stay local (python/src/exports.map).
+        import glob
+        so = glob.glob(os.path.join(os.path.dirname(prefmix.__file__), "_prefmix*.so"))[0]
+        out = subprocess.run(["nm", "-D", "--defined-only", "-C", so], capture_output=True,
+                             text=True, check=True).stdout
+        names = [line.split(" ", 2)[2] for line in out.splitlines() if line.count(" ") >= 2]
+        self.assertIn("PyInit__prefmix", names)
+        self.assertEqual([n for n in names if "prefmix" not in n], [])
+
     def test_ctrl_c_stops_a_long_fit(self):
         import signal
         import threading
