@@ -33,8 +33,7 @@ class MlpBtNet : public BtNet {
     const int64_t batch = c_.batch > 0 ? c_.batch : tr.n;
     torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
     torch::Tensor va_idx = valid ? torch::arange(va.n, torch::kLong) : torch::Tensor();
-    EarlyStopping stop(c_.patience);
-    std::vector<torch::Tensor> best_state;
+    torchglue::BestParameters best(c_.patience);
     torch::Generator gen = at::detail::createCPUGenerator(c_.seed + kBtBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -54,18 +53,14 @@ class MlpBtNet : public BtNet {
       double v = Loss(net_->forward(E).reshape({-1}), va, va_idx).item<double>();
       PREFMIX_CHECK_INPUT(std::isfinite(v), "bt: training diverged (validation loss ", v,
                           " at epoch ", ep, "); lower --lr");
-      if (stop.Better(v, ep)) {
-        if (best_epoch) *best_epoch = ep;
-        best_state = torchglue::Snapshot(net_->parameters());
-      } else if (stop.Stop()) {
-        break;
-      }
+      if (best.Offer(v, ep, net_->parameters())) break;
     }
-    if (valid && !best_state.empty()) torchglue::Restore(net_->parameters(), best_state);
+    best.RestoreBest(net_->parameters());
+    if (best_epoch && best.best_epoch() > 0) *best_epoch = best.best_epoch();
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "bt: training diverged (non-finite parameters); lower --lr");
-    return stop.best();
+    return best.best();
   }
 
   Eigen::VectorXf Rewards(const Dataset& ds) const override {

@@ -244,8 +244,7 @@ PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const Pair
   ScopedThreads threads(ThreadsForStepFlops(StepFlops(ds, c, batch)));
   torch::Generator gen = at::detail::createCPUGenerator(c.seed + kBatchOrderStream);
   torch::Tensor all = torch::arange(tr.n, torch::kLong);
-  EarlyStopping stop(c.patience);
-  std::vector<torch::Tensor> best_state;
+  torchglue::BestParameters best(c.patience);
   int ep = 0;
   for (ep = 1; ep <= c.epochs; ++ep) {
     ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -260,17 +259,12 @@ PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const Pair
       opt.step();
     }
     if (!has_valid) continue;
-    const double v = net.EvalLoss(va);
-    if (stop.Better(v, ep)) {
-      best_state = torchglue::Snapshot(net.Parameters());
-    } else if (stop.Stop()) {
-      break;
-    }
+    if (best.Offer(net.EvalLoss(va), ep, net.Parameters())) break;
   }
-  if (has_valid && !best_state.empty()) torchglue::Restore(net.Parameters(), best_state);
+  best.RestoreBest(net.Parameters());
   PalTrainResult r = net.Export(ds, train);
-  r.best_valid = has_valid ? stop.best() : std::numeric_limits<double>::quiet_NaN();
-  r.best_epoch = has_valid ? stop.best_epoch() : std::min(ep, c.epochs);
+  r.best_valid = has_valid ? best.best() : std::numeric_limits<double>::quiet_NaN();
+  r.best_epoch = has_valid ? best.best_epoch() : std::min(ep, c.epochs);
   return r;
 }
 

@@ -747,9 +747,8 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     const std::vector<ContextSet> va_ctx =
         va ? UserContextSets(tr, ds.n_users(), kMaxContext) : std::vector<ContextSet>();
     const double beta = Beta();
-    EarlyStopping stop(options_.Int("patience"));
+    torchglue::BestParameters best(options_.Int("patience"));
     int64_t step = 0;
-    std::vector<torch::Tensor> best_state;
     torch::Generator gen = at::detail::createCPUGenerator(options_.seed + kBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -779,19 +778,15 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       const double v = LogLoss(PredictProb(ds, *va, Encode(ds, va_ctx).mu), va->label);
       PREFMIX_CHECK_INPUT(std::isfinite(v), "vpl: training diverged (validation loss ", v,
                           " at epoch ", ep, "); lower --lr");
-      if (stop.Better(v, ep)) {
-        if (best_epoch) *best_epoch = ep;
-        best_state = torchglue::Snapshot(net_->parameters());
-      } else if (stop.Stop()) {
-        break;
-      }
+      if (best.Offer(v, ep, net_->parameters())) break;
     }
-    if (va && !best_state.empty()) torchglue::Restore(net_->parameters(), best_state);
+    best.RestoreBest(net_->parameters());
+    if (best_epoch && best.best_epoch() > 0) *best_epoch = best.best_epoch();
     net_->eval();
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "vpl: training diverged (non-finite parameters); lower --lr");
-    return stop.best();
+    return best.best();
   }
 
   VplNet net_{nullptr};

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/io/dataset.h"
+#include "core/model/fit.h"
 
 namespace prefmix::torchglue {
 
@@ -26,5 +27,31 @@ std::vector<torch::Tensor> Snapshot(const std::vector<torch::Tensor>& params);
 void Restore(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& snapshot);
 /// A tensor of one or two dimensions as a float32 matrix (a vector becomes one column).
 RowMatrixF ToMatrix(const torch::Tensor& t);
+
+/// Early stopping over a net's parameters (EarlyStopping, core/model/fit.h): after each epoch,
+/// Offer its validation loss; the parameters are copied when it is the best so far.
+class BestParameters {
+ public:
+  explicit BestParameters(int patience) : stop_(patience) {}
+  /// Epoch `epoch`'s validation loss (epochs from 1); true when patience has run out.
+  bool Offer(double loss, int epoch, const std::vector<torch::Tensor>& params) {
+    if (stop_.Better(loss, epoch)) {
+      best_ = Snapshot(params);
+      return false;
+    }
+    return stop_.Stop();
+  }
+  /// Puts the best epoch's copy back (nothing when no epoch was offered).
+  void RestoreBest(const std::vector<torch::Tensor>& params) const {
+    if (!best_.empty()) Restore(params, best_);
+  }
+  double best() const { return stop_.best(); }
+  /// The best epoch, 0 before any was offered.
+  int best_epoch() const { return stop_.best_epoch(); }
+
+ private:
+  EarlyStopping stop_;
+  std::vector<torch::Tensor> best_;
+};
 
 }  // namespace prefmix::torchglue
