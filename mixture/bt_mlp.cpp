@@ -33,7 +33,7 @@ class MlpBtNet : public BtNet {
     const int64_t batch = c_.batch > 0 ? c_.batch : tr.n;
     torch::Tensor all_idx = torch::arange(tr.n, torch::kLong);
     torch::Tensor va_idx = valid ? torch::arange(va.n, torch::kLong) : torch::Tensor();
-    torchglue::BestParameters best(c_.patience);
+    torchglue::BestParameters<EarlyStopping> best{EarlyStopping(c_.patience)};
     torch::Generator gen = at::detail::createCPUGenerator(c_.seed + kBtBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
       ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -56,11 +56,11 @@ class MlpBtNet : public BtNet {
       if (best.Offer(v, ep, net_->parameters())) break;
     }
     best.RestoreBest(net_->parameters());
-    if (best_epoch && best.best_epoch() > 0) *best_epoch = best.best_epoch();
+    if (best_epoch && best.rule().best_epoch() > 0) *best_epoch = best.rule().best_epoch();
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "bt: training diverged (non-finite parameters); lower --lr");
-    return best.best();
+    return best.rule().best();
   }
 
   Eigen::VectorXf Rewards(const Dataset& ds) const override {

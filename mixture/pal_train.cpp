@@ -244,7 +244,7 @@ PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const Pair
   ScopedThreads threads(ThreadsForStepFlops(StepFlops(ds, c, batch)));
   torch::Generator gen = at::detail::createCPUGenerator(c.seed + kBatchOrderStream);
   torch::Tensor all = torch::arange(tr.n, torch::kLong);
-  torchglue::BestParameters best(c.patience);
+  torchglue::BestParameters<EarlyStopping> best{EarlyStopping(c.patience)};
   int ep = 0;
   for (ep = 1; ep <= c.epochs; ++ep) {
     ThrowIfCancelled();  // Python's Ctrl-C: stop within an epoch
@@ -263,8 +263,8 @@ PalTrainResult TrainPalTorch(const Dataset& ds, const PairSet& train, const Pair
   }
   best.RestoreBest(net.Parameters());
   PalTrainResult r = net.Export(ds, train);
-  r.best_valid = has_valid ? best.best() : std::numeric_limits<double>::quiet_NaN();
-  r.best_epoch = has_valid ? best.best_epoch() : std::min(ep, c.epochs);
+  r.best_valid = has_valid ? best.rule().best() : std::numeric_limits<double>::quiet_NaN();
+  r.best_epoch = has_valid ? best.rule().best_epoch() : std::min(ep, c.epochs);
   return r;
 }
 

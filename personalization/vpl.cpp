@@ -747,7 +747,7 @@ class VplModel : public Model, public AmortizedPosteriorModel {
     const std::vector<ContextSet> va_ctx =
         va ? UserContextSets(tr, ds.n_users(), kMaxContext) : std::vector<ContextSet>();
     const double beta = Beta();
-    torchglue::BestParameters best(options_.Int("patience"));
+    torchglue::BestParameters<EarlyStopping> best{EarlyStopping(options_.Int("patience"))};
     int64_t step = 0;
     torch::Generator gen = at::detail::createCPUGenerator(options_.seed + kBatchOrderStream);
     for (int ep = 1; ep <= epochs; ++ep) {
@@ -781,12 +781,12 @@ class VplModel : public Model, public AmortizedPosteriorModel {
       if (best.Offer(v, ep, net_->parameters())) break;
     }
     best.RestoreBest(net_->parameters());
-    if (best_epoch && best.best_epoch() > 0) *best_epoch = best.best_epoch();
+    if (best_epoch && best.rule().best_epoch() > 0) *best_epoch = best.rule().best_epoch();
     net_->eval();
     for (const auto& p : net_->parameters())
       PREFMIX_CHECK_INPUT(torch::isfinite(p).all().item<bool>(),
                           "vpl: training diverged (non-finite parameters); lower --lr");
-    return best.best();
+    return best.rule().best();
   }
 
   VplNet net_{nullptr};

@@ -3,8 +3,10 @@
 // and out. Only those families include this room; the rest of prefmix never sees LibTorch.
 #include <torch/torch.h>
 
+#include <utility>
+#include <vector>
+
 #include "core/io/dataset.h"
-#include "core/model/fit.h"
 
 namespace prefmix::torchglue {
 
@@ -28,29 +30,30 @@ void Restore(const std::vector<torch::Tensor>& params, const std::vector<torch::
 /// A tensor of one or two dimensions as a float32 matrix (a vector becomes one column).
 RowMatrixF ToMatrix(const torch::Tensor& t);
 
-/// Early stopping over a net's parameters (EarlyStopping, core/model/fit.h): after each epoch,
-/// Offer its validation loss; the parameters are copied when it is the best so far.
+/// A net's parameters at the best epoch of an early-stopping rule: after each epoch, Offer its
+/// validation loss; the parameters are copied when the rule calls it the best so far. `Rule` has
+/// Better(loss, epoch) and Stop() (EarlyStopping, core/model/fit.h, which this layer does not
+/// include).
+template <class Rule>
 class BestParameters {
  public:
-  explicit BestParameters(int patience) : stop_(patience) {}
-  /// Epoch `epoch`'s validation loss (epochs from 1); true when patience has run out.
+  explicit BestParameters(Rule rule) : rule_(std::move(rule)) {}
+  /// Epoch `epoch`'s validation loss (epochs from 1); true when the rule says stop.
   bool Offer(double loss, int epoch, const std::vector<torch::Tensor>& params) {
-    if (stop_.Better(loss, epoch)) {
+    if (rule_.Better(loss, epoch)) {
       best_ = Snapshot(params);
       return false;
     }
-    return stop_.Stop();
+    return rule_.Stop();
   }
   /// Puts the best epoch's copy back (nothing when no epoch was offered).
   void RestoreBest(const std::vector<torch::Tensor>& params) const {
     if (!best_.empty()) Restore(params, best_);
   }
-  double best() const { return stop_.best(); }
-  /// The best epoch, 0 before any was offered.
-  int best_epoch() const { return stop_.best_epoch(); }
+  const Rule& rule() const { return rule_; }
 
  private:
-  EarlyStopping stop_;
+  Rule rule_;
   std::vector<torch::Tensor> best_;
 };
 
